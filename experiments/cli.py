@@ -1,0 +1,150 @@
+"""The `beliefgeo` command line: argument parsing, dispatch, and the exit-code contract.
+
+Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 1 unexpected failure.
+Heavy modules are imported inside each command so `beliefgeo --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hmm.errors import InvalidInput
+
+PHASE_RUNS_DEFAULT = "transformer:relu,transformer:gelu,rnn:tanh,rnn:sigmoid,rnn:relu"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error, to keep the exit-2 contract."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(float(text)) if "e" in text.lower() else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative; give a count >= 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="beliefgeo", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("processes", help="list the built-in processes and their parameters")
+
+    p = sub.add_parser("fractal", help="ground-truth belief geometry of a process: PNG + JSON")
+    p.add_argument("process", help="built-in name, name:key=value,..., or a spec .json path")
+    p.add_argument("--depth", type=_positive_int, default=None, help="mixed-state depth (default: sized to the process)")
+    p.add_argument("--points", type=_positive_int, default=100_000, help="chaos-game points")
+    p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("train", help="train a transformer or RNN on sequences from a process")
+    p.add_argument("process")
+    p.add_argument("--arch", choices=["transformer", "rnn"], default=None)
+    p.add_argument("--act-fn", default=None, help="transformer: relu|gelu|silu; rnn: tanh|sigmoid|relu")
+    p.add_argument("--tokens", type=_positive_int, default=None, help="training tokens (recipe default otherwise)")
+    p.add_argument("--seed", type=_non_negative_int, default=None)
+    p.add_argument("--config", default=None, help="recipe name (default, paper) or a recipe .json file")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+
+    p = sub.add_parser("probe", help="linear belief probes on every checkpoint of a run")
+    p.add_argument("run", type=Path)
+    p.add_argument("--last", action="store_true", help="probe only the newest checkpoint")
+    p.add_argument("--hooks", default=None, help="comma-separated hook names (default: every residual hook)")
+
+    p = sub.add_parser("phases", help="Jacobian phase diagnostics on every checkpoint of a run")
+    p.add_argument("run", type=Path)
+
+    p = sub.add_parser("report", help="write RUN/report.html (self-contained)")
+    p.add_argument("run", type=Path)
+
+    p = sub.add_parser("reproduce", help="train -> probe -> phases -> report for mess3 or rrxor")
+    p.add_argument("study", choices=["mess3", "rrxor"])
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--tokens", type=_positive_int, default=None)
+
+    p = sub.add_parser("probe-hmm", help="the full pipeline for a user's HMM spec file")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--tokens", type=_positive_int, default=None)
+
+    p = sub.add_parser("compare-phases", help="train several architectures and compare their phases")
+    p.add_argument("process")
+    p.add_argument("--runs", default=PHASE_RUNS_DEFAULT, help="comma-separated arch:act-fn pairs")
+    p.add_argument("--tokens", type=_positive_int, default=None)
+    p.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    if args.command in ("processes", "fractal"):
+        from experiments import fractal
+
+        if args.command == "processes":
+            print(fractal.describe_processes())
+        else:
+            fractal.render_fractal(args.process, depth=args.depth, points=args.points, out=args.out)
+    elif args.command == "train":
+        from models.training import train_run
+
+        train_run(
+            args.process, out=args.out, arch=args.arch, act_fn=args.act_fn, tokens=args.tokens,
+            seed=args.seed, config=args.config, resume=args.resume,
+        )
+    elif args.command == "probe":
+        from probes.belief_study import probe_run
+
+        hooks = args.hooks.split(",") if args.hooks else None
+        probe_run(args.run, last=args.last, hooks=hooks)
+    elif args.command == "phases":
+        from probes.phase_study import phases_run
+
+        phases_run(args.run)
+    elif args.command == "report":
+        from experiments.report import write_report
+
+        print(write_report(args.run))
+    elif args.command == "reproduce":
+        from experiments.pipeline import reproduce
+
+        reproduce(args.study, out=args.out, tokens=args.tokens)
+    elif args.command == "probe-hmm":
+        from experiments.pipeline import probe_hmm
+
+        probe_hmm(args.spec, out=args.out, tokens=args.tokens)
+    elif args.command == "compare-phases":
+        from experiments.compare import compare_phases
+
+        compare_phases(args.process, runs=args.runs, out=args.out, tokens=args.tokens)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _dispatch(args)
+    except InvalidInput as exc:
+        print(f"beliefgeo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("beliefgeo: interrupted; completed checkpoints and files are intact", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""(file map filled in by the package owner)"""
