@@ -1,1 +1,22 @@
-"""(file map filled in by the package owner)"""
+"""hmm — hidden Markov processes and their exact belief geometry (imports nothing else of ours).
+
+File map:
+    errors.py       InvalidInput, the one bad-input exception for every layer (a ValueError)
+    process.py      HMM: validation, sampling, predictive (the one belief update), beliefs, log_prob
+    builtins.py     built-ins (mess3, rrxor, z1r, even, golden_mean, random) and their parameters
+    spec.py         load_process (name, name:key=value, JSON file), JSON spec schema, save_process
+    msp.py          mixed-state presentation as breadth-first arrays, enumerate, belief dedup
+    information.py  entropy, optimal loss by position, entropy rate, statistical complexity
+    fractal.py      chaos game and box-counting dimension of the belief attractor
+    plots.py        simplex projection, belief colours, simplex scatter plot (matplotlib)
+"""
+
+from hmm.builtins import BUILTINS
+from hmm.errors import InvalidInput
+from hmm.msp import MixedStatePresentation
+from hmm.process import HMM
+from hmm.spec import load_process, save_process
+
+__all__ = [
+    "BUILTINS", "HMM", "InvalidInput", "MixedStatePresentation", "load_process", "save_process",
+]

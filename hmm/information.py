@@ -1,0 +1,202 @@
+"""Information measures: optimal loss by position, entropy rate, statistical complexity.
+
+All in nats. The Bayes-optimal next-token loss at position t is the conditional block entropy
+H(X_t | X_<t) = sum over depth-t MSP nodes of P(prefix) H(predictive(belief)) (Crutchfield & Feldman
+2003, "Regularities unseen, randomness observed", h_mu(L)); it decreases to the entropy rate.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hmm.errors import InvalidInput
+from hmm.msp import expand_level, merge_beliefs
+
+if TYPE_CHECKING:
+    from hmm.process import HMM
+
+MAX_LEVEL_NODES = 2_000_000  # exact level-by-level work stops here (Mess3: depth 13)
+MERGE_DECIMALS = 12  # beliefs equal to 12 decimals are the same mixed state
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy in nats over the last axis, with 0 log 0 = 0: (..., K) -> (...)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(probs > 0, -probs * np.log(probs), 0.0)
+    return terms.sum(axis=-1)
+
+
+def conditional_entropies(
+    process: HMM, length: int, initial: np.ndarray | None = None, max_nodes: int = MAX_LEVEL_NODES
+) -> tuple[np.ndarray, int]:
+    """H(X_t | X_<t) for t = 0..length-1, exact while a level has <= max_nodes distinct beliefs.
+
+    Identical beliefs (to MERGE_DECIMALS) are merged at each level, so unifilar processes stay small
+    at any length. Returns (values (length,), exact_depth): positions >= exact_depth repeat the last
+    exact value (for a stationary start the sequence is non-increasing, so that is an upper bound).
+    """
+    beliefs = (process.initial if initial is None else initial).reshape(1, -1).copy()
+    probs = np.ones(1)
+    values = np.empty(length)
+    for t in range(length):
+        if len(probs) > max_nodes:
+            values[t:] = values[t - 1]
+            return values, t
+        values[t] = probs @ entropy(process.predictive(beliefs))
+        if t + 1 < length:
+            level = expand_level(process, beliefs, probs)
+            merged = merge_beliefs(level.beliefs, level.probs, MERGE_DECIMALS)
+            beliefs, probs = merged.beliefs, merged.probs
+    return values, length
+
+
+def optimal_loss(process: HMM, length: int) -> np.ndarray:
+    """Exact expected -log P(x_t | x_<t) under the process, t = 0..length-1: (length,) nats.
+
+    Position 0 is the entropy of the initial predictive. Exact (up to float rounding) while the
+    distinct beliefs at a depth number at most MAX_LEVEL_NODES (Mess3: positions 0..13); later
+    positions repeat the last exact value, with a RuntimeWarning if it had not yet converged.
+    """
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
+        raise InvalidInput(f"length must be a non-negative integer; got {length!r}")
+    values, exact = conditional_entropies(process, int(length))
+    if exact < length and exact >= 2 and abs(values[exact - 1] - values[exact - 2]) > 1e-9:
+        warnings.warn(
+            f"{process.name}: optimal_loss is exact for positions < {exact}; later positions "
+            "repeat "
+            f"position {exact - 1} (last change {abs(values[exact - 1] - values[exact - 2]):.2g} "
+            "nats)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return values
+
+
+def entropy_rate(process: HMM, tol: float = 1e-12, max_depth: int = 200) -> float:
+    """Entropy rate h (nats/symbol).
+
+    Unifilar presentations: exactly sum_i pi_i H(X | state i). Otherwise: H(X_t | X_<t) from the
+    stationary start at the deepest t computed (until successive values differ by < tol, or a level
+    exceeds MAX_LEVEL_NODES); this is an upper bound that converges to h from above (Mess3:
+    depth 13, within ~1e-9 of h).
+    """
+    pi = process.stationary if process.stationary is not None else process.initial
+    if process.is_unifilar():
+        emissions = process.T.sum(axis=2).T  # (S, V) P(x | state)
+        return float(pi @ entropy(emissions))
+    beliefs = pi.reshape(1, -1).copy()
+    probs = np.ones(1)
+    previous = np.inf
+    value = float(probs @ entropy(process.predictive(beliefs)))
+    for _ in range(max_depth):
+        if abs(previous - value) < tol:
+            break
+        level = expand_level(process, beliefs, probs)
+        if len(level.probs) > MAX_LEVEL_NODES:
+            break
+        merged = merge_beliefs(level.beliefs, level.probs, MERGE_DECIMALS)
+        beliefs, probs = merged.beliefs, merged.probs
+        previous, value = value, float(probs @ entropy(process.predictive(beliefs)))
+    return value
+
+
+@dataclass
+class CausalStates:
+    """Outcome of the statistical-complexity computation from the deduplicated MSP.
+
+    finite: the distinct beliefs closed under the belief update within `depth` levels.
+    value: C_mu = H(stationary distribution over the recurrent distinct beliefs), nats; None if not
+    finite. beliefs (K, S) / probs (K,): the recurrent mixed states (causal states) and their
+    stationary probabilities. n_transient: distinct beliefs visited only transiently. note: a
+    sentence for people.
+    """
+
+    finite: bool
+    value: float | None
+    beliefs: np.ndarray | None
+    probs: np.ndarray | None
+    n_transient: int | None
+    depth: int
+    note: str
+
+
+def statistical_complexity(
+    process: HMM, depth: int = 64, decimals: int = 9, max_states: int = 100_000
+) -> CausalStates:
+    """C_mu from the mixed states reached from the stationary belief, when they are finitely many.
+
+    Breadth-first over distinct beliefs (rounded to `decimals`); if no new belief appears within
+    `depth` levels, the mixed-state chain is finite: its recurrent class is the set of causal states
+    and C_mu is the entropy of its stationary distribution (Crutchfield 1994; Riechers & Crutchfield
+    2018). Otherwise reports that the MSP does not close at that depth (Mess3 never does).
+    """
+    pi = process.stationary if process.stationary is not None else process.initial
+    S = process.n_states
+    known = np.round(pi, decimals).reshape(1, S) + 0.0
+    reps = [pi.reshape(1, S)]
+    edges: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (from, to, prob)
+    frontier_idx = np.array([0])
+    frontier = pi.reshape(1, S)
+    for level_no in range(depth + 1):
+        if len(frontier) == 0:
+            break
+        if level_no == depth or len(known) > max_states:
+            return CausalStates(
+                False, None, None, None, None, level_no,
+                f"{process.name}: the mixed-state presentation is not finite at depth {level_no}: "
+                f"{len(known):,} distinct beliefs so far and {len(frontier):,} new ones at the "
+                "last "
+                "depth; statistical complexity is not available from a finite MSP",
+            )
+        joint = process.joint(frontier)  # (n, V, S)
+        cond = joint.sum(axis=2)
+        parents, symbols = np.nonzero(cond > 0)
+        children = joint[parents, symbols] / cond[parents, symbols][:, None]
+        keys = np.round(children, decimals) + 0.0
+        all_keys = np.concatenate([known, keys])
+        _, first, inverse = np.unique(all_keys, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        # map each unique key to an existing state index, or create a new one
+        n_known = len(known)
+        owner = np.full(len(first), -1, dtype=np.int64)
+        is_old = first < n_known
+        owner[is_old] = first[is_old]  # known rows are distinct and come first
+        new_keys = np.flatnonzero(~is_old)
+        owner[new_keys] = n_known + np.arange(len(new_keys))
+        child_state = owner[inverse[n_known:]]
+        edges.append((frontier_idx[parents], child_state, cond[parents, symbols]))
+        new_rows = first[new_keys] - n_known
+        known = np.concatenate([known, keys[new_rows]])
+        reps.append(children[new_rows])
+        frontier = children[new_rows]
+        frontier_idx = owner[new_keys]
+    K = len(known)
+    M = np.zeros((K, K))
+    for src, dst, prob in edges:
+        np.add.at(M, (src, dst), prob)
+    stationary = _chain_stationary(M)
+    beliefs = np.concatenate(reps)
+    recurrent = stationary > 1e-12
+    value = float(entropy(stationary[recurrent]))
+    return CausalStates(
+        True, value, beliefs[recurrent], stationary[recurrent], int((~recurrent).sum()), level_no,
+        f"{process.name}: finite mixed-state presentation with {int(recurrent.sum())} causal "
+        "states "
+        f"and {int((~recurrent).sum())} transient mixed states; C_mu = {value:.6f} nats",
+    )
+
+
+def _chain_stationary(M: np.ndarray) -> np.ndarray:
+    """Stationary distribution of a row-stochastic M reached from state 0 (Cesaro limit)."""
+    K = len(M)
+    A = np.vstack([M.T - np.eye(K), np.ones((1, K))])
+    rhs = np.zeros(K + 1)
+    rhs[-1] = 1.0
+    pi, *_ = np.linalg.lstsq(A, rhs, rcond=None)
+    pi = np.clip(pi, 0.0, None)
+    return pi / pi.sum()

@@ -1,0 +1,148 @@
+"""Process specifications: `load_process` (name, name:key=value, or JSON file) and the JSON schema.
+
+Schema (DESIGN.md section 2): {"name", "states": [...], "symbols": [...],
+"transitions": {symbol: [[P(emit symbol, go to j | in i) for j] for i]}, "initial": null | [...]}.
+Floats are written with repr, so save -> load gives the identical tensor.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hmm.builtins import BUILTINS, build_builtin
+from hmm.errors import InvalidInput
+from hmm.process import HMM
+
+
+def load_process(spec: str | Path | dict | HMM) -> HMM:
+    """A process from a built-in name ("mess3"), "name:key=value,...", a JSON spec path or dict."""
+    if isinstance(spec, HMM):
+        return spec
+    if isinstance(spec, dict):
+        return from_spec(spec)
+    if isinstance(spec, Path):
+        return _load_file(spec)
+    if not isinstance(spec, str) or not spec.strip():
+        raise InvalidInput(f"a process must be a name or a spec file path; got {spec!r}")
+    text = spec.strip()
+    name, _, params = text.partition(":")
+    if name in BUILTINS:
+        return build_builtin(name, _parse_params(name, params))
+    path = Path(text)
+    if path.suffix.lower() == ".json" or path.exists() or "/" in text:
+        return _load_file(path)
+    raise InvalidInput(
+        f"unknown process {name!r}; built-ins are {', '.join(BUILTINS)} (see `beliefgeo "
+        "processes`), "
+        "or give the path of a JSON spec file"
+    )
+
+
+def _parse_params(name: str, text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise InvalidInput(
+                f"{name}: parameter {item!r} must look like key=value, e.g. {name}:{_example(name)}"
+            )
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _example(name: str) -> str:
+    return ",".join(f"{k}={p.default:g}" for k, p in BUILTINS[name].params.items())
+
+
+def _load_file(path: Path) -> HMM:
+    if not path.is_file():
+        raise InvalidInput(
+            f"process spec file {path} does not exist (built-ins: {', '.join(BUILTINS)})"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            f"{path} is not valid JSON ({exc}); fix the file (schema: see DESIGN.md)"
+        ) from None
+    try:
+        return from_spec(data, default_name=path.stem)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{path}: {exc}") from None
+
+
+def from_spec(data: Any, default_name: str = "spec") -> HMM:
+    """Build an HMM from a JSON spec dict; structure errors name the offending field."""
+    if not isinstance(data, dict):
+        raise InvalidInput(
+            "a spec must be a JSON object with 'transitions' "
+            "(and optional name, states, symbols, initial)"
+        )
+    unknown = set(data) - {"name", "states", "symbols", "transitions", "initial"}
+    if unknown:
+        raise InvalidInput(
+            f"unknown spec keys {sorted(unknown)}; "
+            "allowed: name, states, symbols, transitions, initial"
+        )
+    transitions = data.get("transitions")
+    if not isinstance(transitions, dict) or not transitions:
+        raise InvalidInput(
+            "'transitions' must be an object {symbol: [[P(emit symbol, go to j | in i)]]}"
+        )
+    symbols = data.get("symbols")
+    if symbols is None:
+        symbols = list(transitions)
+    if not isinstance(symbols, list) or sorted(map(str, symbols)) != sorted(transitions):
+        raise InvalidInput(
+            f"'symbols' {symbols} must list exactly the keys of 'transitions' {list(transitions)}"
+        )
+    matrices = []
+    for sym in symbols:
+        m = transitions[str(sym)]
+        if not isinstance(m, list) or not all(isinstance(r, list) for r in m):
+            raise InvalidInput(
+                f"transitions[{str(sym)!r}] must be a list of rows (a square matrix)"
+            )
+        try:
+            arr = np.array(m, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidInput(
+                f"transitions[{str(sym)!r}] must contain only numbers, one row per state, rows of "
+                "equal length"
+            ) from None
+        matrices.append(arr)
+    shapes = {a.shape for a in matrices}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2 or len(set(next(iter(shapes)))) != 1:
+        raise InvalidInput(
+            f"every transitions matrix must be square with one row per state; got shapes "
+            f"{ {str(s): a.shape for s, a in zip(symbols, matrices, strict=True)} }"
+        )
+    states = data.get("states")
+    if states is not None and not isinstance(states, list):
+        raise InvalidInput("'states' must be a list of state names")
+    name = data.get("name", default_name)
+    return HMM(np.stack(matrices), name=str(name), initial=data.get("initial"),
+               states=states, symbols=[str(s) for s in symbols])
+
+
+def to_spec(process: HMM) -> dict:
+    """The JSON-ready spec dict of `process`."""
+    return {
+        "name": process.name,
+        "states": list(process.states),
+        "symbols": list(process.symbols),
+        "transitions": {s: process.T[x].tolist() for x, s in enumerate(process.symbols)},
+        "initial": None if process._initial_given is None else process._initial_given.tolist(),
+    }
+
+
+def save_process(process: HMM, path: str | Path) -> Path:
+    """Write `process` as a JSON spec file (loadable by `load_process(path)`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_spec(process), indent=2) + "\n")
+    return path
