@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 MAX_LEVEL_NODES = 2_000_000  # exact level-by-level work stops here (Mess3: depth 13)
 MERGE_DECIMALS = 12  # beliefs equal to 12 decimals are the same mixed state
+ALWAYS_MERGE = 50_000  # levels up to this size are always de-duplicated (cheap); larger ones only
+# while de-duplication keeps paying (>= 10 % fewer rows), since sorting 10^6 rows costs seconds
 
 
 def entropy(probs: np.ndarray) -> np.ndarray:
@@ -36,13 +38,15 @@ def conditional_entropies(
 ) -> tuple[np.ndarray, int]:
     """H(X_t | X_<t) for t = 0..length-1, exact while a level has <= max_nodes distinct beliefs.
 
-    Identical beliefs (to MERGE_DECIMALS) are merged at each level, so unifilar processes stay small
-    at any length. Returns (values (length,), exact_depth): positions >= exact_depth repeat the last
-    exact value (for a stationary start the sequence is non-increasing, so that is an upper bound).
+    Identical beliefs (to MERGE_DECIMALS) are merged at each level (see ALWAYS_MERGE), so processes
+    with finitely many mixed states stay small at any length. Returns (values (length,),
+    exact_depth): positions >= exact_depth repeat the last exact value (for a stationary start the
+    sequence is non-increasing, so that is an upper bound).
     """
     beliefs = (process.initial if initial is None else initial).reshape(1, -1).copy()
     probs = np.ones(1)
     values = np.empty(length)
+    merge = True  # stop merging once it stops paying (Mess3: beliefs never coincide)
     for t in range(length):
         if len(probs) > max_nodes:
             values[t:] = values[t - 1]
@@ -50,8 +54,11 @@ def conditional_entropies(
         values[t] = probs @ entropy(process.predictive(beliefs))
         if t + 1 < length:
             level = expand_level(process, beliefs, probs)
-            merged = merge_beliefs(level.beliefs, level.probs, MERGE_DECIMALS)
-            beliefs, probs = merged.beliefs, merged.probs
+            beliefs, probs = level.beliefs, level.probs
+            if merge or len(probs) <= ALWAYS_MERGE:
+                merged = merge_beliefs(beliefs, probs, MERGE_DECIMALS)
+                merge = len(merged.probs) < 0.9 * len(probs)
+                beliefs, probs = merged.beliefs, merged.probs
     return values, length
 
 
@@ -93,14 +100,18 @@ def entropy_rate(process: HMM, tol: float = 1e-12, max_depth: int = 200) -> floa
     probs = np.ones(1)
     previous = np.inf
     value = float(probs @ entropy(process.predictive(beliefs)))
+    merge = True  # stop merging once it stops paying (Mess3: beliefs never coincide)
     for _ in range(max_depth):
         if abs(previous - value) < tol:
             break
-        level = expand_level(process, beliefs, probs)
-        if len(level.probs) > MAX_LEVEL_NODES:
+        if len(probs) * process.n_symbols > MAX_LEVEL_NODES:
             break
-        merged = merge_beliefs(level.beliefs, level.probs, MERGE_DECIMALS)
-        beliefs, probs = merged.beliefs, merged.probs
+        level = expand_level(process, beliefs, probs)
+        beliefs, probs = level.beliefs, level.probs
+        if merge or len(probs) <= ALWAYS_MERGE:
+            merged = merge_beliefs(beliefs, probs, MERGE_DECIMALS)
+            merge = len(merged.probs) < 0.9 * len(probs)
+            beliefs, probs = merged.beliefs, merged.probs
         previous, value = value, float(probs @ entropy(process.predictive(beliefs)))
     return value
 

@@ -38,6 +38,13 @@ def expand_level(process: HMM, beliefs: np.ndarray, probs: np.ndarray) -> Level:
     joint = process.joint(beliefs)  # (n, V, S)
     cond = joint.sum(axis=2)  # (n, V) P(x | belief)
     keep = cond > 0
+    if keep.all():  # no pruning: reshape instead of gathering (Mess3)
+        n, V = cond.shape
+        parents = np.repeat(np.arange(n), V)
+        symbols = np.tile(np.arange(V), n)
+        child = joint.reshape(n * V, -1)
+        child /= cond.reshape(-1, 1)
+        return Level(parents, symbols, child, (probs[:, None] * cond).reshape(-1))
     parents, symbols = np.nonzero(keep)
     child = joint[parents, symbols]
     child /= cond[parents, symbols][:, None]
