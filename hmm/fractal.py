@@ -33,32 +33,45 @@ def chaos_game(process: HMM, n_points: int, seed: int = 0, burn_in: int = BURN_I
 
 
 def box_counting_dimension(
-    points: np.ndarray, min_level: int = 1, max_level: int = 12, min_fill: float = 10.0
+    points: np.ndarray, min_level: int = 3, max_level: int = 12, min_fill: float = 20.0
 ) -> dict:
     """Box-counting dimension of a point set in the simplex: points (N, S) -> dict.
 
     Boxes of side 2^-k on the first S-1 belief coordinates (an affine chart of the simplex, which
-    does not change dimension), k = min_level..max_level. The fit uses the scales where the count is
-    below N / min_fill (enough points per box to see the set, not the sample) and above 1.
+    does not change dimension), k = 1..max_level. The fit (least squares of log N(eps) on
+    log 1/eps) uses k >= min_level (coarser boxes see the simplex's edges, not the set) where the
+    count is below N / min_fill (enough points per box to see the set rather than the sample).
+    Sample-based: for a very uneven measure (Mess3) the finest usable scales under-count boxes, so
+    read the estimate with its fit range and local slopes.
     Returns {"dimension", "fit_range": [eps_large, eps_small], "scales": [eps], "counts": [N(eps)],
-    "n_points"}; dimension is None when fewer than 3 scales qualify.
+    "local_slopes", "n_points"}; dimension is None when fewer than 3 scales qualify.
     """
     pts = np.asarray(points, dtype=np.float64)
     pts = pts[np.isfinite(pts).all(axis=1)][:, :-1]
     n = len(pts)
-    scales, counts = [], []
-    for k in range(min_level, max_level + 1):
-        cells = np.floor(pts * 2**k).astype(np.int64)
-        counts.append(len(np.unique(cells, axis=0)) if n else 0)
-        scales.append(2.0**-k)
-    scales_a, counts_a = np.array(scales), np.array(counts)
-    usable = (counts_a < n / min_fill) & (counts_a > 1)
+    levels = np.arange(1, max_level + 1)
+    scales_a = 2.0 ** -levels
+    counts_a = np.array([_occupied_boxes(pts, int(k)) for k in levels])
+    usable = (levels >= min_level) & (counts_a < n / min_fill) & (counts_a > 0)
+    with np.errstate(divide="ignore"):
+        slopes = np.diff(np.log2(np.maximum(counts_a, 1)))
     result = {
-        "dimension": None, "fit_range": None, "scales": scales, "counts": counts, "n_points": n,
+        "dimension": None, "fit_range": None, "scales": scales_a.tolist(),
+        "counts": counts_a.tolist(), "local_slopes": slopes.round(4).tolist(), "n_points": n,
     }
     if usable.sum() >= 3:
         x, y = np.log(1 / scales_a[usable]), np.log(counts_a[usable])
-        slope = np.polyfit(x, y, 1)[0]
-        result["dimension"] = float(slope)
+        result["dimension"] = float(np.polyfit(x, y, 1)[0])
         result["fit_range"] = [float(scales_a[usable].max()), float(scales_a[usable].min())]
     return result
+
+
+def _occupied_boxes(pts: np.ndarray, k: int) -> int:
+    """Number of distinct boxes of side 2^-k holding points (N, D) of [0, 1]^D."""
+    if len(pts) == 0:
+        return 0
+    cells = np.minimum(np.floor(pts * 2**k), 2**k - 1).astype(np.int64)
+    if (k + 1) * cells.shape[1] < 63:  # one integer key per box: a 1-D unique is ~10x faster
+        keys = cells @ ((2 ** (k + 1)) ** np.arange(cells.shape[1], dtype=np.int64))
+        return len(np.unique(keys))
+    return len(np.unique(cells, axis=0))

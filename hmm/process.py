@@ -150,7 +150,8 @@ class HMM:
                         raise InvalidInput(
                             f"sequence {i} has probability zero at position {t} (token "
                             f"{tokens[i, t]}): no hidden-state path emits tokens[{i}, :{t + 1}] "
-                            f"under {self.name}; pass on_zero='nan' to get NaN rows instead, or drop it"
+                            f"under {self.name}; pass on_zero='nan' to get NaN rows instead, or "
+                            "drop the sequence"
                         )
                     norm = np.where(dead, np.nan, norm)
                     log_p += np.log(np.where(dead, 0.0, norm))
