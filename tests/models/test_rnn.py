@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from hmm.errors import InvalidInput
+from models import RNNConfig, build_model, residual_hooks, unit_hooks
+
+
+@pytest.mark.parametrize("act_fn", ["tanh", "sigmoid", "relu"])
+def test_rnn_hooks_shapes_and_recurrence(act_fn):
+    config = RNNConfig(hidden=6, n_layers=2, act_fn=act_fn, n_ctx=5)
+    model = build_model(config)
+    tokens = torch.randint(0, 3, (4, 5), generator=torch.Generator().manual_seed(0))
+    logits, cache = model.run_with_cache(tokens)
+    assert logits.shape == (4, 5, 3)
+    assert torch.equal(logits, model(tokens))
+    assert residual_hooks(model) == ["blocks.0.hook_hidden", "blocks.1.hook_hidden"]
+    assert unit_hooks(model) == {
+        "blocks.0": ("blocks.0.hook_pre", act_fn),
+        "blocks.1": ("blocks.1.hook_pre", act_fn),
+    }
+    for layer in range(2):
+        assert cache[f"blocks.{layer}.hook_pre"].shape == (4, 5, 6)
+        assert cache[f"blocks.{layer}.hook_hidden"].shape == (4, 5, 6)
+    # the cached hidden states obey the Elman recurrence step by step
+    block, u = model.blocks[1], cache["blocks.0.hook_hidden"]
+    h = torch.zeros(4, 6)
+    for t in range(5):
+        z, h = block.step(u[:, t], h)
+        torch.testing.assert_close(z, cache["blocks.1.hook_pre"][:, t])
+        torch.testing.assert_close(h, cache["blocks.1.hook_hidden"][:, t])
+    # the logits read the last layer's hidden state and nothing else
+    torch.testing.assert_close(model.unembed(cache["blocks.1.hook_hidden"]), logits)
+
+
+def test_rnn_is_causal_and_seeded():
+    model = build_model(RNNConfig(hidden=5))
+    a = torch.tensor([[0, 1, 2, 0, 1]])
+    b = torch.tensor([[0, 1, 2, 2, 2]])
+    assert torch.equal(model(a)[:, :3], model(b)[:, :3])
+    assert not torch.equal(model(a)[:, 3:], model(b)[:, 3:])
+    again = build_model(RNNConfig(hidden=5))
+    other = build_model(RNNConfig(hidden=5, seed=1))
+    assert torch.equal(model(a), again(a))
+    assert not torch.equal(model(a), other(a))
+
+
+def test_rnn_seeding_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    build_model(RNNConfig(hidden=4))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_rnn_hook_pre_intervention_reaches_logits():
+    model = build_model(RNNConfig(hidden=4, act_fn="relu"))
+    tokens = torch.tensor([[0, 1, 2]])
+    # ReLU of a negative pre-activation is 0, so the logits fall back to the unembedding bias
+    negative = model.run_with_hooks(
+        tokens, fwd_hooks=[("blocks.0.hook_pre", lambda z, hook: torch.full_like(z, -1.0))]
+    )
+    torch.testing.assert_close(negative, model.unembed.bias.expand(1, 3, 3))
+
+
+@pytest.mark.parametrize("bad", ["gelu", "softplus", ""])
+def test_rnn_refuses_unknown_activation(bad):
+    with pytest.raises(InvalidInput, match="tanh, sigmoid, relu"):
+        RNNConfig(act_fn=bad)
+
+
+def test_rnn_refuses_bad_shape():
+    with pytest.raises(InvalidInput, match="hidden"):
+        RNNConfig(hidden=0)
