@@ -62,7 +62,9 @@ def writable_dir(path: str | Path) -> Path:
         probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test.", delete=True)
         probe.close()
     except OSError as exc:
-        raise InvalidInput(f"cannot write to {path} ({exc.strerror}); choose another --out") from None
+        raise InvalidInput(
+            f"cannot write to {path} ({exc.strerror}); choose another --out"
+        ) from None
     return path
 
 
@@ -72,10 +74,12 @@ def checkpoint_path(run: str | Path, tokens: int) -> Path:
 
 
 def list_checkpoints(run: str | Path) -> list[tuple[int, Path]]:
-    """(tokens, path) of every checkpoint in the run, oldest first; InvalidInput if there are none."""
+    """(tokens, path) of every checkpoint in the run, oldest first; InvalidInput if none."""
     run = Path(run)
     if not (run / "config.json").is_file():
-        raise InvalidInput(f"{run} is not a run directory (no config.json); train one with `beliefgeo train`")
+        raise InvalidInput(
+            f"{run} is not a run directory (no config.json); train one with `beliefgeo train`"
+        )
     folder = run / CHECKPOINT_DIR
     found = []
     if folder.is_dir():

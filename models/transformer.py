@@ -35,7 +35,8 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         if self.act_fn not in TRANSFORMER_ACTIVATIONS:
             raise InvalidInput(
-                f"the transformer's native MLP supports act-fn {', '.join(TRANSFORMER_ACTIVATIONS)}, "
+                f"the transformer's native MLP supports act-fn "
+                f"{', '.join(TRANSFORMER_ACTIVATIONS)}, "
                 f"not {self.act_fn!r}; for tanh or sigmoid units use --arch rnn"
             )
         for name in ("d_vocab", "n_layers", "d_model", "n_heads", "d_head", "d_mlp", "n_ctx"):

@@ -1,0 +1,96 @@
+"""One entry point over both model families: build a model from its config, and name its hooks.
+
+Probes and phase diagnostics talk to models only through these hook names, so the transformer
+and the RNN are interchangeable to them (STYLE.md, "TransformerLens").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any
+
+import torch
+from torch import nn
+from transformer_lens.model_bridge import TransformerBridge
+
+from hmm.errors import InvalidInput
+from models.rnn import RNN_ACTIVATIONS, ElmanRNN, RNNConfig, build_rnn, rnn_residual_hooks
+from models.transformer import (
+    TRANSFORMER_ACTIVATIONS,
+    TransformerConfig,
+    build_transformer,
+    transformer_residual_hooks,
+)
+
+ARCHITECTURES: dict[str, type] = {"transformer": TransformerConfig, "rnn": RNNConfig}
+DEFAULT_ACT_FN = {"transformer": "relu", "rnn": "tanh"}
+ACTIVATIONS = {"transformer": TRANSFORMER_ACTIVATIONS, "rnn": tuple(RNN_ACTIVATIONS)}
+
+ModelConfig = TransformerConfig | RNNConfig
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """TransformerBridge or ElmanRNN seeded by `config.seed`: model(tokens (n, L)) -> (n, L, V)."""
+    if isinstance(config, TransformerConfig):
+        return build_transformer(config)
+    if isinstance(config, RNNConfig):
+        return build_rnn(config)
+    raise InvalidInput(f"not a model config: {type(config).__name__}")
+
+
+def move_model(model: nn.Module, device: str | torch.device) -> nn.Module:
+    """model.to(device), without TransformerLens's "Moving model to device" print on stdout."""
+    if all(p.device == torch.device(device) for p in model.parameters()):
+        return model
+    with contextlib.redirect_stdout(io.StringIO()):
+        return model.to(device)
+
+
+def arch_of(config: ModelConfig) -> str:
+    """'transformer' or 'rnn'."""
+    return "transformer" if isinstance(config, TransformerConfig) else "rnn"
+
+
+def make_model_config(arch: str, **settings: Any) -> ModelConfig:
+    """Model config of `arch` from keyword settings; unknown arch or fields -> InvalidInput."""
+    if arch not in ARCHITECTURES:
+        raise InvalidInput(f"unknown arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    cls = ARCHITECTURES[arch]
+    unknown = sorted(set(settings) - set(cls.__dataclass_fields__))
+    if unknown:
+        raise InvalidInput(
+            f"{arch} model config has no field(s) {unknown}; "
+            f"known: {sorted(cls.__dataclass_fields__)}"
+        )
+    return cls(**settings)
+
+
+def residual_hooks(model: nn.Module) -> list[str]:
+    """THE hook-name list probed for beliefs, in depth order (DESIGN.md section 4)."""
+    if isinstance(model, TransformerBridge):
+        return transformer_residual_hooks(model.cfg.n_layers)
+    if isinstance(model, ElmanRNN):
+        return rnn_residual_hooks(model.config.n_layers)
+    raise InvalidInput(f"not a beliefgeo model: {type(model).__name__}")
+
+
+def unit_hooks(model: nn.Module) -> dict[str, tuple[str, str]]:
+    """Layer label -> (pre-activation hook, activation name) for every nonlinear layer.
+
+    Transformer: {"blocks.{l}.mlp": ("blocks.{l}.mlp.hook_pre", act_fn)};
+    RNN: {"blocks.{l}": ("blocks.{l}.hook_pre", act_fn)}.
+    """
+    if isinstance(model, TransformerBridge):
+        act = str(model.cfg.act_fn)
+        return {
+            f"blocks.{layer}.mlp": (f"blocks.{layer}.mlp.hook_pre", act)
+            for layer in range(model.cfg.n_layers)
+        }
+    if isinstance(model, ElmanRNN):
+        act = model.config.act_fn
+        return {
+            f"blocks.{layer}": (f"blocks.{layer}.hook_pre", act)
+            for layer in range(model.config.n_layers)
+        }
+    raise InvalidInput(f"not a beliefgeo model: {type(model).__name__}")

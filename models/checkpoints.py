@@ -1,0 +1,110 @@
+"""Checkpoints and the run config: save and read training state, rebuild models and processes.
+
+A checkpoint is a `torch.save` dict of tensors and plain values only, so it loads with
+`torch.load(weights_only=True)`:
+  format "beliefgeo-checkpoint/1", step, tokens, model / optimizer / scheduler (state_dicts),
+  torch_rng (uint8 tensor), data_stream {"seed", "next_step"}.
+The model's shape, the process and the recipe live once, in RUN/config.json beside RUN/checkpoints/.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hmm import HMM, load_process
+from hmm.errors import InvalidInput
+from models.architectures import ModelConfig, build_model, make_model_config, move_model
+from models.run_files import CHECKPOINT_DIR, checkpoint_path, read_json, write_atomic
+
+CHECKPOINT_FORMAT = "beliefgeo-checkpoint/1"
+RUN_FORMAT = "beliefgeo-run/1"
+# what torch.load raises on truncated or garbled bytes (found by fuzzing truncations and bit flips)
+CORRUPT_FILE_ERRORS = (
+    pickle.UnpicklingError,
+    RuntimeError,
+    EOFError,
+    zipfile.BadZipFile,
+    ValueError,
+    KeyError,
+    IndexError,
+    struct.error,
+)
+
+
+def save_checkpoint(run: str | Path, state: dict[str, Any]) -> Path:
+    """Write `state` (must hold "tokens") atomically to checkpoint_path(run, tokens)."""
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
+    return write_atomic(checkpoint_path(run, int(state["tokens"])), buffer.getvalue())
+
+
+def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint dict, loaded with weights_only=True; bad file -> InvalidInput."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInput(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except CORRUPT_FILE_ERRORS as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidInput(
+            f"{path} is not a readable checkpoint ({first}); it may be corrupt or not from "
+            "beliefgeo — delete it and resume the run from the previous checkpoint"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise InvalidInput(
+            f"{path} is not a beliefgeo checkpoint (no format {CHECKPOINT_FORMAT!r})"
+        )
+    return state
+
+
+def run_of_checkpoint(path: str | Path) -> Path:
+    """RUN for RUN/checkpoints/tokens_*.pt."""
+    path = Path(path)
+    if path.parent.name != CHECKPOINT_DIR:
+        raise InvalidInput(f"{path} is not inside a run's {CHECKPOINT_DIR}/ folder")
+    return path.parent.parent
+
+
+def read_run_config(run: str | Path) -> dict:
+    """RUN/config.json as a dict; InvalidInput when missing, malformed or not a beliefgeo run."""
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        raise InvalidInput(
+            f"{run} is not a run directory (no config.json); train one with `beliefgeo train`"
+        )
+    config = read_json(path)
+    if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
+        raise InvalidInput(f"{path} is not a beliefgeo run config (no format {RUN_FORMAT!r})")
+    return config
+
+
+def model_config_of_run(config: dict) -> ModelConfig:
+    """The model config stored in a run's config.json dict."""
+    return make_model_config(config["arch"], **config["model"])
+
+
+def load_run_process(run: str | Path) -> HMM:
+    """The process a run was trained on, rebuilt from the full spec in RUN/config.json."""
+    return load_process(read_run_config(run)["process"])
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The model in RUN/checkpoints/tokens_*.pt, rebuilt from RUN/config.json, in eval mode."""
+    state = read_checkpoint(path, device=device)
+    model = build_model(model_config_of_run(read_run_config(run_of_checkpoint(path))))
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise InvalidInput(
+            f"{path} does not match the model in its run's config.json ({exc})"
+        ) from None
+    return move_model(model, device).eval()

@@ -1,0 +1,158 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hmm.errors import InvalidInput
+from models import load_checkpoint, load_run_process, read_run_config
+from models.checkpoints import read_checkpoint
+from models.run_files import list_checkpoints
+from models.training import (
+    ExactEvaluator,
+    checkpoint_steps,
+    data_seed,
+    lr_multiplier,
+    next_token_losses,
+    train,
+    training_batch,
+)
+
+
+@pytest.mark.parametrize("total", [1, 5, 39, 40, 100, 7813, 1_000_000])
+def test_checkpoint_schedule(total):
+    steps = checkpoint_steps(total, 40)
+    assert steps[0] == 0 and steps[-1] == total
+    assert steps == sorted(set(steps)) and len(steps) <= 40
+    if total >= 1000:
+        assert len(steps) >= 30
+        early = [s for s in steps if s <= total // 10]
+        assert len(early) >= 15  # dense early, where belief geometry emerges
+        gaps = np.diff(steps)
+        late_gaps = gaps[-10:]
+        assert np.ptp(late_gaps) <= 1  # evenly spaced late
+        assert gaps[:10].max() < late_gaps.min()
+
+
+def test_lr_schedule():
+    total, warm = 1000, 100
+    f = [lr_multiplier(s, "cosine", warm, total) for s in range(total)]
+    assert f[0] == pytest.approx(0.01) and f[99] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[100:], f[101:], strict=False))
+    assert f[-1] < 1e-4
+    assert lr_multiplier(500, "constant", 0, total) == 1.0
+
+
+def test_data_stream_is_seeded_and_fresh(mess3):
+    a = training_batch(mess3, 16, 6, seed=0, step=3)
+    assert torch.equal(a, training_batch(mess3, 16, 6, seed=0, step=3))
+    assert not torch.equal(a, training_batch(mess3, 16, 6, seed=0, step=4))
+    assert data_seed(0, 1) != data_seed(1, 0)
+    assert a.shape == (16, 6) and a.dtype == torch.int64
+
+
+class _Oracle(torch.nn.Module):
+    """Outputs the exact log predictive distribution: the Bayes-optimal 'model'."""
+
+    def __init__(self, process):
+        super().__init__()
+        self.process = process
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, tokens):
+        beliefs = self.process.beliefs(tokens.numpy())
+        return torch.from_numpy(np.log(self.process.predictive(beliefs)))
+
+
+def test_exact_evaluator_matches_brute_force_and_oracle(mess3, tiny_transformer):
+    from models import build_model
+
+    n_ctx = 5
+    evaluator = ExactEvaluator(mess3, n_ctx, batch=50)
+    assert evaluator(_Oracle(mess3))[1] == pytest.approx(0.0, abs=1e-12)
+    tiny_transformer.n_ctx = n_ctx
+    model = build_model(tiny_transformer)
+    tokens, probs = mess3.enumerate(n_ctx)
+    with torch.no_grad():
+        losses = next_token_losses(model(torch.from_numpy(tokens)), torch.from_numpy(tokens))
+    brute = float(probs @ losses.double().mean(1).numpy())
+    loss, excess = evaluator(model)
+    assert loss == pytest.approx(brute, abs=1e-6)
+    assert excess == pytest.approx(brute - mess3.optimal_loss(n_ctx)[1:].mean(), abs=1e-6)
+
+
+def test_train_writes_run(tmp_path, mess3, tiny_transformer, tiny_train):
+    run = train(mess3, tiny_transformer, tiny_train, tmp_path / "run", progress=False)
+    config = read_run_config(run)
+    assert config["arch"] == "transformer" and config["model"]["d_model"] == 8
+    assert config["data"]["total_steps"] == 30
+    assert np.array_equal(load_run_process(run).T, mess3.T)
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [line["step"] for line in lines]
+    assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == 30
+    for line in lines:
+        assert line["tokens"] == line["step"] * 32
+        assert line["excess_loss"] == pytest.approx(line["loss"] - line["optimal_loss"])
+        assert line["optimal_loss"] == pytest.approx(mess3.optimal_loss(4)[1:].mean())
+    with_exact = {line["step"] for line in lines if "exact_excess_loss" in line}
+    ckpts = list_checkpoints(run)
+    assert with_exact == {t // 32 for t, _ in ckpts} == set(config["checkpoints"]["steps"])
+    assert any("loss_by_position" in line and len(line["loss_by_position"]) == 3 for line in lines)
+    assert lines[-1]["exact_excess_loss"] < lines[0]["exact_excess_loss"]
+    # a checkpoint is plain tensors: weights_only loading works and rebuilds the model
+    state = torch.load(ckpts[-1][1], weights_only=True)
+    assert state["tokens"] == 960 and state["data_stream"] == {"seed": 0, "next_step": 30}
+    model = load_checkpoint(ckpts[-1][1])
+    assert not model.training
+    tokens = torch.tensor([[0, 1, 2, 0]])
+    logits, cache = model.run_with_cache(tokens)
+    assert "blocks.0.hook_resid_post" in cache
+    # a resume of a finished run changes nothing
+    before = (run / "metrics.jsonl").read_text()
+    train(mess3, tiny_transformer, tiny_train, run, resume=True, progress=False)
+    assert (run / "metrics.jsonl").read_text() == before
+
+
+def test_rnn_trains(tmp_path, mess3, tiny_rnn, tiny_train):
+    run = train(mess3, tiny_rnn, tiny_train, tmp_path / "rnn", progress=False)
+    model = load_checkpoint(list_checkpoints(run)[-1][1])
+    _, cache = model.run_with_cache(torch.tensor([[0, 1, 2, 0]]))
+    assert cache["blocks.1.hook_hidden"].shape == (1, 4, 8)
+
+
+def test_corrupt_and_foreign_checkpoints(tmp_path, mess3, tiny_transformer, tiny_train):
+    tiny_train.tokens = 64
+    run = train(mess3, tiny_transformer, tiny_train, tmp_path / "run", progress=False)
+    _, path = list_checkpoints(run)[-1]
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(InvalidInput, match="not a readable checkpoint"):
+        load_checkpoint(path)
+    path.write_bytes(b"hello")
+    with pytest.raises(InvalidInput, match="not a readable checkpoint"):
+        read_checkpoint(path)
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(InvalidInput, match="not a beliefgeo checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(InvalidInput, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_fresh_run_refuses_nonempty_dir_and_keeps_it(tmp_path, mess3, tiny_transformer, tiny_train):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InvalidInput, match="--resume"):
+        train(mess3, tiny_transformer, tiny_train, out, progress=False)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_resume_refuses_changed_settings(tmp_path, mess3, tiny_transformer, tiny_train):
+    tiny_train.tokens = 64
+    run = train(mess3, tiny_transformer, tiny_train, tmp_path / "run", progress=False)
+    tiny_train.lr = 0.1
+    with pytest.raises(InvalidInput, match="differs"):
+        train(mess3, tiny_transformer, tiny_train, run, resume=True, progress=False)
+    with pytest.raises(InvalidInput, match="no config.json"):
+        train(mess3, tiny_transformer, tiny_train, tmp_path / "empty", resume=True)
+    assert math.isfinite(read_run_config(run)["optimal_loss"])
