@@ -1,0 +1,125 @@
+"""`beliefgeo processes` and `beliefgeo fractal`: the built-ins and true belief geometry.
+
+render_fractal writes OUT/fractal.png (mixed-state presentation beside the chaos game) and
+OUT/fractal.json (node counts, entropy rate, optimal loss by position, dimension estimate).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hmm import BUILTINS, HMM, load_process  # noqa: E402
+from hmm.builtins import describe_params  # noqa: E402
+from hmm.fractal import box_counting_dimension  # noqa: E402
+from hmm.msp import merge_beliefs  # noqa: E402
+from hmm.plots import plot_simplex  # noqa: E402
+
+MAX_DEFAULT_NODES = 300_000
+MAX_DEPTH = 40
+LOSS_POSITIONS = 12
+
+
+def describe_processes() -> str:
+    """One block per built-in: name, parameters with defaults, one-line description, example."""
+    lines = ["Built-in processes (PROCESS = name, name:key=value,..., or a JSON spec file):", ""]
+    for name, entry in BUILTINS.items():
+        lines.append(f"  {name:<12} {entry.description}")
+        lines.append(f"  {'':<12} parameters: {describe_params(name)}")
+    lines += ["", "Spec file: {\"name\", \"states\", \"symbols\", \"transitions\": {symbol: "
+              "[[P(emit symbol, go to j | in i)]]}, \"initial\": null}"]
+    return "\n".join(lines)
+
+
+def default_depth(process: HMM, max_nodes: int = MAX_DEFAULT_NODES) -> int:
+    """Largest depth (<= MAX_DEPTH) whose full tree, sum_{d<=depth} V^d nodes, fits in max_nodes."""
+    V, depth, total = process.n_symbols, 0, 1
+    while depth < MAX_DEPTH and total + V ** (depth + 1) <= max_nodes:
+        depth += 1
+        total += V**depth
+    return depth
+
+
+def render_fractal(process: str | Path, depth: int | None = None, points: int = 100_000,
+                   out: str | Path = "fractal") -> dict:
+    """Compute the belief geometry of `process` and write OUT/fractal.png + OUT/fractal.json.
+
+    Returns the JSON summary. Bad process specs and unwritable `out` raise InvalidInput.
+    """
+    # imported here: models/__init__ pulls in torch, which `beliefgeo processes` does not need
+    from models.run_files import writable_dir, write_atomic, write_json
+
+    p = load_process(process if isinstance(process, (str, Path)) else str(process))
+    out = writable_dir(out)
+    depth = default_depth(p) if depth is None else int(depth)
+    started = time.perf_counter()
+    msp = p.msp(depth)
+    distinct = msp.unique(decimals=8)
+    chaos = p.chaos_game(int(points), seed=0)
+    dimension = box_counting_dimension(chaos)
+    complexity = p.statistical_complexity()
+    loss = p.optimal_loss(LOSS_POSITIONS)
+    summary = {
+        "process": p.name,
+        "spec": p.to_spec(),
+        "depth": depth,
+        "n_nodes": msp.n_nodes,
+        "n_distinct_beliefs": len(distinct.probs),
+        "distinct_decimals": 8,
+        "entropy_rate": p.entropy_rate(),
+        "optimal_loss": loss.tolist(),
+        "statistical_complexity": complexity.value,
+        "statistical_complexity_note": complexity.note,
+        "points": int(points),
+        "dimension": dimension,
+        "dimension_source": "box counting on the chaos-game points (hmm.fractal)",
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    fig = _figure(p, distinct.beliefs, chaos, depth, summary)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=150)
+    plt.close(fig)
+    write_atomic(out / "fractal.png", buf.getvalue())
+    write_json(out / "fractal.json", summary)
+    print(f"wrote {out / 'fractal.png'} and {out / 'fractal.json'}")
+    return summary
+
+
+def _figure(p: HMM, msp_beliefs: np.ndarray, chaos: np.ndarray, depth: int, summary: dict):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.8))
+    plot_simplex(axes[0], msp_beliefs, s=_marker_size(len(msp_beliefs)), labels=p.states,
+                 title=f"Every mixed state to depth {depth}\n"
+                       f"{len(msp_beliefs):,} distinct beliefs ({summary['n_nodes']:,} tree nodes)")
+    visited = merge_beliefs(chaos, np.ones(len(chaos)), decimals=8)
+    dim = summary["dimension"]["dimension"]
+    dim_text = "n/a" if dim is None else f"{abs(dim):.2f}" if abs(dim) < 0.005 else f"{dim:.2f}"
+    if len(visited.probs) <= 5000:  # few distinct beliefs: one marker each, area ~ visit frequency
+        sizes = 8 + 400 * visited.probs / visited.probs.max()
+        plot_simplex(axes[1], visited.beliefs, s=sizes, labels=p.states)
+    else:
+        plot_simplex(axes[1], chaos, s=_marker_size(len(chaos)), labels=p.states)
+    axes[1].set_title(f"Chaos game: {len(chaos):,} beliefs on sampled sequences after burn-in\n"
+                      f"{len(visited.probs):,} distinct; box-counting dimension ~ {dim_text}",
+                      fontsize=10)
+    cmu = summary["statistical_complexity"]
+    cmu_text = "infinite MSP" if cmu is None else f"{cmu:.3f} nats"
+    fig.suptitle(
+        f"{p.name}: exact (left) and sampled (right) beliefs in the {p.n_states}-state simplex\n"
+        f"colour = belief ({'RGB' if p.n_states == 3 else 'mix of corner colours'}); "
+        f"entropy rate {summary['entropy_rate']:.4f} nats/symbol; statistical complexity "
+        f"{cmu_text}",
+        fontsize=10,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig
+
+
+def _marker_size(n: int) -> float:
+    return 12.0 if n <= 200 else 4.0 if n <= 5000 else 1.0 if n <= 50_000 else 0.8

@@ -1,0 +1,62 @@
+"""`beliefgeo processes` and `beliefgeo fractal` through the CLI entry point, bad input included."""
+
+import json
+
+import pytest
+
+from experiments.cli import main
+from hmm import BUILTINS, load_process
+
+
+def test_processes_lists_every_builtin_with_parameters(capsys):
+    assert main(["processes"]) == 0
+    out = capsys.readouterr().out
+    for name in BUILTINS:
+        assert name in out
+    assert "x=0.05" in out and "a=0.85" in out
+
+
+@pytest.mark.parametrize("process,depth", [("mess3", 4), ("rrxor", 8)])
+def test_fractal_writes_png_and_json(tmp_path, capsys, process, depth):
+    out = tmp_path / process
+    args = ["fractal", process, "--depth", str(depth), "--points", "3000", "--out", str(out)]
+    assert main(args) == 0
+    assert (out / "fractal.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((out / "fractal.json").read_text())
+    p = load_process(process)
+    assert summary["depth"] == depth and summary["points"] == 3000
+    assert summary["n_nodes"] == p.msp(depth).n_nodes
+    assert summary["optimal_loss"][:3] == pytest.approx(p.optimal_loss(3).tolist(), abs=1e-12)
+    assert summary["entropy_rate"] == pytest.approx(p.entropy_rate())
+    assert set(summary["dimension"]) >= {"dimension", "fit_range", "scales", "counts"}
+    if process == "mess3":
+        assert summary["n_nodes"] == (3**5 - 1) // 2 and summary["statistical_complexity"] is None
+    else:
+        assert summary["n_distinct_beliefs"] == 36 and summary["statistical_complexity"] > 0
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_default_depth_is_sized_to_the_process():
+    from experiments.fractal import default_depth
+
+    assert default_depth(load_process("mess3")) == 11  # 265,720 nodes
+    assert default_depth(load_process("rrxor")) == 17
+
+
+@pytest.mark.parametrize("args,match", [
+    (["fractal", "mess4", "--out", "{tmp}/o"], "unknown process 'mess4'"),
+    (["fractal", "mess3:x=2", "--out", "{tmp}/o"], "out of range"),
+    (["fractal", "{tmp}/bad.json", "--out", "{tmp}/o"], "not valid JSON"),
+    (["fractal", "{tmp}/missing.json", "--out", "{tmp}/o"], "does not exist"),
+    (["fractal", "mess3", "--out", "{tmp}/bad.json"], "is not a directory"),
+    (["fractal", "mess3", "--depth", "-1", "--out", "{tmp}/o"], "negative"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, match):
+    (tmp_path / "bad.json").write_text("{oops")
+    try:
+        code = main([a.replace("{tmp}", str(tmp_path)) for a in args])
+    except SystemExit as exc:  # argparse rejects malformed flags itself, also with exit 2
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
