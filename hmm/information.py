@@ -7,7 +7,9 @@ H(X_t | X_<t) = sum over depth-t MSP nodes of P(prefix) H(predictive(belief)) (C
 
 from __future__ import annotations
 
+import itertools
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,33 +35,40 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     return terms.sum(axis=-1)
 
 
-def conditional_entropies(
-    process: HMM, length: int, initial: np.ndarray | None = None, max_nodes: int = MAX_LEVEL_NODES
-) -> tuple[np.ndarray, int]:
-    """H(X_t | X_<t) for t = 0..length-1, exact while a level has <= max_nodes distinct beliefs.
+def _conditional_entropy_levels(
+    process: HMM, start: np.ndarray, max_nodes: int = MAX_LEVEL_NODES
+) -> Iterator[float]:
+    """Yield H(X_t | X_<t) for t = 0, 1, ... from belief `start` until a level exceeds max_nodes.
 
     Identical beliefs (to MERGE_DECIMALS) are merged at each level (see ALWAYS_MERGE), so processes
-    with finitely many mixed states stay small at any length. Returns (values (length,),
-    exact_depth): positions >= exact_depth repeat the last exact value (for a stationary start the
-    sequence is non-increasing, so that is an upper bound).
+    with finitely many mixed states stay small at any depth and the generator never stops.
     """
-    beliefs = (process.initial if initial is None else initial).reshape(1, -1).copy()
-    probs = np.ones(1)
-    values = np.empty(length)
-    merge = True  # stop merging once it stops paying (Mess3: beliefs never coincide)
-    for t in range(length):
-        if len(probs) > max_nodes:
-            values[t:] = values[t - 1]
-            return values, t
-        values[t] = probs @ entropy(process.predictive(beliefs))
-        if t + 1 < length:
-            level = expand_level(process, beliefs, probs)
-            beliefs, probs = level.beliefs, level.probs
-            if merge or len(probs) <= ALWAYS_MERGE:
-                merged = merge_beliefs(beliefs, probs, MERGE_DECIMALS)
-                merge = len(merged.probs) < 0.9 * len(probs)
-                beliefs, probs = merged.beliefs, merged.probs
-    return values, length
+    beliefs, probs = start.reshape(1, -1).copy(), np.ones(1)
+    merge = True
+    while True:
+        yield float(probs @ entropy(process.predictive(beliefs)))
+        if len(probs) * process.n_symbols > max_nodes:
+            return
+        level = expand_level(process, beliefs, probs)
+        beliefs, probs = level.beliefs, level.probs
+        if merge or len(probs) <= ALWAYS_MERGE:
+            merged = merge_beliefs(beliefs, probs, MERGE_DECIMALS)
+            merge = len(merged.probs) < 0.9 * len(probs)
+            beliefs, probs = merged.beliefs, merged.probs
+
+
+def conditional_entropies(process: HMM, length: int) -> tuple[np.ndarray, int]:
+    """H(X_t | X_<t) from `process.initial` for t = 0..length-1: (values (length,), exact_depth).
+
+    Positions >= exact_depth (where a level would exceed MAX_LEVEL_NODES distinct beliefs) repeat
+    the last exact value; for a stationary start the sequence is non-increasing, so that is an
+    upper bound.
+    """
+    values = np.fromiter(
+        itertools.islice(_conditional_entropy_levels(process, process.initial), length), float
+    )
+    exact = len(values)
+    return np.concatenate([values, np.full(length - exact, values[-1] if exact else 0.0)]), exact
 
 
 def optimal_loss(process: HMM, length: int) -> np.ndarray:
@@ -73,12 +82,11 @@ def optimal_loss(process: HMM, length: int) -> np.ndarray:
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
         raise InvalidInput(f"length must be a non-negative integer; got {length!r}")
     values, exact = conditional_entropies(process, int(length))
-    if exact < length and exact >= 2 and abs(values[exact - 1] - values[exact - 2]) > 1e-6:
+    change = abs(values[exact - 1] - values[exact - 2]) if exact >= 2 else 0.0
+    if exact < length and change > 1e-6:
         warnings.warn(
             f"{process.name}: optimal_loss is exact for positions < {exact}; later positions "
-            "repeat "
-            f"position {exact - 1} (last change {abs(values[exact - 1] - values[exact - 2]):.2g} "
-            "nats)",
+            f"repeat position {exact - 1} (last change {change:.2g} nats)",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -91,29 +99,17 @@ def entropy_rate(process: HMM, tol: float = 1e-12, max_depth: int = 200) -> floa
     Unifilar presentations: exactly sum_i pi_i H(X | state i). Otherwise: H(X_t | X_<t) from the
     stationary start at the deepest t computed (until successive values differ by < tol, or a level
     exceeds MAX_LEVEL_NODES); this is an upper bound that converges to h from above (Mess3:
-    depth 13, within ~1e-9 of h).
+    depth 13, within ~1e-8 of h).
     """
     pi = process.stationary if process.stationary is not None else process.initial
     if process.is_unifilar():
         emissions = process.T.sum(axis=2).T  # (S, V) P(x | state)
         return float(pi @ entropy(emissions))
-    beliefs = pi.reshape(1, -1).copy()
-    probs = np.ones(1)
     previous = np.inf
-    value = float(probs @ entropy(process.predictive(beliefs)))
-    merge = True  # stop merging once it stops paying (Mess3: beliefs never coincide)
-    for _ in range(max_depth):
+    for value in itertools.islice(_conditional_entropy_levels(process, pi), max_depth + 1):
         if abs(previous - value) < tol:
             break
-        if len(probs) * process.n_symbols > MAX_LEVEL_NODES:
-            break
-        level = expand_level(process, beliefs, probs)
-        beliefs, probs = level.beliefs, level.probs
-        if merge or len(probs) <= ALWAYS_MERGE:
-            merged = merge_beliefs(beliefs, probs, MERGE_DECIMALS)
-            merge = len(merged.probs) < 0.9 * len(probs)
-            beliefs, probs = merged.beliefs, merged.probs
-        previous, value = value, float(probs @ entropy(process.predictive(beliefs)))
+        previous = value
     return value
 
 
