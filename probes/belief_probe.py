@@ -1,0 +1,196 @@
+"""Linear belief probes: a scikit-learn-style estimator and its held-out scores.
+
+The probe is ordinary least squares with intercept (ridge optional) from activations X (n, d) to
+beliefs Y (n, S), solved from weighted sufficient statistics (`Moments`) so that the Gram matrix of
+all residual hooks side by side is computed once per checkpoint and every single hook's probe reads
+its diagonal block. Rank-deficient designs (e.g. next-token probabilities, which sum to 1) get the
+minimum-norm solution, as with scikit-learn's LinearRegression.
+
+R² rule for constant coordinates: a belief coordinate whose scored variance is <= 1e-12 x the
+largest coordinate variance (e.g. a state that is never occupied) has no defined R²; it is left out
+of the mean over coordinates. If every coordinate is constant the R² is NaN (undefined).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hmm.errors import InvalidInput
+
+CONSTANT_VARIANCE = 1e-12
+SOLVE_RCOND = 1e-12
+GRAM_CHUNK = 16_384
+
+
+@dataclass
+class Moments:
+    """Weighted sufficient statistics of (X, Y): total weight, means (d,), (S,), centred cross
+    products xx = sum w (x - mx)(x - mx)^T (d, d) and xy = sum w (x - mx)(y - my)^T (d, S)."""
+
+    weight: float
+    x_mean: np.ndarray
+    y_mean: np.ndarray
+    xx: np.ndarray
+    xy: np.ndarray
+
+    def select(self, columns: np.ndarray | slice) -> Moments:
+        """Moments of the feature subset `columns` (a probe on fewer features, same rows)."""
+        return Moments(
+            self.weight, self.x_mean[columns], self.y_mean,
+            self.xx[columns][:, columns], self.xy[columns],
+        )
+
+    def select_targets(self, columns: np.ndarray | slice) -> Moments:
+        """Moments for the target subset `columns` (several targets share one Gram matrix)."""
+        return Moments(self.weight, self.x_mean, self.y_mean[columns], self.xx, self.xy[:, columns])
+
+
+def moments(X: np.ndarray, Y: np.ndarray, weights: np.ndarray | None = None) -> Moments:
+    """Moments of X (n, d), Y (n, S), weights (n,) (default 1); float64, chunked over rows."""
+    X, Y, w = _validated(X, Y, weights)
+    total = w.sum()
+    if not total > 0:
+        raise InvalidInput("sample weights sum to zero; give at least one row a positive weight")
+    x_mean = _weighted_mean(X, w, total)
+    y_mean = w @ Y / total
+    d = X.shape[1]
+    xx = np.zeros((d, d))
+    xy = np.zeros((d, Y.shape[1]))
+    for start in range(0, len(X), GRAM_CHUNK):
+        root_w = np.sqrt(w[start : start + GRAM_CHUNK, None])
+        xs = (X[start : start + GRAM_CHUNK].astype(np.float64) - x_mean) * root_w
+        xx += xs.T @ xs  # one operand twice: BLAS syrk, half the work of a general product
+        xy += xs.T @ ((Y[start : start + GRAM_CHUNK] - y_mean) * root_w)
+    return Moments(float(total), x_mean, y_mean, xx, xy)
+
+
+def solve(m: Moments, alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares coef (d, S) and intercept (S,) from moments; ridge `alpha` on coef only."""
+    gram = m.xx + alpha * np.eye(len(m.xx)) if alpha else m.xx
+    if not np.isfinite(gram).all():
+        raise InvalidInput("activations contain NaN or inf; the checkpoint is probably diverged")
+    coef = np.linalg.lstsq(gram, m.xy, rcond=SOLVE_RCOND)[0]
+    return coef, m.y_mean - m.x_mean @ coef
+
+
+class BeliefProbe:
+    """Linear map from activations to beliefs: OLS with intercept (alpha > 0: ridge).
+
+    fit(X (n, d), Y (n, S), sample_weight (n,) | None) -> self; predict(X) -> (n, S);
+    score(X, Y, sample_weight) -> R² (mean over non-constant coordinates, module docstring).
+    Learned: coef_ (d, S), intercept_ (S,).
+    """
+
+    def __init__(self, alpha: float = 0.0) -> None:
+        if alpha < 0:
+            raise InvalidInput(f"ridge alpha must be >= 0, got {alpha}")
+        self.alpha = alpha
+
+    def fit(
+        self, X: np.ndarray, Y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> BeliefProbe:
+        return self.fit_moments(moments(X, Y, sample_weight))
+
+    def fit_moments(self, m: Moments) -> BeliefProbe:
+        """Fit from precomputed sufficient statistics (shared across probes by the study)."""
+        self.coef_, self.intercept_ = solve(m, self.alpha)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "coef_"):
+            raise InvalidInput("BeliefProbe is not fitted; call fit first")
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != len(self.coef_):
+            raise InvalidInput(f"X must have shape (n, {len(self.coef_)}), got {X.shape}")
+        return X.astype(np.float64) @ self.coef_ + self.intercept_
+
+    def score(self, X: np.ndarray, Y: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+        return r2_score(Y, self.predict(X), sample_weight)
+
+
+def r2_per_coordinate(
+    Y: np.ndarray, Y_pred: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """(S,) weighted R² of each coordinate; NaN where the coordinate is constant (module doc)."""
+    Y, Y_pred = np.asarray(Y, dtype=np.float64), np.asarray(Y_pred, dtype=np.float64)
+    w = np.ones(len(Y)) if weights is None else np.asarray(weights, dtype=np.float64)
+    total = w.sum()
+    mean = w @ Y / total
+    sst = w @ (Y - mean) ** 2 / total
+    sse = w @ (Y - Y_pred) ** 2 / total
+    defined = sst > CONSTANT_VARIANCE * max(sst.max(initial=0.0), np.finfo(float).tiny)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(defined, 1.0 - sse / np.where(defined, sst, 1.0), np.nan)
+
+
+def r2_score(Y: np.ndarray, Y_pred: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Mean over non-constant coordinates of the weighted R²; NaN if all are constant."""
+    per = r2_per_coordinate(Y, Y_pred, weights)
+    return float(np.nanmean(per)) if np.isfinite(per).any() else float("nan")
+
+
+def mse(Y: np.ndarray, Y_pred: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Weighted mean squared error over rows, averaged over coordinates."""
+    w = np.ones(len(Y)) if weights is None else np.asarray(weights, dtype=np.float64)
+    return float(w @ ((np.asarray(Y) - Y_pred) ** 2).mean(axis=1) / w.sum())
+
+
+def shuffled_targets(Y: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Y (n, S) with its rows permuted (seeded): the control target that no features can predict."""
+    return Y[np.random.default_rng(seed).permutation(len(Y))]
+
+
+def heldout_scores(
+    probe: BeliefProbe,
+    X_heldout: np.ndarray,
+    Y_heldout: np.ndarray,
+    count: np.ndarray,
+    prob: np.ndarray,
+) -> dict:
+    """r2_heldout (row-count weights), r2_heldout_weighted (probability weights), mse_heldout."""
+    pred = probe.predict(X_heldout)
+    return {
+        "r2_heldout": r2_score(Y_heldout, pred, count),
+        "r2_heldout_weighted": r2_score(Y_heldout, pred, prob),
+        "mse_heldout": mse(Y_heldout, pred, count),
+    }
+
+
+def pairwise_distance_correlation(
+    true: np.ndarray, *others: np.ndarray, n_points: int = 1000, seed: int = 0
+) -> list[float]:
+    """Pearson correlation between pairwise Euclidean distances of `true` (n, S) and of each other
+    representation (n, k) of the same rows, on a seeded subsample of n_points rows."""
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(true), size=min(n_points, len(true)), replace=False)
+    iu = np.triu_indices(len(idx), k=1)
+
+    def distances(points: np.ndarray) -> np.ndarray:
+        p = np.asarray(points, dtype=np.float64)[idx]
+        return np.sqrt(((p[:, None, :] - p[None, :, :]) ** 2).sum(-1))[iu]
+
+    d_true = distances(true)
+    return [float(np.corrcoef(d_true, distances(other))[0, 1]) for other in others]
+
+
+def _validated(X, Y, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    X, Y = np.asarray(X), np.asarray(Y, dtype=np.float64)
+    if X.ndim != 2 or Y.ndim != 2 or len(X) != len(Y):
+        raise InvalidInput(
+            f"X must be (n, d) and Y (n, S) with the same n; got {X.shape}, {Y.shape}"
+        )
+    if len(X) == 0:
+        raise InvalidInput("no rows to fit the probe on")
+    w = np.ones(len(X)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(X),) or (w < 0).any() or not np.isfinite(w).all():
+        raise InvalidInput(f"sample_weight must be ({len(X)},) finite and non-negative")
+    return X, Y, w
+
+
+def _weighted_mean(X: np.ndarray, w: np.ndarray, total: float) -> np.ndarray:
+    out = np.zeros(X.shape[1])
+    for start in range(0, len(X), GRAM_CHUNK):
+        out += w[start : start + GRAM_CHUNK] @ X[start : start + GRAM_CHUNK].astype(np.float64)
+    return out / total

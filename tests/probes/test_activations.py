@@ -1,0 +1,109 @@
+"""Probe inputs (enumeration, prefix rows, weights, split, shuffle) and hook-only activations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hmm import load_process
+from hmm.errors import InvalidInput
+from models.transformer import TransformerConfig, build_transformer, transformer_residual_hooks
+from probes.activations import collect_activations, probe_inputs, split_sequences
+from probes.belief_probe import BeliefProbe, moments
+
+
+@pytest.fixture(scope="module")
+def mess3():
+    return load_process("mess3")
+
+
+@pytest.fixture(scope="module")
+def inputs(mess3):
+    return probe_inputs(mess3, 5, seed=3)
+
+
+def test_enumerated_rows_are_unique_prefixes(mess3, inputs):
+    assert inputs.exact and inputs.tokens.shape == (3**5, 5)
+    assert inputs.n_rows == sum(3**k for k in range(1, 6))
+    # each row's activation source really has that row's prefix, and each row is stored once
+    rows = inputs.row_of[inputs.stored]
+    assert sorted(rows) == list(range(inputs.n_rows))
+    for seq, t in zip(*np.nonzero(inputs.row_of == inputs.row_of[17, 2]), strict=True):
+        np.testing.assert_array_equal(inputs.tokens[seq, : t + 1], inputs.tokens[17, :3])
+    expected = mess3.beliefs(inputs.tokens[17:18])[0, 2]
+    np.testing.assert_allclose(inputs.beliefs[inputs.row_of[17, 2]], expected)
+
+
+def test_row_weights_are_counts_and_prefix_probabilities(mess3, inputs):
+    n = len(inputs.tokens)
+    count = inputs.fit_count + inputs.heldout_count
+    prob = inputs.fit_prob + inputs.heldout_prob
+    for t in range(5):
+        level = inputs.positions == t
+        assert count[level].sum() == n
+        assert prob[level].sum() == pytest.approx(1.0)
+    # prob of a row = probability of its prefix
+    seq, t = 100, 2
+    prefix = inputs.tokens[seq : seq + 1, : t + 1]
+    assert prob[inputs.row_of[seq, t]] == pytest.approx(np.exp(mess3.log_prob(prefix))[0])
+
+
+def test_split_is_by_sequence_and_seeded(inputs):
+    fit = inputs.fit_sequences
+    assert fit.sum() == len(fit) // 2
+    # a length-5 row belongs to one sequence, so it sits on exactly one side
+    last = inputs.positions == 4
+    assert ((inputs.fit_count[last] > 0) != (inputs.heldout_count[last] > 0)).all()
+    np.testing.assert_array_equal(split_sequences(100, seed=1), split_sequences(100, seed=1))
+    assert (split_sequences(100, seed=1) != split_sequences(100, seed=2)).any()
+
+
+def test_collapsed_rows_give_the_same_fit_as_all_rows(inputs):
+    # OLS on (sequence, position) rows == weighted OLS on the stored prefix rows
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(inputs.n_rows, 4))
+    fit_seq = np.flatnonzero(inputs.fit_sequences)
+    rows = inputs.row_of[fit_seq].ravel()
+    expanded = BeliefProbe().fit(feats[rows], inputs.beliefs[rows])
+    keep = inputs.fit_rows
+    collapsed = BeliefProbe().fit(feats[keep], inputs.beliefs[keep], inputs.fit_count[keep])
+    np.testing.assert_allclose(collapsed.coef_, expanded.coef_, atol=1e-10)
+
+
+def test_shuffle_control_is_an_exact_row_shuffle(inputs):
+    # the cross-moments with per-row mean shuffled targets equal those of shuffled instances
+    rng = np.random.default_rng(1)
+    feats = rng.normal(size=(inputs.n_rows, 4))
+    keep = inputs.fit_rows
+    m = moments(feats[keep], inputs.shuffled_beliefs[keep], inputs.fit_count[keep])
+    rows = inputs.row_of[inputs.fit_sequences].ravel()
+    perm = np.random.default_rng(3 + 1).permutation(len(rows))
+    m_ref = moments(feats[rows], inputs.beliefs[rows][perm])
+    np.testing.assert_allclose(m.xy, m_ref.xy, atol=1e-9)
+    # and short prefixes get near-average targets, not one random belief each
+    first = inputs.positions == 0
+    mean = inputs.beliefs[rows].mean(0)
+    assert np.abs(inputs.shuffled_beliefs[first] - mean).max() < 0.15  # ~40 instances each
+
+
+def test_large_vocab_context_is_sampled_with_equal_weights(mess3):
+    sampled = probe_inputs(mess3, 6, max_enumerated=100, n_samples=50)
+    assert not sampled.exact and sampled.n_rows == 50 * 6
+    np.testing.assert_allclose(sampled.seq_probs, 1 / 50)
+    assert set(np.unique(sampled.fit_count + sampled.heldout_count)) == {1.0}
+
+
+def test_activations_are_those_of_run_with_cache(inputs):
+    model = build_transformer(TransformerConfig(n_layers=1, d_model=8, d_head=4, d_mlp=16, n_ctx=5))
+    hooks = transformer_residual_hooks(1)
+    acts = collect_activations(model, inputs, hooks, batch_size=50)
+    tokens = torch.from_numpy(inputs.tokens[200:210])
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(tokens)
+    rows = inputs.row_of[200:210]
+    for name in hooks:
+        np.testing.assert_allclose(acts.hooks[name][rows], cache[name].numpy(), atol=1e-5)
+    np.testing.assert_allclose(acts.next_token[rows], torch.softmax(logits, -1).numpy(), atol=1e-5)
+    with pytest.raises(InvalidInput, match="unknown hook"):
+        collect_activations(model, inputs, ["blocks.7.hook_resid_post"])

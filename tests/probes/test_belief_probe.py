@@ -1,0 +1,115 @@
+"""BeliefProbe against scikit-learn, R² rules, the shuffle control and the distance comparison."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LinearRegression, Ridge
+from sklearn.metrics import r2_score as sk_r2
+
+from hmm.errors import InvalidInput
+from probes.belief_probe import (
+    BeliefProbe,
+    moments,
+    mse,
+    pairwise_distance_correlation,
+    r2_per_coordinate,
+    r2_score,
+)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 6)) * [1, 2, 3, 0.5, 1, 10] + 5
+    Y = X @ rng.normal(size=(6, 3)) + 1.5 + rng.normal(scale=0.3, size=(400, 3))
+    w = rng.uniform(0.1, 2.0, size=400)
+    return X, Y, w
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ols_matches_sklearn(data, weighted):
+    X, Y, w = data
+    sw = w if weighted else None
+    ours = BeliefProbe().fit(X, Y, sample_weight=sw)
+    ref = LinearRegression().fit(X, Y, sample_weight=sw)
+    np.testing.assert_allclose(ours.coef_, ref.coef_.T, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(ours.score(X, Y, sw), sk_r2(Y, ref.predict(X), sample_weight=sw))
+
+
+def test_ridge_matches_sklearn(data):
+    X, Y, w = data
+    ours = BeliefProbe(alpha=50.0).fit(X, Y, sample_weight=w)
+    ref = Ridge(alpha=50.0).fit(X, Y, sample_weight=w)
+    np.testing.assert_allclose(ours.coef_, ref.coef_.T, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=1e-8, atol=1e-10)
+
+
+def test_rank_deficient_features_match_sklearn_predictions():
+    # next-token distributions sum to 1: with an intercept the design is rank deficient
+    rng = np.random.default_rng(1)
+    P = rng.dirichlet(np.ones(3), size=300)
+    Y = P @ rng.normal(size=(3, 3))
+    ours = BeliefProbe().fit(P, Y)
+    ref = LinearRegression().fit(P, Y)
+    np.testing.assert_allclose(ours.predict(P), ref.predict(P), atol=1e-9)
+    assert ours.score(P, Y) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_exact_linear_target_scores_one_and_shuffle_scores_zero():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(20_000, 5))
+    Y = X @ rng.normal(size=(5, 3)) - 0.7
+    fit, held = slice(0, 10_000), slice(10_000, None)
+    probe = BeliefProbe().fit(X[fit], Y[fit])
+    assert probe.score(X[held], Y[held]) == pytest.approx(1.0, abs=1e-12)
+    control = BeliefProbe().fit(X[fit], Y[fit][rng.permutation(10_000)])
+    assert abs(control.score(X[held], Y[held])) < 0.01
+
+
+def test_zero_variance_coordinate_is_left_out_not_divided_by():
+    rng = np.random.default_rng(3)
+    Y = np.column_stack([rng.random(50), np.full(50, 0.25), rng.random(50)])
+    pred = Y + rng.normal(scale=0.1, size=Y.shape)
+    per = r2_per_coordinate(Y, pred)
+    assert np.isnan(per[1]) and np.isfinite(per[[0, 2]]).all()
+    assert r2_score(Y, pred) == pytest.approx(per[[0, 2]].mean())
+    assert np.isnan(r2_score(np.full((5, 2), 0.5), np.zeros((5, 2))))
+
+
+def test_r2_and_mse_match_sklearn_weighted(data):
+    X, Y, w = data
+    pred = Y + np.random.default_rng(4).normal(size=Y.shape)
+    assert r2_score(Y, pred, w) == pytest.approx(sk_r2(Y, pred, sample_weight=w))
+    assert mse(Y, pred, w) == pytest.approx(np.average(((Y - pred) ** 2).mean(1), weights=w))
+
+
+def test_moments_select_equals_moments_of_columns(data):
+    X, Y, w = data
+    full, part = moments(X, Y, w).select(slice(1, 4)), moments(X[:, 1:4], Y, w)
+    np.testing.assert_allclose(full.xx, part.xx)
+    np.testing.assert_allclose(full.xy, part.xy)
+    np.testing.assert_allclose(full.x_mean, part.x_mean)
+
+
+def test_bad_input_raises_invalid_input(data):
+    X, Y, _ = data
+    with pytest.raises(InvalidInput, match="not fitted"):
+        BeliefProbe().predict(X)
+    with pytest.raises(InvalidInput, match="same n"):
+        BeliefProbe().fit(X, Y[:10])
+    with pytest.raises(InvalidInput, match="alpha"):
+        BeliefProbe(alpha=-1.0)
+    with pytest.raises(InvalidInput, match="shape"):
+        BeliefProbe().fit(X, Y).predict(X[:, :2])
+    with pytest.raises(InvalidInput, match="sample_weight"):
+        BeliefProbe().fit(X, Y, sample_weight=-np.ones(len(X)))
+
+
+def test_distance_correlation():
+    rng = np.random.default_rng(5)
+    B = rng.dirichlet(np.ones(3), size=500)
+    same, scaled, noise = pairwise_distance_correlation(B, B, 3 * B + 1, rng.random((500, 3)))
+    assert same == pytest.approx(1.0) and scaled == pytest.approx(1.0)
+    assert abs(noise) < 0.1
