@@ -12,7 +12,8 @@ batch_size * n_ctx; `loss` = the batch loss of update `step`, taken before it; s
 initial model on batch 0): step, tokens, loss, optimal_loss, excess_loss, lr, and every
 `loss_by_position_every` steps `loss_by_position` (n_ctx-1 values). Checkpoint steps add
 `exact_loss` and `exact_excess_loss`: the model's probability-weighted loss over every sequence
-(exact, see `exact_model_loss`) and its gap to the exact optimum.
+(exact, see `ExactEvaluator`) and its gap to the exact optimum. Every line also has `wall_s`
+(seconds since the run began, resumes summed) and `eval_s` (the part spent in exact evaluation).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from models.recipes import TrainConfig, resolve_recipe
 from models.run_files import list_checkpoints, writable_dir, write_atomic, write_json
 
 EXACT_EVAL_MAX_SEQUENCES = 200_000  # V**(n_ctx-1) prefixes; Mess3 at n_ctx 10: 19,683
+THREADS_ENV = "BELIEFGEO_THREADS"  # torch intra-op threads; 1 suits a CPU shared with others
 KILL_AT_STEP_ENV = (
     "BELIEFGEO_KILL_AT_STEP"  # crash-safety test hook: SIGKILL self after this update
 )
@@ -281,6 +283,8 @@ def train(
     config = run_config(process, model_config, train_config)
     start_state = _prepare_run(out, config, resume)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if os.environ.get(THREADS_ENV):
+        torch.set_num_threads(max(1, int(os.environ[THREADS_ENV])))
 
     model = move_model(build_model(model_config), device)
     optimizer = _optimizer(model, train_config)
@@ -308,6 +312,8 @@ def train(
     _trim_metrics(out / "metrics.jsonl", keep_through=step if start_state is not None else -1)
 
     loop = _Loop(process, model, optimizer, scheduler, train_config, config, out, device, progress)
+    if start_state is not None:  # wall-clock bookkeeping carries across resumes
+        loop.wall_s, loop.eval_s = float(start_state["wall_s"]), float(start_state["eval_s"])
     loop.run(step)
     return out
 
@@ -395,6 +401,8 @@ class _Loop:
         self.progress = sys.stderr.isatty() if progress is None else progress
         kill = os.environ.get(KILL_AT_STEP_ENV)
         self.kill_at = int(kill) if kill else None
+        self.wall_s = self.eval_s = 0.0  # before this segment
+        self.started = time.perf_counter()
 
     def run(self, step: int) -> None:
         with open(self.out / "metrics.jsonl", "a") as metrics:
@@ -411,7 +419,9 @@ class _Loop:
                 dynamic_ncols=True,
                 file=sys.stderr,
             )
+        self.wall_s -= time.perf_counter() - self.started  # count from here, not from __init__
         started, last_print, start_step = time.perf_counter(), time.perf_counter(), step
+        self.started = started
         try:
             if step == 0:
                 with torch.no_grad():
@@ -485,10 +495,18 @@ class _Loop:
         if step % self.tc.loss_by_position_every == 0 or step == self.total_steps:
             record["loss_by_position"] = losses.mean(0).tolist()
         if exact and self.exact is not None:
+            began = time.perf_counter()
             record["exact_loss"], record["exact_excess_loss"] = self.exact(self.model)
+            self.eval_s += time.perf_counter() - began
+        record["wall_s"] = round(self._wall(), 3)
+        record["eval_s"] = round(self.eval_s, 3)
         metrics.write(json.dumps(record) + "\n")
         metrics.flush()
         return record
+
+    def _wall(self) -> float:
+        """Seconds of this run so far, all segments (resumes) together, evaluation included."""
+        return self.wall_s + time.perf_counter() - self.started
 
     def _checkpoint(self, step: int) -> None:
         save_checkpoint(
@@ -501,5 +519,7 @@ class _Loop:
                 "scheduler": self.scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state(),
                 "data_stream": {"seed": self.tc.seed, "next_step": step},
+                "wall_s": self._wall(),
+                "eval_s": self.eval_s,
             },
         )
