@@ -79,7 +79,11 @@ def render_fractal(process: str | Path, depth: int | None = None, points: int = 
         "statistical_complexity_note": complexity.note,
         "points": int(points),
         "dimension": dimension,
-        "dimension_source": "box counting on the chaos-game points (hmm.fractal)",
+        "dimension_source": "box counting on the chaos-game points (hmm.fractal); the sampled "
+        "measure is uneven, so fine boxes are under-counted: read it with fit_range and "
+        "local_slopes",
+        "dimension_msp": box_counting_dimension(distinct.beliefs),
+        "dimension_msp_source": "box counting on the distinct MSP beliefs to `depth` (the support)",
         "seconds": round(time.perf_counter() - started, 3),
     }
     fig = _figure(p, distinct.beliefs, chaos, depth, summary)
@@ -95,11 +99,11 @@ def render_fractal(process: str | Path, depth: int | None = None, points: int = 
 def _figure(p: HMM, msp_beliefs: np.ndarray, chaos: np.ndarray, depth: int, summary: dict):
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.8))
     plot_simplex(axes[0], msp_beliefs, s=_marker_size(len(msp_beliefs)), labels=p.states,
-                 title=f"Every mixed state to depth {depth}\n"
-                       f"{len(msp_beliefs):,} distinct beliefs ({summary['n_nodes']:,} tree nodes)")
+                 title=f"Every mixed state to depth {depth}: {len(msp_beliefs):,} distinct "
+                       f"beliefs\n({summary['n_nodes']:,} tree nodes); box-counting dimension ~ "
+                       f"{_dimension_text(summary['dimension_msp'])}")
     visited = merge_beliefs(chaos, np.ones(len(chaos)), decimals=8)
-    dim = summary["dimension"]["dimension"]
-    dim_text = "n/a" if dim is None else f"{abs(dim):.2f}" if abs(dim) < 0.005 else f"{dim:.2f}"
+    dim_text = _dimension_text(summary["dimension"])
     if len(visited.probs) <= 5000:  # few distinct beliefs: one marker each, area ~ visit frequency
         sizes = 8 + 400 * visited.probs / visited.probs.max()
         plot_simplex(axes[1], visited.beliefs, s=sizes, labels=p.states)
@@ -109,7 +113,7 @@ def _figure(p: HMM, msp_beliefs: np.ndarray, chaos: np.ndarray, depth: int, summ
                       f"{len(visited.probs):,} distinct; box-counting dimension ~ {dim_text}",
                       fontsize=10)
     cmu = summary["statistical_complexity"]
-    cmu_text = "infinite MSP" if cmu is None else f"{cmu:.3f} nats"
+    cmu_text = "n/a (the MSP does not close)" if cmu is None else f"{cmu:.3f} nats"
     fig.suptitle(
         f"{p.name}: exact (left) and sampled (right) beliefs in the {p.n_states}-state simplex\n"
         f"colour = belief ({'RGB' if p.n_states == 3 else 'mix of corner colours'}); "
@@ -123,3 +127,8 @@ def _figure(p: HMM, msp_beliefs: np.ndarray, chaos: np.ndarray, depth: int, summ
 
 def _marker_size(n: int) -> float:
     return 12.0 if n <= 200 else 4.0 if n <= 5000 else 1.0 if n <= 50_000 else 0.8
+
+
+def _dimension_text(result: dict) -> str:
+    dim = result["dimension"]
+    return "n/a (too few scales)" if dim is None else f"{dim:.2f}"

@@ -61,7 +61,7 @@ def box_counting_dimension(
     }
     if usable.sum() >= 3:
         x, y = np.log(1 / scales_a[usable]), np.log(counts_a[usable])
-        result["dimension"] = float(np.polyfit(x, y, 1)[0])
+        result["dimension"] = round(float(np.polyfit(x, y, 1)[0]), 4) + 0.0
         result["fit_range"] = [float(scales_a[usable].max()), float(scales_a[usable].min())]
     return result
 
