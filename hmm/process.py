@@ -96,9 +96,8 @@ class HMM:
         n, length = _count(n, "n"), _count(length, "length")
         rng = np.random.default_rng(seed)
         V, S = self.n_symbols, self.n_states
-        cum = np.cumsum(self.T.transpose(1, 0, 2).reshape(S, V * S), axis=1)
-        cum /= cum[:, -1:]
-        cum_init = np.cumsum(self.initial) / self.initial.sum()
+        cum = _cumulative(self.T.transpose(1, 0, 2).reshape(S, V * S))
+        cum_init = _cumulative(self.initial[None])[0]
         states = np.empty((n, length + 1), dtype=np.int64)
         tokens = np.empty((n, length), dtype=np.int64)
         # u in (0, 1]: the first index with cum >= u always has positive probability
@@ -322,6 +321,17 @@ def _check_initial(initial: Any, states: list[str]) -> np.ndarray:
     if abs(arr.sum() - 1.0) > ROW_TOL:
         raise InvalidInput(f"initial sums to {arr.sum():.10g}; it must sum to 1")
     return arr
+
+
+def _cumulative(probs: np.ndarray) -> np.ndarray:
+    """Row-wise CDF (n, K) -> (n, K), exactly 1.0 from each row's last positive entry on.
+
+    So inverse-CDF sampling with u in (0, 1] never lands on a zero-probability entry by rounding.
+    """
+    cum = np.cumsum(probs, axis=1) / probs.sum(axis=1, keepdims=True)
+    last_positive = probs.shape[1] - 1 - np.argmax(probs[:, ::-1] > 0, axis=1)
+    cum[np.arange(probs.shape[1]) >= last_positive[:, None]] = 1.0
+    return cum
 
 
 def _count(value: Any, what: str) -> int:
