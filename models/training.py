@@ -57,9 +57,10 @@ from models.run_files import list_checkpoints, writable_dir, write_atomic, write
 
 EXACT_EVAL_MAX_SEQUENCES = 200_000  # V**(n_ctx-1) prefixes; Mess3 at n_ctx 10: 19,683
 THREADS_ENV = "BELIEFGEO_THREADS"  # torch intra-op threads; 1 suits a CPU shared with others
-KILL_AT_STEP_ENV = (
-    "BELIEFGEO_KILL_AT_STEP"  # crash-safety test hook: SIGKILL self after this update
-)
+# what must match for a resume (derived numbers such as optimal_loss may change in the last digit)
+RESUME_KEYS = ("format", "process", "arch", "model", "train", "data", "checkpoints")
+# crash-safety test hook: the run SIGKILLs itself right after this update
+KILL_AT_STEP_ENV = "BELIEFGEO_KILL_AT_STEP"
 
 
 # ---- schedules and the data stream (pure functions) ---------------------------------------------
@@ -329,13 +330,9 @@ def _prepare_run(out: Path, config: dict, resume: bool) -> dict | None:
         writable_dir(out)
         return None
     stored = read_run_config(out)
-    stored.pop("environment", None)
-    if stored != json.loads(json.dumps(config)):
-        differs = sorted(
-            k
-            for k in set(stored) | set(config)
-            if stored.get(k) != json.loads(json.dumps(config.get(k)))
-        )
+    fresh = json.loads(json.dumps(config))
+    differs = [key for key in RESUME_KEYS if stored.get(key) != fresh[key]]
+    if differs:
         raise InvalidInput(
             f"{out}/config.json differs from this run's settings in {differs}; use a new --out"
         )
