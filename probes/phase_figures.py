@@ -1,0 +1,288 @@
+"""RUN/figures/phases.png: the phase diagnostics of a run on one shared log-token axis.
+
+Panels, top to bottom: excess loss; Jacobian spectral radius / norm (full map and per block, y = 1
+line, the seed rule's checkpoint marked); unit-regime fractions per layer with phase ribbons;
+update sign-flip fraction; sharpness against the optimiser's stability threshold; and, when
+RUN/probes.json exists, the belief probe's held-out R^2. The x axis is symlog with its linear
+part below the first non-zero checkpoint, so the initial model (tokens 0) is drawn at 0.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from models.run_files import write_atomic  # noqa: E402
+
+# Okabe-Ito, colour-blind safe
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+PHASE_COLOURS = {"linear": "#56B4E9", "hybrid": "#F0E442", "saturated": "#D55E00"}
+
+
+def plot_phases(run: str | Path, phases: dict) -> Path:
+    """Draw the multi-panel phase figure of `phases` (phases_run's result) into RUN/figures/."""
+    run = Path(run)
+    entries = phases["checkpoints"]
+    tokens = np.array([e["tokens"] for e in entries], dtype=float)
+    probes = _probe_curve(run)
+    n_panels = 6 if probes else 5
+    fig, axes = plt.subplots(n_panels, 1, figsize=(9, 2.3 * n_panels + 0.6), sharex=True)
+    kind = entries[0]["jacobian"]["kind"]
+
+    _loss_panel(axes[0], run, entries, tokens)
+    flagged = _jacobian_panel(axes[1], entries, tokens, kind, phases)
+    _units_panel(axes[2], entries, tokens)
+    _sign_flip_panel(axes[3], entries, tokens)
+    _sharpness_panel(axes[4], entries, tokens)
+    if probes:
+        _probe_panel(axes[5], probes)
+    for ax in axes:
+        if flagged is not None:
+            ax.axvline(flagged, color="#000000", lw=0.8, ls=":", alpha=0.7)
+        ax.grid(alpha=0.25, lw=0.5)
+    positive = tokens[tokens > 0]
+    axes[-1].set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0)
+    axes[-1].set_xlim(0, tokens.max() * 1.05 if tokens.max() > 0 else 1)
+    axes[-1].set_xlabel(
+        "training tokens (symlog axis: linear below the first checkpoint, 0 = init)"
+    )
+
+    units = entries[-1]["units"]
+    phase_now = ", ".join(f"{layer}: {u['phase']}" for layer, u in units.items())
+    flag_text = "never" if flagged is None else f"at {int(flagged):,} tokens"
+    fig.suptitle(
+        f"{run.name}: how training moves through unit phases ({phase_now} at the end); "
+        f"mean full-map spectral radius first > 1 {flag_text}",
+        fontsize=10,
+        wrap=True,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return write_atomic(run / "figures" / "phases.png", buffer.getvalue())
+
+
+def _loss_panel(ax, run: Path, entries: list[dict], tokens: np.ndarray) -> None:
+    path = run / "metrics.jsonl"
+    if path.is_file():
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        x = np.array([r["tokens"] for r in records], dtype=float)
+        y = np.array([r["excess_loss"] for r in records], dtype=float)
+        ax.plot(
+            x,
+            np.clip(y, 1e-6, None),
+            color=OKABE_ITO[5],
+            lw=0.6,
+            alpha=0.7,
+            label="batch loss - optimal",
+        )
+    exact = [(t, e.get("exact_excess_loss")) for t, e in zip(tokens, entries, strict=True)]
+    exact = [(t, v) for t, v in exact if v is not None]
+    if exact:
+        ax.plot(
+            *zip(*[(t, max(v, 1e-6)) for t, v in exact], strict=True),
+            "o-",
+            ms=3,
+            color=OKABE_ITO[0],
+            label="exact expected loss - optimal (checkpoints)",
+        )
+    ax.set_yscale("log")
+    ax.set_ylabel("excess loss (nats)")
+    ax.legend(fontsize=7, loc="upper right")
+
+
+def _jacobian_panel(ax, entries, tokens, kind: str, phases: dict) -> float | None:
+    jac = [e["jacobian"] for e in entries]
+    full_label = "full map J_t" if kind == "residual" else "stacked-state map ds_t/ds_(t-1)"
+    ax.plot(
+        tokens,
+        [j["spectral_radius_mean"] for j in jac],
+        "o-",
+        ms=3,
+        color=OKABE_ITO[7],
+        label=f"{full_label}: radius (mean)",
+    )
+    ax.plot(
+        tokens,
+        [j["spectral_norm_mean"] for j in jac],
+        "--",
+        color=OKABE_ITO[7],
+        lw=1,
+        label=f"{full_label}: norm (mean)",
+    )
+    n_blocks = len(jac[0]["blocks"])
+    if kind == "residual" or n_blocks > 1:
+        what = "update U_l" if kind == "residual" else "recurrent"
+        for b in range(n_blocks):
+            ax.plot(
+                tokens,
+                [j["blocks"][b]["spectral_radius_mean"] for j in jac],
+                "-",
+                lw=1.2,
+                color=OKABE_ITO[b % 7],
+                label=f"{what} {jac[0]['blocks'][b]['hook']}: radius",
+            )
+    ax.axhline(1.0, color="#666666", lw=1, ls="-.")
+    flagged = phases.get("first_spectral_radius_above_1")
+    ax.set_yscale("log")
+    ax.set_ylabel("spectral radius /\nnorm (mean)")
+    ax.legend(fontsize=6.5, loc="best", ncol=2)
+    return None if flagged is None else float(flagged)
+
+
+def _units_panel(ax, entries, tokens) -> None:
+    layers = list(entries[0]["units"])
+    ribbon = 0.07
+    for i, layer in enumerate(layers):
+        colour = OKABE_ITO[i % 7]
+        series = [e["units"][layer] for e in entries]
+        ax.plot(
+            tokens,
+            [u["linear_frac"] for u in series],
+            "-",
+            color=colour,
+            lw=1.2,
+            label=f"{layer} linear",
+        )
+        ax.plot(
+            tokens,
+            [u["saturated_frac"] for u in series],
+            "--",
+            color=colour,
+            lw=1.2,
+            label=f"{layer} saturated",
+        )
+        if series[0]["act"] in ("relu", "gelu", "gelu_new", "silu") or any(
+            u["dead_frac"] for u in series
+        ):
+            ax.plot(
+                tokens,
+                [u["dead_frac"] for u in series],
+                ":",
+                color=colour,
+                lw=1.5,
+                label=f"{layer} dead",
+            )
+        bottom = 1.02 + i * ribbon
+        edges = _edges(tokens)
+        for k, u in enumerate(series):
+            ax.fill_between(
+                [edges[k], edges[k + 1]],
+                bottom,
+                bottom + ribbon * 0.8,
+                color=PHASE_COLOURS[u["phase"]],
+                lw=0,
+            )
+    ax.set_ylim(0, 1.02 + len(layers) * ribbon + 0.02)
+    ax.set_ylabel("fraction of\nunit x input")
+    handles, labels = ax.get_legend_handles_labels()
+    for phase, colour in PHASE_COLOURS.items():
+        handles.append(plt.Rectangle((0, 0), 1, 1, color=colour))
+        labels.append(f"phase: {phase}")
+    ax.legend(handles, labels, fontsize=6, loc="center left", ncol=3)
+    ax.set_title(
+        "unit regimes; ribbons above 1 = phase label per layer (top ribbon = last layer)",
+        fontsize=8,
+    )
+
+
+def _sign_flip_panel(ax, entries, tokens) -> None:
+    pairs = [
+        (t, e["sign_flip_frac"])
+        for t, e in zip(tokens, entries, strict=True)
+        if e["sign_flip_frac"] is not None
+    ]
+    if pairs:
+        ax.plot(*zip(*pairs, strict=True), "o-", ms=3, color=OKABE_ITO[4])
+    ax.axhline(0.5, color="#666666", lw=0.8, ls="-.")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("update sign-flip\nfraction")
+    ax.set_title(
+        "fraction of parameters whose update sign reverses between consecutive intervals "
+        "(0.5 = uncorrelated)",
+        fontsize=8,
+    )
+
+
+def _sharpness_panel(ax, entries, tokens) -> None:
+    details = [e["sharpness_detail"] for e in entries]
+    compared = details[0]["compared"]
+    ax.plot(
+        tokens,
+        [d["raw"] for d in details],
+        "o-",
+        ms=3,
+        color=OKABE_ITO[0],
+        label="raw sharpness lambda_max(H)",
+    )
+    if compared == "preconditioned":
+        pre = [
+            (t, d["preconditioned"])
+            for t, d in zip(tokens, details, strict=True)
+            if d["preconditioned"] is not None
+        ]
+        if pre:
+            ax.plot(
+                *zip(*pre, strict=True),
+                "s-",
+                ms=3,
+                color=OKABE_ITO[3],
+                label="preconditioned lambda_max(P^-1 H) (Adam)",
+            )
+    thr = [(t, d["threshold"]) for t, d in zip(tokens, details, strict=True) if d["threshold"]]
+    if thr:
+        rule = "38/lr (Adam, vs preconditioned)" if compared == "preconditioned" else "2/lr (SGD)"
+        ax.plot(*zip(*thr, strict=True), "-", color="#666666", lw=1.2, label=f"threshold {rule}")
+    ax.set_yscale("log")
+    ax.set_ylabel("sharpness")
+    ax.legend(fontsize=7, loc="best")
+
+
+def _probe_panel(ax, probes: dict) -> None:
+    for i, (label, (x, y)) in enumerate(probes.items()):
+        ax.plot(x, y, "o-", ms=3, color=OKABE_ITO[i], label=label)
+    ax.set_ylabel("belief probe\nheld-out R^2")
+    ax.legend(fontsize=7, loc="lower right")
+
+
+def _probe_curve(run: Path) -> dict[str, tuple[list, list]]:
+    """Held-out R^2 of the concat and last-layer probes from RUN/probes.json (empty when absent)."""
+    path = run / "probes.json"
+    if not path.is_file():
+        return {}
+    try:
+        checkpoints = json.loads(path.read_text())["checkpoints"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return {}
+    if not checkpoints:
+        return {}
+    layers = [k for k in checkpoints[0].get("layers", {}) if k != "concat"]
+    wanted = (["concat"] if "concat" in checkpoints[0].get("layers", {}) else []) + layers[-1:]
+    out = {}
+    for layer in wanted:
+        pairs = [
+            (c["tokens"], c["layers"][layer]["r2_heldout"])
+            for c in checkpoints
+            if layer in c.get("layers", {}) and c["layers"][layer].get("r2_heldout") is not None
+        ]
+        if pairs:
+            out[layer] = tuple(map(list, zip(*pairs, strict=True)))
+    return out
+
+
+def _edges(tokens: np.ndarray) -> np.ndarray:
+    """Band edges halfway (geometrically where possible) between consecutive checkpoints."""
+    mids = []
+    for a, b in zip(tokens[:-1], tokens[1:], strict=True):
+        mids.append(np.sqrt(a * b) if a > 0 else b / 2)
+    first = tokens[0]
+    last = tokens[-1] * 1.05 if tokens[-1] > 0 else 1.0
+    return np.array([first, *mids, last])
