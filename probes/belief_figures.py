@@ -1,4 +1,4 @@
-"""Belief-probe figures as PNG/GIF bytes: true vs predicted simplex, R² per layer, emergence, animation.
+"""Belief-probe figures (PNG/GIF bytes): true vs predicted simplex, R² by layer, emergence, GIF.
 
 Points are coloured by their TRUE belief (hmm.plots.belief_colors) in every panel and frame, so a
 predicted point sits in the colour of the belief it should be at. Lines use the Okabe-Ito palette.
@@ -33,28 +33,31 @@ def simplex_comparison(
     tokens: int,
     labels: list[str] | None = None,
 ) -> bytes:
-    """Side by side: true beliefs (n, S) and each probe's predictions (n, S), same per-point colours."""
+    """Side by side: true beliefs (n, S) and each probe's predictions (n, S), same point colours."""
     colors = belief_colors(true)
     n = 1 + len(predictions)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.4))
     size = _point_size(len(true))
-    plot_simplex(axes[0], true, colors, "exact belief states (held-out prefixes)", s=size, labels=labels)
+    plot_simplex(axes[0], true, colors, "exact belief states (held-out prefixes)", s=size,
+                 labels=labels)
     for ax, (name, pred) in zip(axes[1:], predictions.items(), strict=True):
         plot_simplex(ax, pred, colors, f"probe from {name}\nheld-out R² = {r2[name]:.4f}",
                      s=size, labels=labels)
     fig.suptitle(
-        f"A linear probe of the residual stream recovers the belief geometry ({tokens:,} training tokens)",
+        "A linear probe of the residual stream recovers the belief geometry "
+        f"({tokens:,} training tokens)",
         fontsize=11,
     )
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.82, wspace=0.05)
     return _png(fig)
 
 
 def layer_bars(record: dict, ceiling: dict) -> bytes:
-    """Held-out R² (unweighted and probability-weighted) per hook and concat, shuffle control, ceiling."""
+    """Held-out R² (unweighted, probability-weighted) per hook and concat; control; ceiling."""
     names = list(record["layers"])
     layers = record["layers"]
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4.6))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(names) + 2), 5.6))
     width = 0.27
     ax.bar(x - width, [layers[h]["r2_heldout"] for h in names], width, color=OKABE_ITO[5],
            label="held-out R² (each sequence position counts once)")
@@ -73,17 +76,19 @@ def layer_bars(record: dict, ceiling: dict) -> bytes:
                 ha="center", va="bottom", fontsize=7, rotation=90)
     ax.set_xticks(x, [_short(h) for h in names], rotation=20, ha="right")
     ax.set_ylabel("R² (mean over belief coordinates)")
-    ax.set_ylim(0, 1.18)
-    ax.set_title(f"Beliefs are linearly decodable from the residual stream ({record['tokens']:,} tokens)",
-                 fontsize=11)
-    ax.legend(fontsize=7, loc="upper left", ncol=2)
+    ax.set_ylim(0, 1.1)
+    ax.set_title(
+        f"Beliefs are linearly decodable from the residual stream ({record['tokens']:,} tokens)",
+        fontsize=11,
+    )
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     fig.text(0.01, 0.01, CEILING_NOTE, fontsize=7, color="0.3")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     return _png(fig)
 
 
 def emergence(checkpoints: list[dict], ceiling: dict) -> bytes:
-    """Held-out R² vs training tokens (symlog x: 0 = initialisation) per hook, concat and control."""
+    """Held-out R² vs training tokens (symlog x, 0 = initialisation): hooks, concat, control."""
     tokens = np.array([c["tokens"] for c in checkpoints], dtype=float)
     names = list(checkpoints[-1]["layers"])
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
@@ -120,7 +125,7 @@ def simplex_animation(
     labels: list[str] | None = None,
     fps: int = 4,
 ) -> bytes:
-    """GIF of the probe-predicted simplex over checkpoints: frames = (tokens, pred (n, S), scores)."""
+    """GIF of the predicted simplex over checkpoints: frames = [(tokens, pred (n, S), scores)]."""
     colors = belief_colors(true)
     fig, ax = plt.subplots(figsize=(5, 5))
     plot_simplex(ax, frames[0][1], colors, s=_point_size(len(true)) * 2, labels=labels)

@@ -42,10 +42,6 @@ class Moments:
             self.xx[columns][:, columns], self.xy[columns],
         )
 
-    def select_targets(self, columns: np.ndarray | slice) -> Moments:
-        """Moments for the target subset `columns` (several targets share one Gram matrix)."""
-        return Moments(self.weight, self.x_mean, self.y_mean[columns], self.xx, self.xy[:, columns])
-
 
 def moments(X: np.ndarray, Y: np.ndarray, weights: np.ndarray | None = None) -> Moments:
     """Moments of X (n, d), Y (n, S), weights (n,) (default 1); float64, chunked over rows."""
@@ -143,18 +139,14 @@ def shuffled_targets(Y: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def heldout_scores(
-    probe: BeliefProbe,
-    X_heldout: np.ndarray,
-    Y_heldout: np.ndarray,
-    count: np.ndarray,
-    prob: np.ndarray,
+    Y: np.ndarray, Y_pred: np.ndarray, count: np.ndarray, prob: np.ndarray
 ) -> dict:
-    """r2_heldout (row-count weights), r2_heldout_weighted (probability weights), mse_heldout."""
-    pred = probe.predict(X_heldout)
+    """r2_heldout (row-count weights), r2_heldout_weighted (probability weights), mse_heldout
+    (row-count weights) of held-out predictions Y_pred (n, S) of beliefs Y (n, S)."""
     return {
-        "r2_heldout": r2_score(Y_heldout, pred, count),
-        "r2_heldout_weighted": r2_score(Y_heldout, pred, prob),
-        "mse_heldout": mse(Y_heldout, pred, count),
+        "r2_heldout": r2_score(Y, Y_pred, count),
+        "r2_heldout_weighted": r2_score(Y, Y_pred, prob),
+        "mse_heldout": mse(Y, Y_pred, count),
     }
 
 

@@ -34,6 +34,7 @@ from probes.belief_probe import (
     heldout_scores,
     moments,
     pairwise_distance_correlation,
+    r2_score,
 )
 
 CONCAT = "concat"
@@ -49,7 +50,7 @@ def centred_log(probs: np.ndarray) -> np.ndarray:
 
 def probe_features(X: np.ndarray, inputs: ProbeInputs) -> tuple[dict, np.ndarray]:
     """Fit OLS on the fit rows of X (R, d) and score it held-out: (scores, held-out predictions)."""
-    return _probe_blocks(X, {"x": slice(None)}, inputs)["x"]
+    return _probe_blocks([X], {"x": slice(None)}, inputs)["x"]
 
 
 def score_activations(
@@ -63,8 +64,7 @@ def score_activations(
     blocks = {name: slice(edges[i], edges[i + 1]) for i, name in enumerate(hooks)}
     if len(hooks) > 1:
         blocks[CONCAT] = slice(None)
-    X = np.concatenate([acts.hooks[name] for name in hooks], axis=1)
-    fitted = _probe_blocks(X, blocks, inputs)
+    fitted = _probe_blocks([acts.hooks[name] for name in hooks], blocks, inputs)
     layers = {name: scores for name, (scores, _) in fitted.items()}
     predictions = {name: pred for name, (_, pred) in fitted.items()}
 
@@ -141,25 +141,28 @@ def probe_run(run: str | Path, last: bool = False, hooks: list[str] | None = Non
 
 
 def _probe_blocks(
-    X: np.ndarray, blocks: dict[str, slice], inputs: ProbeInputs
+    features: list[np.ndarray], blocks: dict[str, slice], inputs: ProbeInputs
 ) -> dict[str, tuple[dict, np.ndarray]]:
-    """Fit, score and shuffle-control a probe on each column block of X, sharing one Gram matrix."""
+    """Fit, score and shuffle-control a probe on column blocks of the features (R, d_i) side by
+    side, sharing one Gram matrix: {block: (scores, held-out predictions (R_ho, S))}."""
     fit, ho = inputs.fit_rows, inputs.heldout_rows
-    Y = inputs.beliefs
+    Y, Y_ho = inputs.beliefs, inputs.beliefs[inputs.heldout_rows]
     S = Y.shape[1]
+    X_fit = np.concatenate([f[fit] for f in features], axis=1)
     targets = np.concatenate([Y[fit], inputs.shuffled_beliefs[fit]], axis=1)
-    shared = moments(X[fit], targets, inputs.fit_count[fit])
-    X_heldout = X[ho]
+    shared = moments(X_fit, targets, inputs.fit_count[fit])
+    del X_fit
+    X_heldout = np.concatenate([f[ho] for f in features], axis=1)
     count, prob = inputs.heldout_count[ho], inputs.heldout_prob[ho]
     out = {}
     for name, cols in blocks.items():
         m = shared.select(cols)
-        probe = BeliefProbe().fit_moments(m.select_targets(slice(0, S)))
-        control = BeliefProbe().fit_moments(m.select_targets(slice(S, 2 * S)))
-        X_ho = X_heldout[:, cols]
-        scores = heldout_scores(probe, X_ho, Y[ho], count, prob)
-        scores["r2_shuffle"] = control.score(X_ho, Y[ho], count)
-        out[name] = (scores, probe.predict(X_ho))
+        # probe and control in one solve: targets are [beliefs, shuffled beliefs]
+        both = BeliefProbe().fit_moments(m).predict(X_heldout[:, cols])
+        pred, control = both[:, :S], both[:, S:]
+        scores = heldout_scores(Y_ho, pred, count, prob)
+        scores["r2_shuffle"] = r2_score(Y_ho, control, count)
+        out[name] = (scores, pred)
     return out
 
 

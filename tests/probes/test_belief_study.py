@@ -68,7 +68,7 @@ def test_belief_in_residual_scores_one_and_untrained_far_lower(mess3):
     hooks = transformer_residual_hooks(2)
     record, _ = score_activations(collect_activations(untrained, inputs, hooks), inputs, hooks)
     assert max(v["r2_heldout"] for v in record["layers"].values()) < 0.97
-    # 16-wide hooks on 121 fit sequences: the control stays near 0 (concat's 64 columns overfit more)
+    # 16-wide hooks on 121 fit sequences: control near 0 (concat's 64 columns overfit more)
     assert max(abs(record["layers"][h]["r2_shuffle"]) for h in hooks) < 0.05
 
 
