@@ -152,7 +152,7 @@ def _probe_blocks(
     targets = np.concatenate([Y[fit], inputs.shuffled_beliefs[fit]], axis=1)
     shared = moments(X_fit, targets, inputs.fit_count[fit])
     del X_fit
-    X_heldout = np.concatenate([f[ho] for f in features], axis=1)
+    X_heldout = np.concatenate([f[ho] for f in features], axis=1, dtype=np.float64)
     count, prob = inputs.heldout_count[ho], inputs.heldout_prob[ho]
     out = {}
     for name, cols in blocks.items():
