@@ -1,7 +1,7 @@
 """The one exception for bad user input, shared by every layer of beliefgeo.
 
-It subclasses ValueError (the contract for HMM validation) and is what the CLI turns into exit code 2
-with a single line on stderr; any other exception is an unexpected failure (exit 1).
+It subclasses ValueError (the contract for HMM validation) and is what the CLI turns into exit
+code 2 with a single line on stderr; any other exception is an unexpected failure (exit 1).
 """
 
 
