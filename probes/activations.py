@@ -224,6 +224,11 @@ def collect_activations(
             )
             keep_t = torch.from_numpy(keep)
             for name in hooks:
+                if cache[name].shape[:2] != keep.shape or cache[name].ndim != 3:
+                    raise InvalidInput(
+                        f"hook {name} gives activations of shape {tuple(cache[name].shape)}; "
+                        "belief probes need (batch, position, width), e.g. a residual hook"
+                    )
                 act = cache[name][keep_t].float().numpy()
                 if name not in buffers:
                     buffers[name] = np.empty((n_rows, act.shape[-1]), dtype=np.float32)

@@ -107,3 +107,5 @@ def test_activations_are_those_of_run_with_cache(inputs):
     np.testing.assert_allclose(acts.next_token[rows], torch.softmax(logits, -1).numpy(), atol=1e-5)
     with pytest.raises(InvalidInput, match="unknown hook"):
         collect_activations(model, inputs, ["blocks.7.hook_resid_post"])
+    with pytest.raises(InvalidInput, match="position, width"):
+        collect_activations(model, inputs, ["blocks.0.attn.hook_pattern"])
