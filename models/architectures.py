@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ from hmm.errors import InvalidInput
 from models.rnn import RNN_ACTIVATIONS, ElmanRNN, RNNConfig, build_rnn, rnn_residual_hooks
 from models.transformer import (
     TRANSFORMER_ACTIVATIONS,
+    PlainForward,
     TransformerConfig,
     build_transformer,
     transformer_residual_hooks,
@@ -45,6 +47,19 @@ def move_model(model: nn.Module, device: str | torch.device) -> nn.Module:
         return model
     with contextlib.redirect_stdout(io.StringIO()):
         return model.to(device)
+
+
+def training_forward(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """tokens (n, L) -> logits (n, L, V): the model's function on its own parameters, fastest path.
+
+    LayerNorm transformers get `PlainForward` (no hook dispatch); everything else is the model.
+    """
+    if isinstance(model, TransformerBridge):
+        try:
+            return PlainForward(model)
+        except InvalidInput:
+            return model
+    return model
 
 
 def arch_of(config: ModelConfig) -> str:

@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from models.architectures import (
     build_model,
     make_model_config,
     move_model,
+    training_forward,
 )
 from models.checkpoints import (
     RUN_FORMAT,
@@ -139,20 +141,21 @@ class ExactEvaluator:
         self.batch = batch
 
     @torch.inference_mode()
-    def __call__(self, model: nn.Module) -> tuple[float, float]:
-        """(exact mean loss over positions 1..n_ctx-1, exact excess over the optimum), nats."""
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
+    def __call__(
+        self, forward: Callable[[torch.Tensor], torch.Tensor], device: str | torch.device = "cpu"
+    ) -> tuple[float, float]:
+        """(exact mean loss over positions 1..n_ctx-1, exact excess over the optimum), nats.
+
+        `forward`: tokens (n, L) on `device` -> logits (n, L, V), e.g. training_forward(model).
+        """
         by_position = torch.zeros(self.tokens.shape[1], dtype=torch.float64)
         for start in range(0, len(self.tokens), self.batch):
             chunk = slice(start, start + self.batch)
             # float64 softmax: the excess loss is ~1e-4 nats, far above this rounding
-            logq = F.log_softmax(model(self.tokens[chunk].to(device)).cpu().double(), dim=-1)
+            logq = F.log_softmax(forward(self.tokens[chunk].to(device)).cpu().double(), dim=-1)
             p_next = self.true_next[chunk]
             cross = -torch.where(p_next > 0, p_next * logq, torch.zeros_like(logq)).sum(-1)
             by_position += self.probs[chunk] @ cross
-        model.train(was_training)
         loss = float(by_position.mean())
         return loss, loss - float(self.optimal.mean())
 
@@ -395,6 +398,7 @@ class _Loop:
         self.checkpoint_at = set(config["checkpoints"]["steps"])
         self.optimal = config["optimal_loss"]
         self.exact = ExactEvaluator(process, self.n_ctx) if config["exact_eval"] else None
+        self.forward = training_forward(model)  # same parameters, no hook dispatch
         self.progress = sys.stderr.isatty() if progress is None else progress
         kill = os.environ.get(KILL_AT_STEP_ENV)
         self.kill_at = int(kill) if kill else None
@@ -423,13 +427,13 @@ class _Loop:
             if step == 0:
                 with torch.no_grad():
                     first = self._batch(0)
-                    losses = next_token_losses(self.model(first), first)
+                    losses = next_token_losses(self.forward(first), first)
                 self._log(metrics, 0, losses, self.scheduler.get_last_lr()[0])
                 self._checkpoint(0)
             while step < self.total_steps:
                 tokens = self._batch(step)
                 lr = self.scheduler.get_last_lr()[0]
-                losses = next_token_losses(self.model(tokens), tokens)
+                losses = next_token_losses(self.forward(tokens), tokens)
                 loss = losses.mean()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -493,7 +497,9 @@ class _Loop:
             record["loss_by_position"] = losses.mean(0).tolist()
         if exact and self.exact is not None:
             began = time.perf_counter()
-            record["exact_loss"], record["exact_excess_loss"] = self.exact(self.model)
+            record["exact_loss"], record["exact_excess_loss"] = self.exact(
+                self.forward, self.device
+            )
             self.eval_s += time.perf_counter() - began
         record["wall_s"] = round(self._wall(), 3)
         record["eval_s"] = round(self.eval_s, 3)

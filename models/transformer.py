@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import torch
+import torch.nn.functional as F
 import transformer_lens.model_bridge.sources  # noqa: F401  (attaches TransformerBridge.boot_native)
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
@@ -71,3 +73,56 @@ def transformer_residual_hooks(n_layers: int) -> list[str]:
         + [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]
         + ["ln_final.hook_normalized"]
     )
+
+
+class PlainForward:
+    """The bridge's forward pass in plain PyTorch over the bridge's own parameters, for training.
+
+    Same tensors (gradients land on the TransformerBridge's parameters), same function as the native
+    model (pre-LN blocks, causal softmax attention scaled by sqrt(d_head), MLP, final LN, unembed),
+    without hook dispatch and with fused layer norms: on 2 CPU cores the bridge's hooked forward
+    costs ~35-40 % more per training step at batch 128 (benchmarks/bench_training.py). Analysis
+    keeps using the bridge and its hooks; tests check both give the same logits.
+    """
+
+    ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu}
+
+    def __init__(self, bridge: TransformerBridge) -> None:
+        cfg = bridge.cfg
+        if (
+            str(cfg.normalization_type).upper() != "LN"
+            or cfg.positional_embedding_type != "standard"
+        ):
+            raise InvalidInput("PlainForward covers LayerNorm models with learned positions only")
+        self.params = bridge.state_dict(keep_vars=True)  # the live Parameter objects, TL names
+        self.n_layers, self.n_heads, self.d_head = cfg.n_layers, cfg.n_heads, cfg.d_head
+        self.d_model, self.eps = cfg.d_model, cfg.eps
+        self.scale = (
+            cfg.attn_scale if cfg.use_attn_scale and cfg.attn_scale > 0 else cfg.d_head**0.5
+        )
+        self.act = self.ACTIVATIONS[str(cfg.act_fn)]
+
+    def _ln(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        p = self.params
+        return F.layer_norm(x, (self.d_model,), p[f"{name}.weight"], p[f"{name}.bias"], self.eps)
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (n, L) int64 -> logits (n, L, V)."""
+        p, (n, length) = self.params, tokens.shape
+        x = F.embedding(tokens, p["embed.weight"]) + p["pos_embed.weight"][:length]
+        mask = torch.ones(length, length, dtype=torch.bool, device=tokens.device).triu(1)
+        for layer in range(self.n_layers):
+            b = f"blocks.{layer}."
+            h = self._ln(x, b + "ln1")
+            q, k, v = (
+                F.linear(h, p[f"{b}attn.{w}.weight"], p[f"{b}attn.{w}.bias"])
+                .view(n, length, self.n_heads, self.d_head)
+                .transpose(1, 2)
+                for w in "qkv"
+            )
+            pattern = ((q @ k.transpose(-2, -1)) / self.scale).masked_fill(mask, float("-inf"))
+            z = (pattern.softmax(-1) @ v).transpose(1, 2).reshape(n, length, -1)
+            x = x + F.linear(z, p[b + "attn.o.weight"], p[b + "attn.o.bias"])
+            h = F.linear(self._ln(x, b + "ln2"), p[b + "mlp.in.weight"], p[b + "mlp.in.bias"])
+            x = x + F.linear(self.act(h), p[b + "mlp.out.weight"], p[b + "mlp.out.bias"])
+        return F.linear(self._ln(x, "ln_final"), p["unembed.weight"], p.get("unembed.bias"))
