@@ -49,3 +49,30 @@ def test_make_model_config_checks_arch_and_fields():
 def test_hook_lists_refuse_foreign_models():
     with pytest.raises(InvalidInput):
         residual_hooks(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("act_fn", ["relu", "gelu", "silu"])
+def test_training_forward_is_the_bridge_function_on_its_parameters(tiny_transformer, act_fn):
+    from models.architectures import training_forward
+    from models.transformer import PlainForward
+
+    tiny_transformer.act_fn = act_fn
+    model = build_model(tiny_transformer)
+    forward = training_forward(model)
+    assert isinstance(forward, PlainForward)
+    tokens = torch.randint(0, 3, (16, 4), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(forward(tokens), model(tokens), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(forward(tokens[:, :3]), model(tokens[:, :3]), atol=1e-5, rtol=1e-5)
+    # gradients land on the bridge's own parameters, so optimising through it trains the bridge
+    forward(tokens).logsumexp(-1).sum().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_training_forward_of_rnn_is_the_rnn():
+    from models import RNNConfig
+    from models.architectures import training_forward
+
+    model = build_model(RNNConfig(hidden=4))
+    assert training_forward(model) is model
