@@ -31,10 +31,11 @@ class ProbeInputs:
     """Inputs fed to the model and the rows the probes are fit and scored on.
 
     tokens (N, L) int64 input sequences; seq_probs (N,) their weight (exact probability, or 1/N
-    for a sample); fit_sequences (N,) bool, the seeded half used for fitting; row_of (N, L) int64
-    the row of each (sequence, position); stored (N, L) bool where that row's activation is taken
-    from (one True per row); beliefs (R, S) exact belief after each row's prefix; positions (R,)
-    its last position t;
+    for a sample); enumerated_total how many sequences the enumeration had (None: sampled; > N:
+    a subset was kept); fit_sequences (N,) bool, the seeded half used for fitting; row_of (N, L)
+    int64 the row of each (sequence, position); stored (N, L) bool where that row's activation is
+    taken from (one True per row); beliefs (R, S) exact belief after each row's prefix;
+    positions (R,) its last position t;
     fit_count, heldout_count, fit_prob, heldout_prob (R,) the row weights of each half (module doc);
     shuffled_beliefs (R, S) the control target of the fit rows (see `shuffled_row_beliefs`).
     """
@@ -42,6 +43,7 @@ class ProbeInputs:
     tokens: np.ndarray
     seq_probs: np.ndarray
     exact: bool
+    enumerated_total: int | None
     fit_sequences: np.ndarray
     row_of: np.ndarray
     stored: np.ndarray
@@ -72,6 +74,7 @@ class ProbeInputs:
         return {
             "mode": "enumerated" if self.exact else "sampled",
             "sequences": int(len(self.tokens)),
+            "enumerated_sequences": self.enumerated_total,
             "length": int(self.tokens.shape[1]),
             "rows": int(self.n_rows),
             "fit_sequences": int(self.fit_sequences.sum()),
@@ -92,21 +95,32 @@ def probe_inputs(
     seed: int = 0,
     max_enumerated: int = MAX_ENUMERATED,
     n_samples: int = SAMPLE_SEQUENCES,
+    max_sequences: int | None = None,
 ) -> ProbeInputs:
     """All positive-probability sequences of `length` if V**length <= max_enumerated, else a sample.
 
     process: an hmm.HMM. The split into fit / held-out halves is by sequence, seeded by `seed` (the
-    sample is seeded by `seed` too).
+    sample is seeded by `seed` too). max_sequences: keep a seeded uniform subset of that many
+    enumerated sequences (weights stay their exact probabilities) — a cheaper, documented
+    approximation for long checkpoint sweeps; None keeps all.
     """
     if length < 1:
         raise InvalidInput(f"probe sequence length must be >= 1, got {length}")
+    if max_sequences is not None and max_sequences < 2:
+        raise InvalidInput(f"max_sequences must be >= 2 (one per half), got {max_sequences}")
     exact = process.n_symbols**length <= max_enumerated
     if exact:
         tokens, probs = process.enumerate(length)
         probs = np.asarray(probs, dtype=np.float64)
+        total = len(tokens)
+        if max_sequences is not None and max_sequences < len(tokens):
+            rng = np.random.default_rng(seed + 2)
+            keep = np.sort(rng.choice(len(tokens), size=max_sequences, replace=False))
+            tokens, probs = tokens[keep], probs[keep]
     else:
         tokens, _ = process.sample(n_samples, length, seed=seed)
         probs = np.full(len(tokens), 1.0 / len(tokens))
+        total = None
     tokens = np.asarray(tokens, dtype=np.int64)
     n, length = tokens.shape
     fit = split_sequences(n, seed)
@@ -141,6 +155,7 @@ def probe_inputs(
         tokens=tokens,
         seq_probs=probs,
         exact=exact,
+        enumerated_total=total,
         fit_sequences=fit,
         row_of=row_of,
         stored=stored,

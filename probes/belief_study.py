@@ -96,11 +96,17 @@ def logit_ceiling(process, inputs: ProbeInputs) -> dict:
     }
 
 
-def probe_run(run: str | Path, last: bool = False, hooks: list[str] | None = None) -> dict:
+def probe_run(
+    run: str | Path,
+    last: bool = False,
+    hooks: list[str] | None = None,
+    max_sequences: int | None = None,
+) -> dict:
     """Probe every checkpoint of RUN (or only the newest) and write RUN/probes.json + RUN/figures/.
 
-    Returns the probes.json content. Bad input (no checkpoints, corrupt checkpoint, unknown hook)
-    raises InvalidInput before anything is written.
+    max_sequences: probe a seeded subset of that many enumerated sequences instead of all of them
+    (recorded under "inputs"; default all). Returns the probes.json content. Bad input (no
+    checkpoints, corrupt checkpoint, unknown hook) raises InvalidInput before anything is written.
     """
     run = Path(run)
     checkpoints = list_checkpoints(run)
@@ -108,7 +114,7 @@ def probe_run(run: str | Path, last: bool = False, hooks: list[str] | None = Non
         checkpoints = checkpoints[-1:]
     config = read_run_config(run)
     process = load_run_process(run)
-    inputs = probe_inputs(process, int(config["model"]["n_ctx"]))
+    inputs = probe_inputs(process, int(config["model"]["n_ctx"]), max_sequences=max_sequences)
     ceiling = logit_ceiling(process, inputs)
 
     ho = inputs.heldout_rows

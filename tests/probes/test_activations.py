@@ -109,3 +109,14 @@ def test_activations_are_those_of_run_with_cache(inputs):
         collect_activations(model, inputs, ["blocks.7.hook_resid_post"])
     with pytest.raises(InvalidInput, match="position, width"):
         collect_activations(model, inputs, ["blocks.0.attn.hook_pattern"])
+
+
+def test_max_sequences_keeps_a_seeded_subset_with_exact_weights(mess3, inputs):
+    subset = probe_inputs(mess3, 5, seed=3, max_sequences=100)
+    assert subset.exact and len(subset.tokens) == 100 and subset.enumerated_total == 3**5
+    assert subset.summary()["sequences"] == 100
+    by_seq = {tuple(t): p for t, p in zip(inputs.tokens, inputs.seq_probs, strict=True)}
+    for t, p in zip(subset.tokens, subset.seq_probs, strict=True):
+        assert by_seq[tuple(t)] == p
+    with pytest.raises(InvalidInput, match="max_sequences"):
+        probe_inputs(mess3, 5, max_sequences=1)
