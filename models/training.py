@@ -58,7 +58,9 @@ from models.recipes import TrainConfig, resolve_recipe
 from models.run_files import list_checkpoints, writable_dir, write_atomic, write_json
 
 EXACT_EVAL_MAX_SEQUENCES = 200_000  # V**(n_ctx-1) prefixes; Mess3 at n_ctx 10: 19,683
-THREADS_ENV = "BELIEFGEO_THREADS"  # torch intra-op threads; 1 suits a CPU shared with others
+# torch intra-op threads on CPU (default 1): these models' matrices are tiny, and on a busy 2-core
+# machine two spinning OpenMP threads made a small run 45x slower than one thread
+THREADS_ENV = "BELIEFGEO_THREADS"
 # what must match for a resume (derived numbers such as optimal_loss may change in the last digit)
 RESUME_KEYS = ("format", "process", "arch", "model", "train", "data", "checkpoints")
 # crash-safety test hook: the run SIGKILLs itself right after this update
@@ -287,8 +289,8 @@ def train(
     config = run_config(process, model_config, train_config)
     start_state = _prepare_run(out, config, resume)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if os.environ.get(THREADS_ENV):
-        torch.set_num_threads(max(1, int(os.environ[THREADS_ENV])))
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(os.environ.get(THREADS_ENV) or 1)))
 
     model = move_model(build_model(model_config), device)
     optimizer = _optimizer(model, train_config)
