@@ -3,7 +3,7 @@
 A checkpoint is a `torch.save` dict of tensors and plain values only, so it loads with
 `torch.load(weights_only=True)`:
   format "beliefgeo-checkpoint/1", step, tokens, model / optimizer / scheduler (state_dicts),
-  torch_rng (uint8 tensor), data_stream {"seed", "next_step"}, wall_s, eval_s (bookkeeping).
+  torch_rng (uint8 tensor), data_stream {"seed", "next_step"}, wall_s, eval_s, cpu_s (bookkeeping).
 The model's shape, the process and the recipe live once, in RUN/config.json beside RUN/checkpoints/.
 """
 

@@ -13,7 +13,8 @@ initial model on batch 0): step, tokens, loss, optimal_loss, excess_loss, lr, an
 `loss_by_position_every` steps `loss_by_position` (n_ctx-1 values). Checkpoint steps add
 `exact_loss` and `exact_excess_loss`: the model's probability-weighted loss over every sequence
 (exact, see `ExactEvaluator`) and its gap to the exact optimum. Every line also has `wall_s`
-(seconds since the run began, resumes summed) and `eval_s` (the part spent in exact evaluation).
+(seconds since the run began, resumes summed), `eval_s` (the part spent in exact evaluation) and
+`cpu_s` (CPU seconds used, the fairer clock on a shared machine).
 """
 
 from __future__ import annotations
@@ -319,7 +320,9 @@ def train(
 
     loop = _Loop(process, model, optimizer, scheduler, train_config, config, out, device, progress)
     if start_state is not None:  # wall-clock bookkeeping carries across resumes
-        loop.wall_s, loop.eval_s = float(start_state["wall_s"]), float(start_state["eval_s"])
+        loop.wall_s, loop.eval_s, loop.cpu_s = (
+            float(start_state.get(key, 0.0)) for key in ("wall_s", "eval_s", "cpu_s")
+        )
     loop.run(step)
     return out
 
@@ -404,8 +407,8 @@ class _Loop:
         self.progress = sys.stderr.isatty() if progress is None else progress
         kill = os.environ.get(KILL_AT_STEP_ENV)
         self.kill_at = int(kill) if kill else None
-        self.wall_s = self.eval_s = 0.0  # before this segment
-        self.started = time.perf_counter()
+        self.wall_s = self.eval_s = self.cpu_s = 0.0  # before this segment
+        self.started, self.cpu_started = time.perf_counter(), time.process_time()
 
     def run(self, step: int) -> None:
         with open(self.out / "metrics.jsonl", "a") as metrics:
@@ -422,9 +425,8 @@ class _Loop:
                 dynamic_ncols=True,
                 file=sys.stderr,
             )
-        self.wall_s -= time.perf_counter() - self.started  # count from here, not from __init__
         started, last_print, start_step = time.perf_counter(), time.perf_counter(), step
-        self.started = started
+        self.started, self.cpu_started = started, time.process_time()
         try:
             if step == 0:
                 with torch.no_grad():
@@ -505,6 +507,7 @@ class _Loop:
             self.eval_s += time.perf_counter() - began
         record["wall_s"] = round(self._wall(), 3)
         record["eval_s"] = round(self.eval_s, 3)
+        record["cpu_s"] = round(self._cpu(), 3)
         metrics.write(json.dumps(record) + "\n")
         metrics.flush()
         return record
@@ -512,6 +515,10 @@ class _Loop:
     def _wall(self) -> float:
         """Seconds of this run so far, all segments (resumes) together, evaluation included."""
         return self.wall_s + time.perf_counter() - self.started
+
+    def _cpu(self) -> float:
+        """CPU seconds of this process's threads in the run so far (resumes summed)."""
+        return self.cpu_s + time.process_time() - self.cpu_started
 
     def _checkpoint(self, step: int) -> None:
         save_checkpoint(
@@ -526,5 +533,6 @@ class _Loop:
                 "data_stream": {"seed": self.tc.seed, "next_step": step},
                 "wall_s": self._wall(),
                 "eval_s": self.eval_s,
+                "cpu_s": self._cpu(),
             },
         )

@@ -65,7 +65,9 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, recipe):
 def _metrics(run: Path) -> list[dict]:
     """metrics.jsonl without the wall-clock fields."""
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in line.items() if k not in ("wall_s", "eval_s")} for line in lines]
+    return [
+        {k: v for k, v in line.items() if k not in ("wall_s", "eval_s", "cpu_s")} for line in lines
+    ]
 
 
 def test_bad_input_exits_2_and_overwrites_nothing(tmp_path, recipe, capsys):
