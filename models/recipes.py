@@ -146,6 +146,8 @@ def resolve_recipe(config: str | Path | None, **overrides: Any) -> tuple[TrainCo
 
 def _replace(train: TrainConfig, changes: dict, source: str) -> TrainConfig:
     try:
-        return replace(train, **changes)
+        changed = replace(train, **changes)
     except TypeError as exc:
         raise InvalidInput(f"{source}: {exc}") from None
+    changed.extra = dict(changed.extra)  # never share the built-in recipe's dict
+    return changed
