@@ -23,9 +23,11 @@ along the sequence, radius < 1 that it fades.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
-from torch.func import jacrev, jvp, vmap
+from torch.func import jacrev, vjp, vmap
 
 from hmm.errors import InvalidInput
 
@@ -89,10 +91,11 @@ def residual_block_jacobians(model: torch.nn.Module, tokens: Tensor) -> Tensor:
     position t of sequence i when resid_pre_l[t] moves by v (every other input held fixed).
 
     How: for each position t the model runs on tokens[:, :t+1] (causal: later tokens cannot matter)
-    with every `blocks.{l}.hook_resid_pre` hook replaced by its detached value plus a variable at
-    position t, and every `blocks.{l}.hook_resid_post` read at t. The detach restarts the
-    derivative at each block, so one forward-mode `jvp` per basis direction (vmapped over the
-    d_model directions) yields every block's column at once.
+    with each `blocks.{l}.hook_resid_pre` replaced by its detached value plus a variable v_l at
+    position t, and each `blocks.{l}.hook_resid_post` read at t. The detach restarts the derivative
+    at every block, so one `torch.func.vjp` and a pull-back vmapped over the d_model basis
+    cotangents give every block's rows at once. (Reverse mode: forward-mode `jvp` through the
+    bridge gives the same numbers but spends most of its time in Python decompositions.)
     """
     kind = map_kind(model)
     if kind != "residual":
@@ -107,36 +110,36 @@ def residual_block_jacobians(model: torch.nn.Module, tokens: Tensor) -> Tensor:
     basis = torch.eye(d_model, dtype=dtype)
     per_position = []
     for t in range(length):
-        prefix = tokens[:, : t + 1]
         at_t = torch.zeros(t + 1, dtype=dtype)
         at_t[t] = 1.0
 
-        def block_outputs(
-            v: Tensor, prefix: Tensor = prefix, at_t: Tensor = at_t, t: int = t
-        ) -> Tensor:
+        def block_outputs(v: Tensor, t: int = t, at_t: Tensor = at_t) -> Tensor:
+            """v (n_layers, n, d_model) -> resid_post_l[:, t] of every block, same shape."""
             outputs: list[Tensor] = []
 
-            def restart(resid: Tensor, hook: object) -> Tensor:
-                return resid.detach() + at_t[None, :, None] * v[:, None, :]
+            def restart(resid: Tensor, hook: object, block: int) -> Tensor:
+                return resid.detach() + at_t[None, :, None] * v[block][:, None, :]
 
             def read(resid: Tensor, hook: object) -> Tensor:
                 outputs.append(resid[:, t])
                 return resid
 
-            fwd_hooks = [(f"blocks.{b}.hook_resid_pre", restart) for b in range(n_layers)]
+            fwd_hooks = [
+                (f"blocks.{b}.hook_resid_pre", functools.partial(restart, block=b))
+                for b in range(n_layers)
+            ]
             fwd_hooks += [(f"blocks.{b}.hook_resid_post", read) for b in range(n_layers)]
             with model.hooks(fwd_hooks=fwd_hooks):
-                model(prefix)
-            return torch.stack(outputs)  # (n_layers, n, d_model)
+                model(tokens[:, : t + 1])
+            return torch.stack(outputs)
 
-        zero = torch.zeros(n, d_model, dtype=dtype)
+        _, pull_back = vjp(block_outputs, torch.zeros(n_layers, n, d_model, dtype=dtype))
 
-        def column(direction: Tensor, block_outputs=block_outputs, zero=zero) -> Tensor:
-            return jvp(block_outputs, (zero,), (direction.expand_as(zero),))[1]
+        def row(direction: Tensor, pull_back=pull_back) -> Tensor:
+            return pull_back(direction.expand(n_layers, n, d_model))[0]
 
-        with torch.no_grad():
-            columns = vmap(column)(basis)  # (d_in, n_layers, n, d_out)
-        per_position.append(columns.permute(1, 2, 3, 0))
+        rows = vmap(row)(basis)  # (d_out, n_layers, n, d_in)
+        per_position.append(rows.permute(1, 2, 0, 3).detach())
     return torch.stack(per_position, dim=2)
 
 

@@ -18,12 +18,14 @@ phases.json (DESIGN.md section 5, plus the fields a report needs to read it):
                                          "ratio", "iterations", "converged"}}],
    "first_spectral_radius_above_1": int | null,
    "first_block_update_radius_above_1": {"blocks.{l}": int | null}  (residual networks),
-   "spectral_radius_meaning", "unit_phase_rule", "sharpness_rule", "probe_batch", "seconds"}
+   "spectral_radius_meaning", "unit_phase_rule", "sharpness_rule", "probe_batch",
+   "seconds_by_part", "seconds"}
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -36,7 +38,7 @@ from hmm.errors import InvalidInput
 from models import load_checkpoint, load_run_process, read_run_config, unit_hooks
 from models.checkpoints import read_checkpoint
 from models.run_files import list_checkpoints, read_json, write_json
-from models.training import next_token_losses
+from models.training import THREADS_ENV, next_token_losses
 from probes.jacobian import (
     SPECTRAL_RADIUS_MEANING,
     first_spectral_radius_above_1,
@@ -51,15 +53,15 @@ from probes.units import flat_parameters, sign_flip_fraction, unit_regimes, weig
 class PhaseOptions:
     """Probe batch, unit thresholds (DESIGN.md section 5) and power-iteration budget."""
 
-    n_sequences: int = 64
-    jacobian_sequences: int = 8
+    n_sequences: int = 32
+    jacobian_sequences: int = 4
     seed: int = 20240601
     linear_threshold: float = 0.9
     saturated_threshold: float = 0.1
     linear_phase: float = 0.8
     saturated_phase: float = 0.5
     sharpness_max_iter: int = 20
-    sharpness_tol: float = 1e-3
+    sharpness_tol: float = 1e-2
     figure: bool = True
 
     def __post_init__(self) -> None:
@@ -82,10 +84,22 @@ def probe_batch(run: str | Path, options: PhaseOptions) -> torch.Tensor:
 
 
 def phases_run(run: str | Path, options: PhaseOptions | None = None) -> dict:
-    """Measure every checkpoint of RUN; write RUN/phases.json and RUN/figures/phases.png."""
+    """Measure every checkpoint of RUN; write RUN/phases.json and RUN/figures/phases.png.
+
+    Runs on BELIEFGEO_THREADS torch threads (default 1, restored afterwards): the diagnostics are
+    many small tensor operations, and on a busy 2-core CPU two intra-op threads made them ten
+    times slower, not faster.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(os.environ.get(THREADS_ENV) or 1)))
+    try:
+        return _phases_run(Path(run), options or PhaseOptions())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _phases_run(run: Path, options: PhaseOptions) -> dict:
     started = time.perf_counter()
-    run = Path(run)
-    options = options or PhaseOptions()
     config = read_run_config(run)
     checkpoints = list_checkpoints(run)
     tokens = probe_batch(run, options)
@@ -103,6 +117,15 @@ def phases_run(run: str | Path, options: PhaseOptions | None = None) -> dict:
     previous: list[torch.Tensor] = []
     warm: dict[str, list[torch.Tensor]] = {}
     entries = []
+    seconds = dict.fromkeys(("load", "jacobian", "units", "weights", "sharpness", "figure"), 0.0)
+    clock = time.perf_counter()
+
+    def lap(part: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[part] += now - clock
+        clock = now
+
     bar = tqdm(checkpoints, desc="phases", unit="ckpt", disable=not sys.stderr.isatty())
     for n_tokens, path in bar:
         state = read_checkpoint(path)
@@ -119,18 +142,23 @@ def phases_run(run: str | Path, options: PhaseOptions | None = None) -> dict:
             initial_state = weights
         entry: dict = {"tokens": n_tokens, "step": state.get("step")}
         entry.update(metrics.get(n_tokens, {}))
+        lap("load")
         entry["jacobian"] = jacobian_diagnostics(model, tokens[: options.jacobian_sequences])
+        lap("jacobian")
         entry["units"] = _units(model, tokens, options)
+        lap("units")
 
         flat = flat_parameters(weights)
         previous = (previous + [flat])[-3:]
         entry["sign_flip_frac"] = sign_flip_fraction(*previous) if len(previous) == 3 else None
         entry["weight_norms"] = weight_norms(weights, initial_state)
+        lap("weights")
 
         detail = _sharpness(model, tokens, state, train, options, warm)
         entry["sharpness"] = detail["raw"]
         entry["sharpness_detail"] = detail
         entries.append(entry)
+        lap("sharpness")
 
     result = {
         "checkpoints": entries,
@@ -146,12 +174,14 @@ def phases_run(run: str | Path, options: PhaseOptions | None = None) -> dict:
     result["unit_phase_rule"] = _unit_rule_text()
     result["sharpness_rule"] = threshold_rule["rule"]
     result["probe_batch"] = {**asdict(options), "n_ctx": int(tokens.shape[1])}
-    result["seconds"] = time.perf_counter() - started
-    write_json(run / "phases.json", result)
     if options.figure:
         from probes.phase_figures import plot_phases
 
         plot_phases(run, result)
+        lap("figure")
+    result["seconds_by_part"] = seconds
+    result["seconds"] = time.perf_counter() - started
+    write_json(run / "phases.json", result)
     return result
 
 

@@ -1,0 +1,92 @@
+"""Cost of the phase diagnostics (issue 5 target: every checkpoint of a default Mess3 run in < 10 %
+of that run's training time).
+
+`run()` returns a flat dict merged into benchmarks/results.json by benchmarks/run.py. Without a run
+directory it trains a stand-in run with the default recipe's model, batch and checkpoint count
+(40 checkpoints, one per step, exact evaluation off: only the checkpoints matter here), times
+`phases_run` on it end to end (figure included), and compares that with the training time of the
+default 10 M-token recipe projected from the measured seconds per training step in the same
+process. With a run directory (`run(run_dir)` or env BELIEFGEO_BENCH_RUN) it times `phases_run` on a
+copy of that run instead and compares with the run's own logged wall time when present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+TARGETS = {"phases.fraction_of_training": 0.10}
+DEFAULT_CHECKPOINTS = 40  # the default recipe's n_checkpoints, the initial model included
+
+
+def run(run_dir: str | None = None) -> dict:
+    from hmm import load_process
+    from models import TransformerConfig
+    from models.recipes import TrainConfig
+    from models.training import train
+    from probes.phase_study import phases_run
+
+    run_dir = run_dir or os.environ.get("BELIEFGEO_BENCH_RUN")
+    default = TrainConfig()
+    tokens_per_step = default.batch_size * TransformerConfig().n_ctx
+    with tempfile.TemporaryDirectory(prefix="bench-phases-") as scratch:
+        work = Path(scratch) / "run"
+        if run_dir:
+            shutil.copytree(run_dir, work, ignore=shutil.ignore_patterns("figures", "*.gif"))
+            training_s = _logged_training_seconds(work)
+            source = str(run_dir)
+        else:
+            steps = DEFAULT_CHECKPOINTS - 1
+            recipe = TrainConfig(
+                tokens=steps * tokens_per_step,
+                n_checkpoints=DEFAULT_CHECKPOINTS,
+                warmup_steps=10,
+                exact_eval=False,
+            )
+            began = time.perf_counter()
+            train(load_process("mess3"), TransformerConfig(), recipe, work, progress=False)
+            per_step = (time.perf_counter() - began) / steps  # includes checkpoint writes
+            training_s = per_step * default.tokens / tokens_per_step
+            source = f"stand-in: default model, {steps} steps, one checkpoint per step"
+        began = time.perf_counter()
+        result = phases_run(work)
+        phases_s = time.perf_counter() - began
+    n_checkpoints = len(result["checkpoints"])
+    fraction = phases_s / training_s if training_s else None
+    out = {
+        "phases.source": source,
+        "phases.n_checkpoints": n_checkpoints,
+        "phases.seconds_all_checkpoints": phases_s,
+        "phases.seconds_per_checkpoint": phases_s / n_checkpoints,
+        "phases.training_s_default_recipe": training_s,
+        "phases.fraction_of_training": fraction,
+        "phases.fraction_of_training_target": TARGETS["phases.fraction_of_training"],
+        "phases.ok": fraction is not None and fraction < TARGETS["phases.fraction_of_training"],
+        "phases.probe_batch": (
+            f"{result['probe_batch']['n_sequences']} sequences (Jacobians on "
+            f"{result['probe_batch']['jacobian_sequences']}) x {result['probe_batch']['n_ctx']}"
+        ),
+    }
+    for part, seconds in result["seconds_by_part"].items():
+        out[f"phases.seconds_{part}"] = seconds
+    return out
+
+
+def _logged_training_seconds(run: Path) -> float | None:
+    """The run's training wall time from the last metrics.jsonl line's wall_s, if it was logged."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    if not lines:
+        return None
+    wall = json.loads(lines[-1]).get("wall_s")
+    return float(wall) if wall is not None else None
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))

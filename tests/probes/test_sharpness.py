@@ -1,0 +1,89 @@
+"""Sharpness against an explicitly computed Hessian, and the stability thresholds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from models.rnn import RNNConfig, build_rnn
+from models.training import next_token_losses
+from probes.sharpness import hessian_operator, stability_threshold, top_hessian_eigenvalue
+
+
+@pytest.fixture(scope="module")
+def tiny_rnn():
+    return build_rnn(RNNConfig(hidden=3, act_fn="tanh", n_ctx=4, seed=0)).eval()
+
+
+TOKENS = torch.tensor([[0, 1, 2, 1], [2, 0, 0, 1], [1, 1, 2, 0]])
+
+
+def _explicit_hessian(model) -> torch.Tensor:
+    """The full Hessian of the mean next-token loss by torch.autograd.functional.hessian over the
+    flattened parameters (P x P), independent of the power iteration."""
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
+
+    def loss(theta):
+        params, start = {}, 0
+        for name, shape in zip(names, shapes, strict=True):
+            size = int(torch.Size(shape).numel())
+            params[name] = theta[start : start + size].reshape(shape)
+            start += size
+        return next_token_losses(functional_call(model, params, (TOKENS,)), TOKENS).mean()
+
+    return torch.autograd.functional.hessian(loss, flat)
+
+
+def test_top_eigenvalue_matches_explicit_hessian(tiny_rnn):
+    hessian = _explicit_hessian(tiny_rnn).double()
+    expected = torch.linalg.eigvalsh(hessian).max().item()
+    params = list(tiny_rnn.parameters())
+    loss = next_token_losses(tiny_rnn(TOKENS), TOKENS).mean()
+    found = top_hessian_eigenvalue(hessian_operator(loss, params), params, max_iter=500, tol=1e-7)
+    assert found["converged"]
+    assert found["value"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_preconditioned_eigenvalue_matches_scaled_hessian(tiny_rnn):
+    hessian = _explicit_hessian(tiny_rnn).double()
+    params = list(tiny_rnn.parameters())
+    generator = torch.Generator().manual_seed(1)
+    scale = [torch.rand(p.shape, generator=generator) + 0.5 for p in params]
+    d = torch.cat([s.reshape(-1) for s in scale]).double()
+    expected = torch.linalg.eigvalsh(d[:, None] * hessian * d[None, :]).max().item()
+    loss = next_token_losses(tiny_rnn(TOKENS), TOKENS).mean()
+    found = top_hessian_eigenvalue(
+        hessian_operator(loss, params), params, scale=scale, max_iter=500, tol=1e-7
+    )
+    assert found["value"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_negative_dominant_spectrum_still_gives_the_largest_eigenvalue():
+    x = torch.zeros(3, requires_grad=True)
+    a = torch.tensor([-5.0, 1.0, 2.0])
+    loss = 0.5 * (a * x * x).sum()  # Hessian diag(-5, 1, 2): largest magnitude -5, largest 2
+    found = top_hessian_eigenvalue(hessian_operator(loss, [x]), [x], max_iter=300, tol=1e-9)
+    assert found["value"] == pytest.approx(2.0, rel=1e-4)
+
+
+def test_warm_start_needs_fewer_products_and_agrees():
+    x = torch.zeros(300, requires_grad=True)
+    curvature = torch.linspace(0.0, 7.0, 300)
+    operator = hessian_operator(0.5 * (curvature * x * x).sum(), [x])
+    cold = top_hessian_eigenvalue(operator, [x], max_iter=300, tol=1e-4)
+    warm = top_hessian_eigenvalue(operator, [x], init=cold["vector"], max_iter=300, tol=1e-4)
+    assert cold["converged"] and warm["converged"]
+    assert cold["value"] == pytest.approx(7.0, rel=1e-4)
+    assert warm["value"] == pytest.approx(7.0, rel=1e-4)
+    assert warm["iterations"] < cold["iterations"]
+
+
+def test_stability_thresholds():
+    assert stability_threshold("sgd", 0.01)["threshold"] == pytest.approx(200.0)
+    assert stability_threshold("sgd", 0.01, momentum=0.9)["threshold"] == pytest.approx(380.0)
+    adam = stability_threshold("adamw", 1e-3, betas=(0.9, 0.999))
+    assert adam["threshold"] == pytest.approx(38_000.0) and adam["compares"] == "preconditioned"
+    assert stability_threshold("adamw", 0.0)["threshold"] is None
