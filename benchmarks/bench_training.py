@@ -95,6 +95,16 @@ def _step(model, optimizer: torch.optim.Optimizer, tokens: torch.Tensor) -> None
 
 
 def run(rounds: int = 7, steps: int = 10, batch_size: int = 128) -> dict:
+    """Median ms per step of each path, on one torch thread (the trainer's CPU default)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _measure(rounds, steps, batch_size)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(rounds: int, steps: int, batch_size: int) -> dict:
     config = TransformerConfig()
     bridge = build_model(config)
     twin = plain_twin(bridge, config)
