@@ -20,6 +20,7 @@ initial model on batch 0): step, tokens, loss, optimal_loss, excess_loss, lr, an
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import json
 import math
 import os
@@ -33,7 +34,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import transformer_lens
 from torch import nn
 from tqdm import tqdm
 
@@ -197,7 +197,7 @@ def run_config(process: HMM, model_config: ModelConfig, train_config: TrainConfi
 def _environment(device: torch.device) -> dict:
     return {
         "torch": torch.__version__,
-        "transformer_lens": getattr(transformer_lens, "__version__", "unknown"),
+        "transformer_lens": importlib.metadata.version("transformer-lens"),
         "device": str(device),
         "threads": torch.get_num_threads(),
     }
