@@ -1,0 +1,128 @@
+"""The whole pipeline on a tiny budget: train → probe → phases → fractal → report, then the CLI's
+contract for the studies' bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from experiments.cli import main
+from experiments.compare import parse_runs
+from experiments.pipeline import Study, context_length, run_study
+from hmm import load_process
+from hmm.errors import InvalidInput
+
+TINY_MODEL = {"n_ctx": 6, "n_layers": 2, "d_model": 16, "d_head": 8, "d_mlp": 32}
+TINY_TRAIN = {"n_checkpoints": 4, "batch_size": 64, "lr": 1e-2, "warmup_steps": 5}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("pipeline") / "run"
+    study = Study(process="mess3", model=TINY_MODEL, tokens=40_000, train=TINY_TRAIN, why="tiny")
+    run_study(study, run, tokens=None, title="test")
+    return run
+
+
+def test_every_output_exists_and_parses(tiny_run):
+    for name in ("config.json", "probes.json", "phases.json", "fractal/fractal.json"):
+        json.loads((tiny_run / name).read_text())
+    metrics = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert metrics and all("excess_loss" in m for m in metrics)
+    for figure in ("fractal/fractal.png", "figures/phases.png", "figures/loss.png"):
+        assert (tiny_run / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tiny_run / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 4
+    assert "http://" not in page and "https://" not in page  # self-contained, readable offline
+
+
+def test_probe_beats_its_shuffle_control(tiny_run):
+    probes = json.loads((tiny_run / "probes.json").read_text())
+    final = probes["checkpoints"][-1]["layers"]
+    assert final["concat"]["r2_heldout"] > 0.5
+    assert all(v["r2_shuffle"] < 0.05 for v in final.values())
+
+
+def test_rerun_resumes_instead_of_retraining(tiny_run, capsys):
+    before = sorted(p.name for p in (tiny_run / "checkpoints").iterdir())
+    study = Study(process="mess3", model=TINY_MODEL, tokens=40_000, train=TINY_TRAIN, why="tiny")
+    run_study(study, tiny_run, tokens=None, title="test")
+    assert sorted(p.name for p in (tiny_run / "checkpoints").iterdir()) == before
+    assert "report:" in capsys.readouterr().out
+
+
+def test_report_command_regenerates_from_the_run_alone(tiny_run):
+    (tiny_run / "report.html").unlink()
+    assert main(["report", str(tiny_run)]) == 0
+    assert (tiny_run / "report.html").stat().st_size > 10_000
+
+
+def test_context_length_is_sized_from_the_process():
+    n_ctx, why = context_length(load_process("mess3"))
+    assert 6 <= n_ctx <= 11 and "entropy rate" in why
+    n_ctx, _ = context_length(load_process("rrxor"))
+    assert 2**n_ctx <= 200_000
+
+
+def test_parse_runs_validates_pairs():
+    assert parse_runs("transformer:relu, rnn:tanh") == [("transformer", "relu"), ("rnn", "tanh")]
+    for bad in ("transformer:tanh", "cnn:relu", "", "rnn:tanh,rnn:tanh"):
+        with pytest.raises(InvalidInput):
+            parse_runs(bad)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["probe-hmm", "no-such-spec.json"],
+        ["compare-phases", "mess3", "--runs", "transformer:sigmoid", "--out", "{tmp}/cmp"],
+        ["compare-phases", "nonsense", "--out", "{tmp}/cmp"],
+        ["report", "{tmp}"],
+        ["reproduce", "mess4"],
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, tmp_path, capsys):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert _exit_code(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_invalid_spec_file_gives_the_validation_message(tmp_path, capsys):
+    spec = tmp_path / "bad.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "name": "bad",
+                "states": ["A"],
+                "symbols": ["0", "1"],
+                "transitions": {"0": [[0.5]], "1": [[0.4]]},
+                "initial": None,
+            }
+        )
+    )
+    assert main(["probe-hmm", str(spec), "--out", str(tmp_path / "run")]) == 2
+    assert "sums to" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def _exit_code(argv) -> int:
+    """main()'s return code, or argparse's exit code for a malformed command line."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def test_compare_phases_writes_table_figure_and_report(tmp_path):
+    out = tmp_path / "cmp"
+    argv = ["compare-phases", "even", "--runs", "transformer:relu,rnn:sigmoid", "--tokens", "3000"]
+    assert main([*argv, "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [r["run"] for r in rows] == ["transformer-relu", "rnn-sigmoid"]
+    for row in rows:
+        assert -1 <= float(row["final_r2"]) <= 1 and row["final_phase"]
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    assert "rnn-sigmoid/report.html" in (out / "report.html").read_text()
