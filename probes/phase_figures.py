@@ -33,7 +33,7 @@ def plot_phases(run: str | Path, phases: dict) -> Path:
     tokens = np.array([e["tokens"] for e in entries], dtype=float)
     probes = _probe_curve(run)
     n_panels = 6 if probes else 5
-    fig, axes = plt.subplots(n_panels, 1, figsize=(9, 2.3 * n_panels + 0.6), sharex=True)
+    fig, axes = plt.subplots(n_panels, 1, figsize=(12, 2.3 * n_panels + 0.8), sharex=True)
     kind = entries[0]["jacobian"]["kind"]
 
     _loss_panel(axes[0], run, entries, tokens)
@@ -45,29 +45,38 @@ def plot_phases(run: str | Path, phases: dict) -> Path:
         _probe_panel(axes[5], probes)
     for ax in axes:
         if flagged is not None:
-            ax.axvline(flagged, color="#000000", lw=0.8, ls=":", alpha=0.7)
+            ax.axvline(flagged, color="#000000", lw=1.0, ls=":", alpha=0.8)
         ax.grid(alpha=0.25, lw=0.5)
     positive = tokens[tokens > 0]
     axes[-1].set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0)
     axes[-1].set_xlim(0, tokens.max() * 1.05 if tokens.max() > 0 else 1)
     axes[-1].set_xlabel(
-        "training tokens (symlog axis: linear below the first checkpoint, 0 = init)"
+        "training tokens (symlog axis: linear below the first checkpoint, 0 = init; "
+        "dotted line = seed-rule checkpoint)"
     )
-
-    units = entries[-1]["units"]
-    phase_now = ", ".join(f"{layer}: {u['phase']}" for layer, u in units.items())
-    flag_text = "never" if flagged is None else f"at {int(flagged):,} tokens"
-    fig.suptitle(
-        f"{run.name}: how training moves through unit phases ({phase_now} at the end); "
-        f"mean full-map spectral radius first > 1 {flag_text}",
-        fontsize=10,
-        wrap=True,
-    )
+    fig.suptitle(_title(run, phases, flagged, kind), fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     return write_atomic(run / "figures" / "phases.png", buffer.getvalue())
+
+
+def _title(run: Path, phases: dict, flagged: float | None, kind: str) -> str:
+    """A title that states what the run shows: the seed rule's checkpoint and the unit phases."""
+    entries = phases["checkpoints"]
+    first = [u["phase"] for u in entries[0]["units"].values()]
+    last = [u["phase"] for u in entries[-1]["units"].values()]
+
+    def summary(labels: list[str]) -> str:
+        return ", ".join(f"{labels.count(p)} {p}" for p in PHASE_COLOURS if labels.count(p))
+
+    where = "never" if flagged is None else f"at {int(flagged):,} tokens"
+    what = "full map" if kind == "residual" else "recurrent map"
+    return (
+        f"{run.name}: mean {what} spectral radius first > 1 {where}; unit layers "
+        f"{summary(first)} at init -> {summary(last)} at the end"
+    )
 
 
 def _loss_panel(ax, run: Path, entries: list[dict], tokens: np.ndarray) -> None:
@@ -76,19 +85,22 @@ def _loss_panel(ax, run: Path, entries: list[dict], tokens: np.ndarray) -> None:
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         x = np.array([r["tokens"] for r in records], dtype=float)
         y = np.array([r["excess_loss"] for r in records], dtype=float)
+        window = max(1, len(y) // 100)  # batch losses are noisy (and dip below the optimum)
+        smooth = np.convolve(y, np.ones(window) / window, mode="same")
+        keep = smooth > 0
         ax.plot(
-            x,
-            np.clip(y, 1e-6, None),
+            x[keep],
+            smooth[keep],
             color=OKABE_ITO[5],
-            lw=0.6,
-            alpha=0.7,
-            label="batch loss - optimal",
+            lw=0.8,
+            alpha=0.8,
+            label=f"batch loss - optimal (moving mean of {window} logs)",
         )
     exact = [(t, e.get("exact_excess_loss")) for t, e in zip(tokens, entries, strict=True)]
-    exact = [(t, v) for t, v in exact if v is not None]
+    exact = [(t, v) for t, v in exact if v is not None and v > 0]
     if exact:
         ax.plot(
-            *zip(*[(t, max(v, 1e-6)) for t, v in exact], strict=True),
+            *zip(*exact, strict=True),
             "o-",
             ms=3,
             color=OKABE_ITO[0],
@@ -96,7 +108,7 @@ def _loss_panel(ax, run: Path, entries: list[dict], tokens: np.ndarray) -> None:
         )
     ax.set_yscale("log")
     ax.set_ylabel("excess loss (nats)")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def _jacobian_panel(ax, entries, tokens, kind: str, phases: dict) -> float | None:
@@ -130,49 +142,35 @@ def _jacobian_panel(ax, entries, tokens, kind: str, phases: dict) -> float | Non
                 color=OKABE_ITO[b % 7],
                 label=f"{what} {jac[0]['blocks'][b]['hook']}: radius",
             )
-    ax.axhline(1.0, color="#666666", lw=1, ls="-.")
+    ax.axhline(1.0, color="#666666", lw=1, ls="-.", label="radius 1")
     flagged = phases.get("first_spectral_radius_above_1")
+    if flagged is not None:
+        at = [
+            j["spectral_radius_mean"]
+            for e, j in zip(entries, jac, strict=True)
+            if e["tokens"] == flagged
+        ]
+        ax.plot([flagged], at[:1], "*", ms=12, color=OKABE_ITO[3], label="seed rule: first > 1")
     ax.set_yscale("log")
     ax.set_ylabel("spectral radius /\nnorm (mean)")
-    ax.legend(fontsize=6.5, loc="best", ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return None if flagged is None else float(flagged)
 
 
 def _units_panel(ax, entries, tokens) -> None:
     layers = list(entries[0]["units"])
     ribbon = 0.07
+    edges = _edges(tokens)
+    handles, labels = [], []
     for i, layer in enumerate(layers):
         colour = OKABE_ITO[i % 7]
         series = [e["units"][layer] for e in entries]
-        ax.plot(
-            tokens,
-            [u["linear_frac"] for u in series],
-            "-",
-            color=colour,
-            lw=1.2,
-            label=f"{layer} linear",
-        )
-        ax.plot(
-            tokens,
-            [u["saturated_frac"] for u in series],
-            "--",
-            color=colour,
-            lw=1.2,
-            label=f"{layer} saturated",
-        )
-        if series[0]["act"] in ("relu", "gelu", "gelu_new", "silu") or any(
-            u["dead_frac"] for u in series
-        ):
-            ax.plot(
-                tokens,
-                [u["dead_frac"] for u in series],
-                ":",
-                color=colour,
-                lw=1.5,
-                label=f"{layer} dead",
-            )
+        ax.plot(tokens, [u["linear_frac"] for u in series], "-", color=colour, lw=1.3)
+        ax.plot(tokens, [u["saturated_frac"] for u in series], "--", color=colour, lw=1.3)
+        ax.plot(tokens, [u["dead_frac"] for u in series], ":", color=colour, lw=1.6)
+        handles.append(plt.Line2D([], [], color=colour, lw=2))
+        labels.append(f"{layer} ({series[0]['act']})")
         bottom = 1.02 + i * ribbon
-        edges = _edges(tokens)
         for k, u in enumerate(series):
             ax.fill_between(
                 [edges[k], edges[k + 1]],
@@ -181,15 +179,17 @@ def _units_panel(ax, entries, tokens) -> None:
                 color=PHASE_COLOURS[u["phase"]],
                 lw=0,
             )
-    ax.set_ylim(0, 1.02 + len(layers) * ribbon + 0.02)
-    ax.set_ylabel("fraction of\nunit x input")
-    handles, labels = ax.get_legend_handles_labels()
+    for style, what in (("-", "linear frac"), ("--", "saturated frac"), (":", "dead frac")):
+        handles.append(plt.Line2D([], [], color="#444444", ls=style))
+        labels.append(what)
     for phase, colour in PHASE_COLOURS.items():
         handles.append(plt.Rectangle((0, 0), 1, 1, color=colour))
-        labels.append(f"phase: {phase}")
-    ax.legend(handles, labels, fontsize=6, loc="center left", ncol=3)
+        labels.append(f"phase ribbon: {phase}")
+    ax.set_ylim(0, 1.02 + len(layers) * ribbon + 0.02)
+    ax.set_ylabel("fraction of\nunit x input")
+    ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(
-        "unit regimes; ribbons above 1 = phase label per layer (top ribbon = last layer)",
+        "unit regimes per layer; ribbons above 1 = phase label (bottom ribbon = first layer)",
         fontsize=8,
     )
 
@@ -242,15 +242,15 @@ def _sharpness_panel(ax, entries, tokens) -> None:
         rule = "38/lr (Adam, vs preconditioned)" if compared == "preconditioned" else "2/lr (SGD)"
         ax.plot(*zip(*thr, strict=True), "-", color="#666666", lw=1.2, label=f"threshold {rule}")
     ax.set_yscale("log")
-    ax.set_ylabel("sharpness")
-    ax.legend(fontsize=7, loc="best")
+    ax.set_ylabel("sharpness\n(top Hessian eig.)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def _probe_panel(ax, probes: dict) -> None:
     for i, (label, (x, y)) in enumerate(probes.items()):
         ax.plot(x, y, "o-", ms=3, color=OKABE_ITO[i], label=label)
     ax.set_ylabel("belief probe\nheld-out R^2")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def _probe_curve(run: Path) -> dict[str, tuple[list, list]]:

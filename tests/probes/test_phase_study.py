@@ -23,10 +23,10 @@ JACOBIAN_KEYS = {"spectral_radius_mean", "spectral_radius_max", "spectral_norm_m
 
 def _train(path, model, optimizer="adamw"):
     recipe = TrainConfig(
-        tokens=12 * 16 * N_CTX,
+        tokens=9 * 16 * N_CTX,
         batch_size=16,
         warmup_steps=2,
-        n_checkpoints=5,
+        n_checkpoints=4,
         exact_eval=False,
         log_every=2,
         optimizer=optimizer,
