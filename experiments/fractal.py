@@ -47,7 +47,7 @@ def default_depth(process: HMM, max_nodes: int = MAX_DEFAULT_NODES) -> int:
     return depth
 
 
-def render_fractal(process: str | Path, depth: int | None = None, points: int = 100_000,
+def render_fractal(process: str | Path | dict, depth: int | None = None, points: int = 100_000,
                    out: str | Path = "fractal") -> dict:
     """Compute the belief geometry of `process` and write OUT/fractal.png + OUT/fractal.json.
 
@@ -56,7 +56,7 @@ def render_fractal(process: str | Path, depth: int | None = None, points: int = 
     # imported here: models/__init__ pulls in torch, which `beliefgeo processes` does not need
     from models.run_files import writable_dir, write_atomic, write_json
 
-    p = load_process(process if isinstance(process, (str, Path)) else str(process))
+    p = load_process(process)
     out = writable_dir(out)
     depth = default_depth(p) if depth is None else int(depth)
     started = time.perf_counter()
