@@ -75,30 +75,33 @@ def probe_hmm(spec: Path, out: Path | None = None, tokens: int | None = None) ->
 
 
 def context_length(process: HMM, tolerance: float = 0.01) -> tuple[int, str]:
-    """The shortest context (6..16) whose last position's optimal loss is within `tolerance`
-    (relative) of the entropy rate, so the model sees enough history to synchronise; capped so
-    that every input sequence stays enumerable when possible. Returns (n_ctx, explanation)."""
+    """The context a model needs to synchronise to `process`, and why.
+
+    Shortest length n in 8..16 whose last position has recovered all but `tolerance` of the
+    possible gain from history: optimal_loss[n-1] - h <= tolerance * (optimal_loss[0] - h), h the
+    entropy rate; then capped so every input sequence stays enumerable (exact probes) when it can.
+    """
     from probes.activations import MAX_ENUMERATED
 
     h = process.entropy_rate()
     losses = process.optimal_loss(16)
-    n_ctx = next((n for n in range(6, 17) if losses[n - 1] - h <= tolerance * max(h, 1e-9)), 16)
-    enumerable_cap = 1
-    while process.n_symbols ** (enumerable_cap + 1) <= MAX_ENUMERATED:
-        enumerable_cap += 1
-    chosen = max(2, min(n_ctx, enumerable_cap)) if enumerable_cap >= 6 else n_ctx
+    gain = max(losses[0] - h, 1e-12)
+    n_ctx = next((n for n in range(8, 17) if losses[n - 1] - h <= tolerance * gain), 16)
+    enumerable = max(n for n in range(2, 17) if process.n_symbols**n <= MAX_ENUMERATED)
+    if enumerable >= 8:
+        n_ctx = min(n_ctx, enumerable)
     inputs = (
-        f"all {process.n_symbols}^{chosen} input sequences (exact)"
-        if process.n_symbols**chosen <= MAX_ENUMERATED
+        f"all {process.n_symbols}^{n_ctx} input sequences with exact probabilities"
+        if process.n_symbols**n_ctx <= MAX_ENUMERATED
         else "a large seeded sample of sequences"
     )
     why = (
-        f"Context {chosen}: the optimal loss at position {chosen - 1} is "
-        f"{losses[chosen - 1]:.4f} nats against an entropy rate of {h:.4f} "
-        f"(rule: shortest context in 6..16 within {tolerance:.0%} of the entropy rate, capped so "
-        f"inputs stay enumerable); probes use {inputs}."
+        f"Context {n_ctx}: at position {n_ctx - 1} the optimal loss is {losses[n_ctx - 1]:.4f} "
+        f"nats against an entropy rate of {h:.4f} (rule: shortest context in 8..16 that recovers "
+        f"{1 - tolerance:.0%} of what history can gain over position 0, capped so the inputs stay "
+        f"enumerable); probes use {inputs}."
     )
-    return chosen, why
+    return n_ctx, why
 
 
 def run_study(plan: Study, out: Path, tokens: int | None, title: str) -> Path:

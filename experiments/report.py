@@ -161,6 +161,8 @@ def run_numbers(run: Path) -> dict:
 
 def loss_figure(run: Path, config: dict, metrics: list[dict]) -> bytes | None:
     """Model loss against the Bayes optimum over training (log-token x-axis)."""
+    initial = next((m for m in metrics if m["tokens"] == 0), None)
+    metrics = [m for m in metrics if m["tokens"] > 0]  # a log axis has no 0
     if not metrics:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.2))
@@ -178,7 +180,7 @@ def loss_figure(run: Path, config: dict, metrics: list[dict]) -> bytes | None:
     exact = [m for m in metrics if m.get("exact_excess_loss") is not None]
     if exact:
         ax.plot(
-            [max(m["tokens"], 1) for m in exact],
+            [m["tokens"] for m in exact],
             [max(m["exact_excess_loss"], 1e-7) for m in exact],
             "o-",
             color="#D55E00",
@@ -186,6 +188,8 @@ def loss_figure(run: Path, config: dict, metrics: list[dict]) -> bytes | None:
             label="exact excess loss (every sequence, weighted)",
         )
     ax.axhline(1e-3, color="#999", ls="--", lw=1, label="0.001 nats")
+    if initial and initial.get("exact_excess_loss") is not None:
+        ax.plot([], [], " ", label=f"initial model: {initial['exact_excess_loss']:.3f} excess")
     ax.set(
         xscale="log",
         yscale="log",

@@ -61,7 +61,7 @@ def test_report_command_regenerates_from_the_run_alone(tiny_run):
 
 def test_context_length_is_sized_from_the_process():
     n_ctx, why = context_length(load_process("mess3"))
-    assert 6 <= n_ctx <= 11 and "entropy rate" in why
+    assert 8 <= n_ctx <= 10 and "entropy rate" in why
     n_ctx, _ = context_length(load_process("rrxor"))
     assert 2**n_ctx <= 200_000
 
