@@ -48,24 +48,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fractal", help="ground-truth belief geometry of a process: PNG + JSON")
     p.add_argument("process", help="built-in name, name:key=value,..., or a spec .json path")
-    p.add_argument("--depth", type=_positive_int, default=None, help="mixed-state depth (default: sized to the process)")
+    p.add_argument(
+        "--depth",
+        type=_positive_int,
+        default=None,
+        help="mixed-state depth (default: sized to the process)",
+    )
     p.add_argument("--points", type=_positive_int, default=100_000, help="chaos-game points")
     p.add_argument("--out", type=Path, required=True)
 
     p = sub.add_parser("train", help="train a transformer or RNN on sequences from a process")
     p.add_argument("process")
     p.add_argument("--arch", choices=["transformer", "rnn"], default=None)
-    p.add_argument("--act-fn", default=None, help="transformer: relu|gelu|silu; rnn: tanh|sigmoid|relu")
-    p.add_argument("--tokens", type=_positive_int, default=None, help="training tokens (recipe default otherwise)")
+    p.add_argument(
+        "--act-fn", default=None, help="transformer: relu|gelu|silu; rnn: tanh|sigmoid|relu"
+    )
+    p.add_argument(
+        "--tokens",
+        type=_positive_int,
+        default=None,
+        help="training tokens (recipe default otherwise)",
+    )
     p.add_argument("--seed", type=_non_negative_int, default=None)
-    p.add_argument("--config", default=None, help="recipe name (default, paper) or a recipe .json file")
+    p.add_argument(
+        "--config", default=None, help="recipe name (default, paper) or a recipe .json file"
+    )
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoint in --out"
+    )
 
     p = sub.add_parser("probe", help="linear belief probes on every checkpoint of a run")
     p.add_argument("run", type=Path)
     p.add_argument("--last", action="store_true", help="probe only the newest checkpoint")
-    p.add_argument("--hooks", default=None, help="comma-separated hook names (default: every residual hook)")
+    p.add_argument(
+        "--hooks", default=None, help="comma-separated hook names (default: every residual hook)"
+    )
 
     p = sub.add_parser("phases", help="Jacobian phase diagnostics on every checkpoint of a run")
     p.add_argument("run", type=Path)
@@ -83,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--tokens", type=_positive_int, default=None)
 
-    p = sub.add_parser("compare-phases", help="train several architectures and compare their phases")
+    p = sub.add_parser(
+        "compare-phases", help="train several architectures and compare their phases"
+    )
     p.add_argument("process")
     p.add_argument("--runs", default=PHASE_RUNS_DEFAULT, help="comma-separated arch:act-fn pairs")
     p.add_argument("--tokens", type=_positive_int, default=None)
@@ -103,8 +123,14 @@ def _dispatch(args: argparse.Namespace) -> None:
         from models.training import train_run
 
         train_run(
-            args.process, out=args.out, arch=args.arch, act_fn=args.act_fn, tokens=args.tokens,
-            seed=args.seed, config=args.config, resume=args.resume,
+            args.process,
+            out=args.out,
+            arch=args.arch,
+            act_fn=args.act_fn,
+            tokens=args.tokens,
+            seed=args.seed,
+            config=args.config,
+            resume=args.resume,
         )
     elif args.command == "probe":
         from probes.belief_study import probe_run
