@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--hooks", default=None, help="comma-separated hook names (default: every residual hook)"
     )
+    p.add_argument(
+        "--max-sequences",
+        type=_positive_int,
+        default=None,
+        help="probe a seeded subset of this many enumerated sequences (default: all)",
+    )
 
     p = sub.add_parser("phases", help="Jacobian phase diagnostics on every checkpoint of a run")
     p.add_argument("run", type=Path)
@@ -136,7 +142,7 @@ def _dispatch(args: argparse.Namespace) -> None:
         from probes.belief_study import probe_run
 
         hooks = args.hooks.split(",") if args.hooks else None
-        probe_run(args.run, last=args.last, hooks=hooks)
+        probe_run(args.run, last=args.last, hooks=hooks, max_sequences=args.max_sequences)
     elif args.command == "phases":
         from probes.phase_study import phases_run
 
