@@ -21,10 +21,12 @@ import numpy as np  # noqa: E402
 
 from hmm import load_process  # noqa: E402
 from hmm.errors import InvalidInput  # noqa: E402
+from hmm.plots import OKABE_ITO_HEX  # noqa: E402
 from models.run_files import read_json, writable_dir, write_atomic  # noqa: E402
 
 DEFAULT_TOKENS = 2_000_000
-OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7", "#0072B2", "#F0E442", "#000000"]
+PROBE_SEQUENCES = 20_000  # a seeded subset of enumerable inputs per checkpoint, as in the demo
+OKABE_ITO = [OKABE_ITO_HEX[i] for i in (0, 1, 2, 5, 6, 4, 3, 7)]
 R2_REACHED = 0.9
 CSV_FIELDS = [
     "run", "arch", "act_fn", "final_excess_loss", "final_r2", "tokens_to_r2_0.9",
@@ -72,7 +74,7 @@ def compare_phases(process: str, runs: str, out: Path, tokens: int | None = None
             arch, act_fn=act, d_vocab=hmm.n_symbols, seed=train_config.seed
         )
         train(hmm, model_config, train_config, run, resume=(run / "config.json").is_file())
-        probe_run(run)
+        probe_run(run, max_sequences=PROBE_SEQUENCES)
         phases_run(run)
         write_report(run)
         rows.append(run_row(run, arch, act))

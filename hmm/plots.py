@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-# Okabe-Ito colours for the vertices when S != 3 (colour-blind safe)
-OKABE_ITO = np.array([
-    [0.902, 0.624, 0.0], [0.337, 0.706, 0.914], [0.0, 0.620, 0.451], [0.941, 0.894, 0.259],
-    [0.0, 0.447, 0.698], [0.835, 0.369, 0.0], [0.800, 0.475, 0.655], [0.0, 0.0, 0.0],
-])
+# Okabe-Ito, the colour-blind-safe palette of every beliefgeo figure (its single home)
+OKABE_ITO_HEX = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+                 "#000000"]
+# the same as RGB in [0, 1]: simplex vertex colours when S != 3
+OKABE_ITO = np.array([[int(h[i : i + 2], 16) / 255 for i in (1, 3, 5)] for h in OKABE_ITO_HEX])
 
 
 def simplex_vertices(n_states: int) -> np.ndarray:

@@ -17,9 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 
-from hmm.plots import belief_colors, plot_simplex, simplex_xy  # noqa: E402
+from hmm.plots import OKABE_ITO_HEX, belief_colors, plot_simplex, simplex_xy  # noqa: E402
 
-OKABE_ITO = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"]
+OKABE_ITO = [OKABE_ITO_HEX[i] for i in (7, 0, 1, 2, 3, 4, 5, 6)]  # black first
 CEILING_NOTE = (
     "logit ceiling: R² of a probe from the optimal next-token logits; a model that keeps only what "
     "its unembedding needs sits near it"

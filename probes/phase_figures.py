@@ -19,10 +19,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from hmm.plots import OKABE_ITO_HEX  # noqa: E402
 from models.run_files import write_atomic  # noqa: E402
 
 # Okabe-Ito, colour-blind safe
-OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+OKABE_ITO = [OKABE_ITO_HEX[i] for i in (4, 0, 2, 5, 6, 1, 3, 7)]  # blue first
 PHASE_COLOURS = {"linear": "#56B4E9", "hybrid": "#F0E442", "saturated": "#D55E00"}
 
 
