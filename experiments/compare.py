@@ -99,7 +99,7 @@ def run_row(run: Path, arch: str, act: str) -> dict:
     phases = read_json(run / "phases.json")
     head = final_layer_hook([h for h in probes["checkpoints"][-1]["layers"] if h != "concat"])
     r2 = [(c["tokens"], c["layers"][head]["r2_heldout"]) for c in probes["checkpoints"]]
-    reached = next((t for t, value in r2 if value >= R2_REACHED), None)
+    reached = next((t for t, value in r2 if value >= R2_REACHED), "not reached")
     phase_entries = phases["checkpoints"]
     saturated = [
         (e["tokens"], float(np.mean([u["saturated_frac"] for u in e["units"].values()])))
@@ -117,14 +117,18 @@ def run_row(run: Path, arch: str, act: str) -> dict:
         "act_fn": act,
         "final_excess_loss": round(numbers.get("excess_loss", float("nan")), 6),
         "final_r2": round(r2[-1][1], 4),
-        "tokens_to_r2_0.9": reached if reached is not None else "not reached",
-        "first_spectral_radius_above_1": phases.get("first_spectral_radius_above_1"),
+        "tokens_to_r2_0.9": reached,
+        "first_spectral_radius_above_1": _or_never(phases.get("first_spectral_radius_above_1")),
         "final_phase": "; ".join(
             f"{k} {v['phase']}" for k, v in phase_entries[-1]["units"].items()
         ),
         "curves": {"r2": r2, "radius": radius, "saturated": saturated, "excess": excess},
         "head": head,
     }
+
+
+def _or_never(tokens: int | None) -> int | str:
+    return "never" if tokens is None else tokens
 
 
 def comparison_figure(out: Path, rows: list[dict], process_name: str) -> bytes:
