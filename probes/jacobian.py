@@ -90,11 +90,12 @@ def residual_block_jacobians(model: torch.nn.Module, tokens: Tensor) -> Tensor:
     tokens (n, L) -> (n_layers, n, L, d_model, d_model), B[l, i, t] @ v = change of resid_post_l at
     position t of sequence i when resid_pre_l[t] moves by v (every other input held fixed).
 
-    How: for each position t the model runs on tokens[:, :t+1] (causal: later tokens cannot matter)
-    with each `blocks.{l}.hook_resid_pre` replaced by its detached value plus a variable v_l at
-    position t, and each `blocks.{l}.hook_resid_post` read at t. The detach restarts the derivative
-    at every block, so one `torch.func.vjp` and a pull-back vmapped over the d_model basis
-    cotangents give every block's rows at once. (Reverse mode: forward-mode `jvp` through the
+    How: the batch is repeated once per position t (copy t of sequence i is row t*n + i); in copy
+    t each `blocks.{l}.hook_resid_pre` is replaced by its detached value plus a variable v_l at
+    position t, and each `blocks.{l}.hook_resid_post` is read at t. Causal attention keeps later
+    positions out of position t, and the detach restarts the derivative at every block, so one
+    forward, one `torch.func.vjp` and a pull-back vmapped over the d_model basis cotangents give
+    every block's rows at every position at once. (Reverse mode: forward-mode `jvp` through the
     bridge gives the same numbers but spends most of its time in Python decompositions.)
     """
     kind = map_kind(model)
@@ -108,39 +109,39 @@ def residual_block_jacobians(model: torch.nn.Module, tokens: Tensor) -> Tensor:
     d_model = cache["blocks.0.hook_resid_pre"].shape[-1]
     dtype = cache["blocks.0.hook_resid_pre"].dtype
     basis = torch.eye(d_model, dtype=dtype)
-    per_position = []
-    for t in range(length):
-        at_t = torch.zeros(t + 1, dtype=dtype)
-        at_t[t] = 1.0
+    copies = tokens.repeat(length, 1)  # (length * n, length)
+    position = torch.arange(length).repeat_interleave(n)  # the position each copy perturbs
+    at_position = torch.nn.functional.one_hot(position, length).to(dtype)  # (length * n, length)
+    rows_index = torch.arange(length * n)
 
-        def block_outputs(v: Tensor, t: int = t, at_t: Tensor = at_t) -> Tensor:
-            """v (n_layers, n, d_model) -> resid_post_l[:, t] of every block, same shape."""
-            outputs: list[Tensor] = []
+    def block_outputs(v: Tensor) -> Tensor:
+        """v (n_layers, length*n, d_model) -> resid_post_l at each copy's position, same shape."""
+        outputs: list[Tensor] = []
 
-            def restart(resid: Tensor, hook: object, block: int) -> Tensor:
-                return resid.detach() + at_t[None, :, None] * v[block][:, None, :]
+        def restart(resid: Tensor, hook: object, block: int) -> Tensor:
+            return resid.detach() + at_position[:, :, None] * v[block][:, None, :]
 
-            def read(resid: Tensor, hook: object) -> Tensor:
-                outputs.append(resid[:, t])
-                return resid
+        def read(resid: Tensor, hook: object) -> Tensor:
+            outputs.append(resid[rows_index, position])
+            return resid
 
-            fwd_hooks = [
-                (f"blocks.{b}.hook_resid_pre", functools.partial(restart, block=b))
-                for b in range(n_layers)
-            ]
-            fwd_hooks += [(f"blocks.{b}.hook_resid_post", read) for b in range(n_layers)]
-            with model.hooks(fwd_hooks=fwd_hooks):
-                model(tokens[:, : t + 1])
-            return torch.stack(outputs)
+        fwd_hooks = [
+            (f"blocks.{b}.hook_resid_pre", functools.partial(restart, block=b))
+            for b in range(n_layers)
+        ]
+        fwd_hooks += [(f"blocks.{b}.hook_resid_post", read) for b in range(n_layers)]
+        with model.hooks(fwd_hooks=fwd_hooks):
+            model(copies)
+        return torch.stack(outputs)
 
-        _, pull_back = vjp(block_outputs, torch.zeros(n_layers, n, d_model, dtype=dtype))
+    _, pull_back = vjp(block_outputs, torch.zeros(n_layers, length * n, d_model, dtype=dtype))
 
-        def row(direction: Tensor, pull_back=pull_back) -> Tensor:
-            return pull_back(direction.expand(n_layers, n, d_model))[0]
+    def row(direction: Tensor) -> Tensor:
+        return pull_back(direction.expand(n_layers, length * n, d_model))[0]
 
-        rows = vmap(row)(basis)  # (d_out, n_layers, n, d_in)
-        per_position.append(rows.permute(1, 2, 0, 3).detach())
-    return torch.stack(per_position, dim=2)
+    rows = vmap(row)(basis).detach()  # (d_out, n_layers, length * n, d_in)
+    rows = rows.reshape(d_model, n_layers, length, n, d_model)
+    return rows.permute(1, 3, 2, 0, 4)  # (n_layers, n, length, d_out, d_in)
 
 
 def chain_blocks(blocks: Tensor) -> Tensor:
