@@ -141,7 +141,7 @@ def build_builtin(name: str, overrides: dict[str, str]) -> HMM:
         spec = entry.params[key]
         try:
             value = spec.kind(text) if spec.kind is float else _parse_int(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             what = "an integer" if spec.kind is int else "a number"
             raise InvalidInput(f"{name}: {key}={text!r} is not {what}") from None
         if not np.isfinite(value) or not spec.low <= value <= spec.high:

@@ -65,6 +65,8 @@ def _load_file(path: Path) -> HMM:
         )
     try:
         data = json.loads(path.read_text())
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path} ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(
             f"{path} is not valid JSON ({exc}); fix the file (schema: see DESIGN.md)"

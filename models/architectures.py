@@ -78,7 +78,12 @@ def make_model_config(arch: str, **settings: Any) -> ModelConfig:
             f"{arch} model config has no field(s) {unknown}; "
             f"known: {sorted(cls.__dataclass_fields__)}"
         )
-    return cls(**settings)
+    try:
+        return cls(**settings)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, InvalidInput):
+            raise
+        raise InvalidInput(f"{arch} model config: {exc}; give integers for sizes") from None
 
 
 def residual_hooks(model: nn.Module) -> list[str]:

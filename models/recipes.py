@@ -62,18 +62,24 @@ class TrainConfig:
             raise InvalidInput(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
         if not self.lr > 0:
             raise InvalidInput(f"lr must be > 0, got {self.lr}")
-        for name in (
-            "batch_size",
-            "tokens",
-            "n_checkpoints",
-            "log_every",
-            "loss_by_position_every",
-        ):
-            if int(getattr(self, name)) < 1:
-                raise InvalidInput(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "seed"):
-            if int(getattr(self, name)) < 0:
-                raise InvalidInput(f"{name} must be >= 0, got {getattr(self, name)}")
+        counts = {
+            "batch_size": 1,
+            "tokens": 1,
+            "n_checkpoints": 1,
+            "log_every": 1,
+            "loss_by_position_every": 1,
+            "warmup_steps": 0,
+            "seed": 0,
+        }
+        for name, minimum in counts.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise InvalidInput(f"{name} must be an integer >= {minimum}, got {value!r}")
+        for name in ("lr", "weight_decay", "momentum"):
+            if isinstance(getattr(self, name), bool) or not isinstance(
+                getattr(self, name), float | int
+            ):
+                raise InvalidInput(f"{name} must be a number, got {getattr(self, name)!r}")
         if self.weight_decay < 0 or self.momentum < 0:
             raise InvalidInput("weight_decay and momentum must be >= 0")
         if self.grad_clip is not None and not self.grad_clip > 0:
@@ -147,7 +153,7 @@ def resolve_recipe(config: str | Path | None, **overrides: Any) -> tuple[TrainCo
 def _replace(train: TrainConfig, changes: dict, source: str) -> TrainConfig:
     try:
         changed = replace(train, **changes)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{source}: {exc}") from None
     changed.extra = dict(changed.extra)  # never share the built-in recipe's dict
     return changed

@@ -49,6 +49,8 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise InvalidInput(f"{path} does not exist") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path} ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{path} is not valid JSON ({exc}); regenerate or fix it") from None
 
