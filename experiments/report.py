@@ -19,7 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hmm.errors import InvalidInput  # noqa: E402
-from models.run_files import read_json, write_atomic  # noqa: E402
+from models.architectures import final_layer_hook  # noqa: E402
+from models.run_files import read_json, read_metrics, write_atomic  # noqa: E402
 
 R2_TARGET = 0.99  # issue 4: final-layer held-out R² for the default Mess3 run
 STYLE = """
@@ -37,12 +38,6 @@ pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em;max-height:28e
 """
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _load(run: Path) -> dict:
     """Everything the report reads from RUN; only config.json is required."""
     run = Path(run)
@@ -55,7 +50,7 @@ def _load(run: Path) -> dict:
     }
     return {
         "config": read_json(run / "config.json"),
-        "metrics": _read_jsonl(run / "metrics.jsonl"),
+        "metrics": read_metrics(run),
         **{key: read_json(path) if path.is_file() else None for key, path in optional.items()},
     }
 
@@ -68,12 +63,6 @@ def _short(hook: str) -> str:
         .replace("ln_final.hook_normalized", "ln_final")
         .replace(".hook_hidden", " hidden")
     )
-
-
-def final_layer_hook(hooks: list[str]) -> str:
-    """The last block's output: blocks.{L-1}.hook_resid_post (or the RNN's last hidden hook)."""
-    blocks = [h for h in hooks if h.endswith(("hook_resid_post", "hook_hidden"))]
-    return blocks[-1] if blocks else hooks[-1]
 
 
 def run_numbers(run: Path) -> dict:

@@ -55,6 +55,21 @@ def read_json(path: str | Path) -> Any:
         raise InvalidInput(f"{path} is not valid JSON ({exc}); regenerate or fix it") from None
 
 
+def read_metrics(run: str | Path) -> list[dict]:
+    """RUN/metrics.jsonl as records, oldest first; [] when absent. A half-written last line (a run
+    killed mid-write) is skipped, as the trainer does on resume."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
 def writable_dir(path: str | Path) -> Path:
     """Create `path` if needed and check it can be written, or raise InvalidInput."""
     path = Path(path)

@@ -56,7 +56,13 @@ from models.checkpoints import (
     save_checkpoint,
 )
 from models.recipes import TrainConfig, resolve_recipe
-from models.run_files import list_checkpoints, writable_dir, write_atomic, write_json
+from models.run_files import (
+    list_checkpoints,
+    read_metrics,
+    writable_dir,
+    write_atomic,
+    write_json,
+)
 
 EXACT_EVAL_MAX_SEQUENCES = 200_000  # V**(n_ctx-1) prefixes; Mess3 at n_ctx 10: 19,683
 # torch intra-op threads on CPU (default 1): these models' matrices are tiny, and on a busy 2-core
@@ -372,15 +378,8 @@ def _trim_metrics(path: Path, keep_through: int) -> None:
     """Drop metrics lines past the checkpoint being resumed from (and any half-written line)."""
     if not path.exists():
         return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("step", -1) <= keep_through:
-            kept.append(line + "\n")
-    write_atomic(path, "".join(kept))
+    kept = [r for r in read_metrics(path.parent) if r.get("step", -1) <= keep_through]
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 class _Loop:

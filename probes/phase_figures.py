@@ -20,7 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hmm.plots import OKABE_ITO_HEX  # noqa: E402
-from models.run_files import write_atomic  # noqa: E402
+from models.architectures import final_layer_hook  # noqa: E402
+from models.run_files import read_metrics, write_atomic  # noqa: E402
 
 # Okabe-Ito, colour-blind safe
 OKABE_ITO = [OKABE_ITO_HEX[i] for i in (4, 0, 2, 5, 6, 1, 3, 7)]  # blue first
@@ -81,9 +82,8 @@ def _title(run: Path, phases: dict, flagged: float | None, kind: str) -> str:
 
 
 def _loss_panel(ax, run: Path, entries: list[dict], tokens: np.ndarray) -> None:
-    path = run / "metrics.jsonl"
-    if path.is_file():
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = read_metrics(run)
+    if records:
         x = np.array([r["tokens"] for r in records], dtype=float)
         y = np.array([r["excess_loss"] for r in records], dtype=float)
         window = max(1, len(y) // 100)  # batch losses are noisy (and dip below the optimum)
@@ -266,7 +266,9 @@ def _probe_curve(run: Path) -> dict[str, tuple[list, list]]:
     if not checkpoints:
         return {}
     layers = [k for k in checkpoints[0].get("layers", {}) if k != "concat"]
-    wanted = (["concat"] if "concat" in checkpoints[0].get("layers", {}) else []) + layers[-1:]
+    wanted = (["concat"] if "concat" in checkpoints[0].get("layers", {}) else []) + (
+        [final_layer_hook(layers)] if layers else []
+    )
     out = {}
     for layer in wanted:
         pairs = [

@@ -24,7 +24,6 @@ phases.json (DESIGN.md section 5, plus the fields a report needs to read it):
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -37,7 +36,7 @@ from tqdm import tqdm
 from hmm.errors import InvalidInput
 from models import load_checkpoint, load_run_process, read_run_config, unit_hooks
 from models.checkpoints import read_checkpoint
-from models.run_files import list_checkpoints, read_json, write_json
+from models.run_files import list_checkpoints, read_json, read_metrics, write_json
 from models.training import THREADS_ENV, next_token_losses
 from probes.jacobian import (
     SPECTRAL_RADIUS_MEANING,
@@ -278,15 +277,8 @@ def _adam_scale(params: list[torch.Tensor], optimizer_state: dict) -> list[torch
 
 def _metrics_at(run: Path) -> dict[int, dict]:
     """Excess losses logged at each token count in RUN/metrics.jsonl (empty when absent)."""
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return {}
     out: dict[int, dict] = {}
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for record in read_metrics(run):
         entry = {"excess_loss": record.get("excess_loss")}
         if "exact_excess_loss" in record:
             entry["exact_excess_loss"] = record["exact_excess_loss"]
