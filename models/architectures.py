@@ -95,6 +95,13 @@ def residual_hooks(model: nn.Module) -> list[str]:
     raise InvalidInput(f"not a beliefgeo model: {type(model).__name__}")
 
 
+def final_layer_hook(hooks: list[str]) -> str:
+    """The "final layer" of issue targets: blocks.{L-1}.hook_resid_post, or the RNN's last
+    hidden hook, among `hooks` (the last hook when neither is there)."""
+    blocks = [h for h in hooks if h.endswith(("hook_resid_post", "hook_hidden"))]
+    return blocks[-1] if blocks else hooks[-1]
+
+
 def unit_hooks(model: nn.Module) -> dict[str, tuple[str, str]]:
     """Layer label -> (pre-activation hook, activation name) for every nonlinear layer.
 

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hmm.errors import InvalidInput
-from models.architectures import residual_hooks
+from models.architectures import final_layer_hook, residual_hooks
 from models.checkpoints import load_checkpoint, load_run_process, read_run_config
 from models.run_files import list_checkpoints, read_json, write_atomic, write_json
 from probes import belief_figures
@@ -205,7 +205,7 @@ def _write_figures(
     out = {}
     hooks = result["hooks"]
     best = max(hooks, key=lambda h: _finite(last["layers"][h]["r2_heldout"]))
-    shown = {h: predictions[h] for h in dict.fromkeys([best, hooks[-1]])}
+    shown = {h: predictions[h] for h in dict.fromkeys([best, final_layer_hook(hooks)])}
     if CONCAT in predictions:
         shown[CONCAT] = predictions[CONCAT]
     png = belief_figures.simplex_comparison(
