@@ -192,12 +192,11 @@ def shuffled_row_beliefs(
 
 @dataclass
 class Activations:
-    """Per-row activations of one model: hooks {name: (R, d) float32}, next_token (R, V) float32
-    probabilities and log_probs (R, V) float32 (the model's next-token distribution per row)."""
+    """Per-row activations of one model: hooks {name: (R, d) float32} and next_token (R, V) float32
+    probabilities (the model's next-token distribution per row)."""
 
     hooks: dict[str, np.ndarray]
     next_token: np.ndarray
-    log_probs: np.ndarray
 
 
 def check_hooks(model, hooks: list[str]) -> None:
@@ -224,7 +223,7 @@ def collect_activations(
     check_hooks(model, hooks)
     wanted = set(hooks)
     buffers: dict[str, np.ndarray] = {}
-    next_token = log_probs = None
+    next_token = None
     n_rows = inputs.n_rows
     with torch.no_grad():
         for start in range(0, len(inputs.tokens), batch_size):
@@ -248,11 +247,9 @@ def collect_activations(
                 if name not in buffers:
                     buffers[name] = np.empty((n_rows, act.shape[-1]), dtype=np.float32)
                 buffers[name][rows] = act
-            logp = torch.log_softmax(logits.float(), dim=-1)[keep_t].numpy()
+            probs = torch.softmax(logits.float(), dim=-1)[keep_t].numpy()
             if next_token is None:
-                next_token = np.empty((n_rows, logp.shape[-1]), dtype=np.float32)
-                log_probs = np.empty_like(next_token)
-            log_probs[rows] = logp
-            next_token[rows] = np.exp(logp)
+                next_token = np.empty((n_rows, probs.shape[-1]), dtype=np.float32)
+            next_token[rows] = probs
             del cache, logits
-    return Activations(hooks=buffers, next_token=next_token, log_probs=log_probs)
+    return Activations(hooks=buffers, next_token=next_token)

@@ -141,11 +141,6 @@ def mse(Y: np.ndarray, Y_pred: np.ndarray, weights: np.ndarray | None = None) ->
     return float(w @ ((np.asarray(Y) - Y_pred) ** 2).mean(axis=1) / w.sum())
 
 
-def shuffled_targets(Y: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Y (n, S) with its rows permuted (seeded): the control target that no features can predict."""
-    return Y[np.random.default_rng(seed).permutation(len(Y))]
-
-
 def heldout_scores(
     Y: np.ndarray, Y_pred: np.ndarray, count: np.ndarray, prob: np.ndarray
 ) -> dict:
