@@ -1,8 +1,9 @@
 """`beliefgeo compare-phases`: train several architectures on one process and compare their phases.
 
-Each `arch:act-fn` run gets the same process, recipe, budget and seed, then probes and phase
-diagnostics on every checkpoint. One figure (shared log-token axes: excess loss, spectral radius,
-saturated fraction, probe R²), DIR/summary.csv and DIR/report.html compare them.
+Each `arch:act-fn` run is the study pipeline (experiments.pipeline.run_study) with the same
+process, recipe, budget and seed: training, probes and phase diagnostics on every checkpoint.
+One figure (shared log-token axes: excess loss, spectral radius, saturated fraction, probe R²),
+DIR/summary.csv and DIR/report.html compare them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -54,37 +54,30 @@ def parse_runs(runs: str) -> list[tuple[str, str]]:
 
 def compare_phases(process: str, runs: str, out: Path, tokens: int | None = None) -> Path:
     """Train, probe and diagnose every run, then write the comparison figure, CSV and report."""
-    from experiments.report import write_report
-    from models.architectures import make_model_config
-    from models.recipes import resolve_recipe
-    from models.training import train
-    from probes.belief_study import probe_run
-    from probes.phase_study import phases_run
+    from experiments.pipeline import Study, run_study
 
     pairs = parse_runs(runs)
-    hmm = load_process(process)
+    name = load_process(process).name
     out = writable_dir(out)
-    train_config, _ = resolve_recipe("default", tokens=tokens or DEFAULT_TOKENS)
-    train_config.extra = {"study": f"compare-phases {process}"}
     rows = []
     for arch, act in pairs:
-        run = out / f"{arch}-{act}"
-        print(f"[compare-phases] {arch}:{act} -> {run}", file=sys.stderr, flush=True)
-        model_config = make_model_config(
-            arch, act_fn=act, d_vocab=hmm.n_symbols, seed=train_config.seed
+        study = Study(
+            process=process,
+            arch=arch,
+            model={"act_fn": act},
+            tokens=tokens or DEFAULT_TOKENS,
+            probe_sequences=PROBE_SEQUENCES,
+            why=f"One of the compare-phases runs on {name}: same recipe, budget and seed for all.",
         )
-        train(hmm, model_config, train_config, run, resume=(run / "config.json").is_file())
-        probe_run(run, max_sequences=PROBE_SEQUENCES)
-        phases_run(run)
-        write_report(run)
-        rows.append(run_row(run, arch, act))
-    write_atomic(out / "comparison.png", comparison_figure(out, rows, hmm.name))
+        run_study(study, out / f"{arch}-{act}", tokens=None, title=f"compare-phases {arch}:{act}")
+        rows.append(run_row(out / f"{arch}-{act}", arch, act))
+    write_atomic(out / "comparison.png", comparison_figure(out, rows, name))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(out / "summary.csv", buffer.getvalue())
-    write_atomic(out / "report.html", comparison_report(out, rows, hmm.name))
+    write_atomic(out / "report.html", comparison_report(out, rows, name))
     print(table_text(rows))
     print(f"report: {out / 'report.html'}")
     return out
@@ -92,7 +85,8 @@ def compare_phases(process: str, runs: str, out: Path, tokens: int | None = None
 
 def run_row(run: Path, arch: str, act: str) -> dict:
     """One line of the comparison table, plus the curves the figure draws."""
-    from experiments.report import final_layer_hook, run_numbers
+    from experiments.report import run_numbers
+    from models.architectures import final_layer_hook
 
     numbers = run_numbers(run)
     probes = read_json(run / "probes.json")
