@@ -38,8 +38,10 @@ def simplex_comparison(
     n = 1 + len(predictions)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.4))
     size = _point_size(len(true))
-    plot_simplex(axes[0], true, colors, "exact belief states (held-out prefixes)", s=size,
-                 labels=labels)
+    # few distinct beliefs (RRXOR: 36) each stack on one spot: size true points by distinct count
+    distinct = len(np.unique(np.round(true, 6), axis=0))
+    plot_simplex(axes[0], true, colors, "exact belief states (held-out prefixes)",
+                 s=max(size, _point_size(distinct)), labels=labels)
     for ax, (name, pred) in zip(axes[1:], predictions.items(), strict=True):
         plot_simplex(ax, pred, colors, f"probe from {name}\nheld-out R² = {r2[name]:.4f}",
                      s=size, labels=labels)
