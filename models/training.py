@@ -68,6 +68,16 @@ EXACT_EVAL_MAX_SEQUENCES = 200_000  # V**(n_ctx-1) prefixes; Mess3 at n_ctx 10: 
 # torch intra-op threads on CPU (default 1): these models' matrices are tiny, and on a busy 2-core
 # machine two spinning OpenMP threads made a small run 45x slower than one thread
 THREADS_ENV = "BELIEFGEO_THREADS"
+
+
+def cpu_threads() -> int:
+    """Torch intra-op threads for CPU work: BELIEFGEO_THREADS, default 1."""
+    text = os.environ.get(THREADS_ENV) or "1"
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInput(f"{THREADS_ENV}={text!r}; set it to a whole number of threads >= 1")
+    return int(text)
+
+
 # what must match for a resume (derived numbers such as optimal_loss may change in the last digit)
 RESUME_KEYS = ("format", "process", "arch", "model", "train", "data", "checkpoints")
 # crash-safety test hook: the run SIGKILLs itself right after this update
@@ -297,7 +307,7 @@ def train(
     start_state = _prepare_run(out, config, resume)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cpu":
-        torch.set_num_threads(max(1, int(os.environ.get(THREADS_ENV) or 1)))
+        torch.set_num_threads(cpu_threads())
 
     model = move_model(build_model(model_config), device)
     optimizer = _optimizer(model, train_config)

@@ -24,7 +24,6 @@ phases.json (DESIGN.md section 5, plus the fields a report needs to read it):
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -37,7 +36,7 @@ from hmm.errors import InvalidInput
 from models import load_checkpoint, load_run_process, read_run_config, unit_hooks
 from models.checkpoints import read_checkpoint
 from models.run_files import list_checkpoints, read_json, read_metrics, write_json
-from models.training import THREADS_ENV, next_token_losses
+from models.training import cpu_threads, next_token_losses
 from probes.jacobian import (
     SPECTRAL_RADIUS_MEANING,
     first_spectral_radius_above_1,
@@ -90,7 +89,7 @@ def phases_run(run: str | Path, options: PhaseOptions | None = None) -> dict:
     times slower, not faster.
     """
     threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(os.environ.get(THREADS_ENV) or 1)))
+    torch.set_num_threads(cpu_threads())
     try:
         return _phases_run(Path(run), options or PhaseOptions())
     finally:
