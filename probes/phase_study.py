@@ -165,8 +165,10 @@ def _phases_run(run: Path, options: PhaseOptions) -> dict:
     kind = entries[0]["jacobian"]["kind"]
     if kind == "residual":
         result["first_block_update_radius_above_1"] = {
-            block["hook"]: _first_block_above_1(entries, index)
-            for index, block in enumerate(entries[0]["jacobian"]["blocks"])
+            block["hook"]: first_spectral_radius_above_1(
+                [{"tokens": e["tokens"], "jacobian": e["jacobian"]["blocks"][i]} for e in entries]
+            )
+            for i, block in enumerate(entries[0]["jacobian"]["blocks"])
         }
     result["spectral_radius_meaning"] = SPECTRAL_RADIUS_MEANING[kind]
     result["unit_phase_rule"] = _unit_rule_text()
@@ -283,13 +285,6 @@ def _metrics_at(run: Path) -> dict[int, dict]:
             entry["exact_excess_loss"] = record["exact_excess_loss"]
         out[int(record["tokens"])] = entry
     return out
-
-
-def _first_block_above_1(entries: list[dict], index: int) -> int | None:
-    for entry in entries:
-        if entry["jacobian"]["blocks"][index]["spectral_radius_mean"] > 1:
-            return int(entry["tokens"])
-    return None
 
 
 def _unit_rule_text() -> str:
