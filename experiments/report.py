@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 from hmm.errors import InvalidInput  # noqa: E402
 from models.architectures import final_layer_hook  # noqa: E402
 from models.run_files import read_json, read_metrics, write_atomic  # noqa: E402
+from probes.phase_figures import loss_panel  # noqa: E402
 
 R2_TARGET = 0.99  # issue 4: final-layer held-out R² for the default Mess3 run
 STYLE = """
@@ -65,9 +66,9 @@ def _short(hook: str) -> str:
     )
 
 
-def run_numbers(run: Path) -> dict:
-    """The headline numbers of a run, as values and as sentences."""
-    data = _load(run)
+def run_numbers(run: Path, data: dict | None = None) -> dict:
+    """The headline numbers of a run, as values and as sentences (`data`: `_load(run)`, if read)."""
+    data = data or _load(run)
     config, metrics = data["config"], data["metrics"]
     model = config["model"]
     shape = (
@@ -148,46 +149,24 @@ def run_numbers(run: Path) -> dict:
     return numbers
 
 
-def loss_figure(run: Path, config: dict, metrics: list[dict]) -> bytes | None:
-    """Model loss against the Bayes optimum over training (log-token x-axis)."""
+def loss_figure(config: dict, metrics: list[dict]) -> bytes | None:
+    """Model loss against the Bayes optimum over training (log-token axis: step 0 left out)."""
     initial = next((m for m in metrics if m["tokens"] == 0), None)
-    metrics = [m for m in metrics if m["tokens"] > 0]  # a log axis has no 0
+    metrics = [m for m in metrics if m["tokens"] > 0]
     if not metrics:
         return None
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    tokens = np.array([m["tokens"] for m in metrics], dtype=float)
-    excess = np.array([m["excess_loss"] for m in metrics])
-    window = max(1, len(excess) // 60)
-    smooth = np.convolve(excess, np.ones(window) / window, mode="same")
-    ax.plot(
-        np.maximum(tokens, 1),
-        np.abs(smooth),
-        color="#56B4E9",
-        lw=1,
-        label=f"|batch loss − optimum| (running mean of {window})",
-    )
-    exact = [m for m in metrics if m.get("exact_excess_loss") is not None]
-    if exact:
-        ax.plot(
-            [m["tokens"] for m in exact],
-            [max(m["exact_excess_loss"], 1e-7) for m in exact],
-            "o-",
-            color="#D55E00",
-            ms=3,
-            label="exact excess loss (every sequence, weighted)",
-        )
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    loss_panel(ax, metrics)
     ax.axhline(1e-3, color="#999", ls="--", lw=1, label="0.001 nats")
     if initial and initial.get("exact_excess_loss") is not None:
         ax.plot([], [], " ", label=f"initial model: {initial['exact_excess_loss']:.3f} excess")
     ax.set(
         xscale="log",
-        yscale="log",
         xlabel="training tokens",
-        ylabel="loss − Bayes-optimal loss (nats/token)",
         title="The model approaches the Bayes-optimal loss "
         f"({config['optimal_loss']:.4f} nats/token)",
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3, which="both")
     buffer = io.BytesIO()
     fig.tight_layout()
@@ -239,9 +218,9 @@ def write_report(run: str | Path) -> Path:
     run = Path(run)
     data = _load(run)
     config = data["config"]
-    numbers = run_numbers(run)
+    numbers = run_numbers(run, data)
     figures = run / "figures"
-    loss_png = loss_figure(run, config, data["metrics"])
+    loss_png = loss_figure(config, data["metrics"])
     if loss_png:
         write_atomic(figures / "loss.png", loss_png)
 

@@ -38,7 +38,7 @@ def plot_phases(run: str | Path, phases: dict) -> Path:
     fig, axes = plt.subplots(n_panels, 1, figsize=(12, 2.3 * n_panels + 0.8), sharex=True)
     kind = entries[0]["jacobian"]["kind"]
 
-    _loss_panel(axes[0], run, entries, tokens)
+    loss_panel(axes[0], read_metrics(run))
     flagged = _jacobian_panel(axes[1], entries, tokens, kind, phases)
     _units_panel(axes[2], entries, tokens)
     _sign_flip_panel(axes[3], entries, tokens)
@@ -81,8 +81,9 @@ def _title(run: Path, phases: dict, flagged: float | None, kind: str) -> str:
     )
 
 
-def _loss_panel(ax, run: Path, entries: list[dict], tokens: np.ndarray) -> None:
-    records = read_metrics(run)
+def loss_panel(ax, records: list[dict]) -> None:
+    """Excess loss over training from metrics.jsonl records: smoothed batch losses and the exact
+    excess at checkpoints (log y; the caller chooses the x scale)."""
     if records:
         x = np.array([r["tokens"] for r in records], dtype=float)
         y = np.array([r["excess_loss"] for r in records], dtype=float)
@@ -97,7 +98,7 @@ def _loss_panel(ax, run: Path, entries: list[dict], tokens: np.ndarray) -> None:
             alpha=0.8,
             label=f"batch loss - optimal (moving mean of {window} logs)",
         )
-    exact = [(t, e.get("exact_excess_loss")) for t, e in zip(tokens, entries, strict=True)]
+    exact = [(r["tokens"], r.get("exact_excess_loss")) for r in records]
     exact = [(t, v) for t, v in exact if v is not None and v > 0]
     if exact:
         ax.plot(
