@@ -21,8 +21,8 @@ import numpy as np  # noqa: E402
 
 from hmm import load_process  # noqa: E402
 from hmm.errors import InvalidInput  # noqa: E402
+from hmm.files import read_json, writable_dir, write_atomic  # noqa: E402
 from hmm.plots import OKABE_ITO_HEX  # noqa: E402
-from models.run_files import read_json, writable_dir, write_atomic  # noqa: E402
 
 DEFAULT_TOKENS = 2_000_000
 PROBE_SEQUENCES = 20_000  # a seeded subset of enumerable inputs per checkpoint, as in the demo
@@ -36,13 +36,13 @@ CSV_FIELDS = [
 
 def parse_runs(runs: str) -> list[tuple[str, str]]:
     """'transformer:relu,rnn:tanh' -> [('transformer', 'relu'), ('rnn', 'tanh')]."""
-    from models.architectures import ACTIVATIONS
+    from models.architectures import ARCH_ACTIVATIONS
 
     pairs = []
     for item in filter(None, (part.strip() for part in runs.split(","))):
         arch, _, act = item.partition(":")
-        if arch not in ACTIVATIONS or act not in ACTIVATIONS[arch]:
-            choices = "; ".join(f"{a}:{'|'.join(acts)}" for a, acts in ACTIVATIONS.items())
+        if arch not in ARCH_ACTIVATIONS or act not in ARCH_ACTIVATIONS[arch]:
+            choices = "; ".join(f"{a}:{'|'.join(acts)}" for a, acts in ARCH_ACTIVATIONS.items())
             raise InvalidInput(f"--runs entry {item!r} is not arch:act-fn; choose from {choices}")
         pairs.append((arch, act))
     if not pairs:

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 
 from hmm import BUILTINS, HMM, load_process  # noqa: E402
 from hmm.builtins import describe_params  # noqa: E402
+from hmm.files import writable_dir, write_atomic, write_json  # noqa: E402
 from hmm.fractal import box_counting_dimension  # noqa: E402
 from hmm.msp import merge_beliefs  # noqa: E402
 from hmm.plots import plot_simplex  # noqa: E402
@@ -53,9 +54,6 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
 
     Returns the JSON summary. Bad process specs and unwritable `out` raise InvalidInput.
     """
-    # imported here: models/__init__ pulls in torch, which `beliefgeo processes` does not need
-    from models.run_files import writable_dir, write_atomic, write_json
-
     p = load_process(process)
     out = writable_dir(out)
     depth = default_depth(p) if depth is None else int(depth)

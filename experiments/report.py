@@ -19,8 +19,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hmm.errors import InvalidInput  # noqa: E402
-from models.architectures import final_layer_hook  # noqa: E402
-from models.run_files import read_json, read_metrics, write_atomic  # noqa: E402
+from hmm.files import read_json, write_atomic  # noqa: E402
+from models.architectures import final_layer_hook, hook_label  # noqa: E402
+from models.run_files import read_metrics  # noqa: E402
 from probes.phase_figures import loss_panel  # noqa: E402
 
 R2_TARGET = 0.99  # issue 4: final-layer held-out R² for the default Mess3 run
@@ -54,16 +55,6 @@ def _load(run: Path) -> dict:
         "metrics": read_metrics(run),
         **{key: read_json(path) if path.is_file() else None for key, path in optional.items()},
     }
-
-
-def _short(hook: str) -> str:
-    return (
-        hook.replace("blocks.", "block ")
-        .replace(".hook_resid_post", "")
-        .replace(".hook_resid_pre", " (embed)")
-        .replace("ln_final.hook_normalized", "ln_final")
-        .replace(".hook_hidden", " hidden")
-    )
 
 
 def run_numbers(run: Path, data: dict | None = None) -> dict:
@@ -117,14 +108,14 @@ def run_numbers(run: Path, data: dict | None = None) -> dict:
         ]
         numbers["r2_line"] = (
             "held-out R²: "
-            + " | ".join(f"{_short(h)} {v['r2_heldout']:.4f}" for h, v in layers.items())
+            + " | ".join(f"{hook_label(h)} {v['r2_heldout']:.4f}" for h, v in layers.items())
             + f" | shuffle control ≤ {numbers['r2_shuffle']:.4f}"
         )
         if config["process"]["name"].startswith("mess3"):
             ceiling = probes["logit_ceiling"]["optimal_logits_r2_heldout"]
             reached = numbers["r2_final_layer"] >= R2_TARGET
             numbers["r2_verdict"] = (
-                f"final layer ({_short(head)}) R² {numbers['r2_final_layer']:.4f} "
+                f"final layer ({hook_label(head)}) R² {numbers['r2_final_layer']:.4f} "
                 + (
                     f"reaches the {R2_TARGET} target"
                     if reached

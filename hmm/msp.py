@@ -19,6 +19,14 @@ if TYPE_CHECKING:
     from hmm.process import HMM
 
 MAX_ENUMERATE = 20_000_000
+# The one "every input can be enumerated" limit for studies: exact evaluation, probes and the
+# Bayes-optimal references enumerate every sequence of a length when V**length is at most this.
+ENUMERABLE_SEQUENCES = 200_000
+
+
+def enumerable(process: HMM, length: int) -> bool:
+    """True when every sequence of `length` tokens can be enumerated (V**length <= the limit)."""
+    return process.n_symbols**length <= ENUMERABLE_SEQUENCES
 
 
 class Level(NamedTuple):

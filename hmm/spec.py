@@ -7,7 +7,6 @@ Floats are written with repr, so save -> load gives the identical tensor.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from hmm.builtins import BUILTINS, build_builtin
 from hmm.errors import InvalidInput
+from hmm.files import read_json, write_json
 from hmm.process import HMM
 
 
@@ -63,14 +63,7 @@ def _load_file(path: Path) -> HMM:
         raise InvalidInput(
             f"process spec file {path} does not exist (built-ins: {', '.join(BUILTINS)})"
         )
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path} ({exc.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            f"{path} is not valid JSON ({exc}); fix the file (schema: see DESIGN.md)"
-        ) from None
+    data = read_json(path)
     try:
         return from_spec(data, default_name=path.stem)
     except InvalidInput as exc:
@@ -144,7 +137,4 @@ def to_spec(process: HMM) -> dict:
 
 def save_process(process: HMM, path: str | Path) -> Path:
     """Write `process` as a JSON spec file (loadable by `load_process(path)`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_spec(process), indent=2) + "\n")
-    return path
+    return write_json(path, to_spec(process))

@@ -12,7 +12,8 @@ File map:
                       exact expected loss over every sequence (ExactEvaluator)
     checkpoints.py    save/read checkpoints (weights_only), load_checkpoint, read_run_config,
                       load_run_process
-    run_files.py      atomic writes, JSON files, checkpoint paths and listing
+    nonlinearities.py unit functions by name (NONLINEARITIES), the activations each family supports
+    run_files.py      the metrics log reader, checkpoint paths and listing
 """
 
 from models.architectures import build_model, residual_hooks, unit_hooks

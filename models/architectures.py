@@ -16,9 +16,9 @@ from torch import nn
 from transformer_lens.model_bridge import TransformerBridge
 
 from hmm.errors import InvalidInput
-from models.rnn import RNN_ACTIVATIONS, ElmanRNN, RNNConfig, build_rnn, rnn_residual_hooks
+from models.nonlinearities import RNN_ACTIVATIONS, TRANSFORMER_ACTIVATIONS
+from models.rnn import ElmanRNN, RNNConfig, build_rnn, rnn_residual_hooks
 from models.transformer import (
-    TRANSFORMER_ACTIVATIONS,
     PlainForward,
     TransformerConfig,
     build_transformer,
@@ -27,7 +27,7 @@ from models.transformer import (
 
 ARCHITECTURES: dict[str, type] = {"transformer": TransformerConfig, "rnn": RNNConfig}
 DEFAULT_ACT_FN = {"transformer": "relu", "rnn": "tanh"}
-ACTIVATIONS = {"transformer": TRANSFORMER_ACTIVATIONS, "rnn": tuple(RNN_ACTIVATIONS)}
+ARCH_ACTIVATIONS = {"transformer": TRANSFORMER_ACTIVATIONS, "rnn": RNN_ACTIVATIONS}
 
 ModelConfig = TransformerConfig | RNNConfig
 
@@ -93,6 +93,17 @@ def residual_hooks(model: nn.Module) -> list[str]:
     if isinstance(model, ElmanRNN):
         return rnn_residual_hooks(model.config.n_layers)
     raise InvalidInput(f"not a beliefgeo model: {type(model).__name__}")
+
+
+def hook_label(hook: str) -> str:
+    """A reader's name for a hook: `blocks.2.hook_resid_post` -> `block 2`, `concat` unchanged."""
+    return (
+        hook.replace("blocks.", "block ")
+        .replace(".hook_resid_post", "")
+        .replace(".hook_resid_pre", " (embed)")
+        .replace("ln_final.hook_normalized", "ln_final")
+        .replace(".hook_hidden", " hidden")
+    )
 
 
 def final_layer_hook(hooks: list[str]) -> str:

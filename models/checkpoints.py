@@ -21,8 +21,9 @@ from torch import nn
 
 from hmm import HMM, load_process
 from hmm.errors import InvalidInput
+from hmm.files import read_json, write_atomic
 from models.architectures import ModelConfig, build_model, make_model_config, move_model
-from models.run_files import CHECKPOINT_DIR, checkpoint_path, read_json, write_atomic
+from models.run_files import CHECKPOINT_DIR, checkpoint_path
 
 CHECKPOINT_FORMAT = "beliefgeo-checkpoint/1"
 RUN_FORMAT = "beliefgeo-run/1"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hmm.errors import InvalidInput
-from models.run_files import read_json
+from hmm.files import read_json
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "constant")

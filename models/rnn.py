@@ -15,7 +15,6 @@ for per-step work such as the recurrent Jacobian).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -24,12 +23,7 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from hmm.errors import InvalidInput
-
-RNN_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "relu": torch.relu,
-}
+from models.nonlinearities import RNN_ACTIVATIONS, nonlinearity
 
 
 @dataclass
@@ -71,11 +65,11 @@ class ElmanLayer(nn.Module):
     def step(self, u_t: Tensor, h_prev: Tensor) -> tuple[Tensor, Tensor]:
         """One step: input (..., d_in), previous hidden (..., H) -> (pre-activation, hidden)."""
         z = self.W_in(u_t) + self.W_rec(h_prev)
-        return z, RNN_ACTIVATIONS[self.act_fn](z)
+        return z, nonlinearity(self.act_fn)(z)
 
     def forward(self, u: Tensor) -> Tensor:
         """Inputs (n, L, d_in) -> hidden states (n, L, H) after every token."""
-        f = RNN_ACTIVATIONS[self.act_fn]
+        f = nonlinearity(self.act_fn)
         drive = self.W_in(u)  # input contribution for all positions at once
         h = drive.new_zeros(drive.shape[0], drive.shape[2])
         pre = []

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from hmm import HMM, load_process
 from hmm.errors import InvalidInput
+from hmm.files import writable_dir, write_atomic, write_json
 from models.architectures import (
     DEFAULT_ACT_FN,
     ModelConfig,
@@ -56,13 +57,7 @@ from models.checkpoints import (
     save_checkpoint,
 )
 from models.recipes import TrainConfig, resolve_recipe
-from models.run_files import (
-    list_checkpoints,
-    read_metrics,
-    writable_dir,
-    write_atomic,
-    write_json,
-)
+from models.run_files import list_checkpoints, read_metrics
 
 EXACT_EVAL_MAX_SEQUENCES = 200_000  # V**(n_ctx-1) prefixes; Mess3 at n_ctx 10: 19,683
 # torch intra-op threads on CPU (default 1): these models' matrices are tiny, and on a busy 2-core

@@ -15,8 +15,7 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
 from hmm.errors import InvalidInput
-
-TRANSFORMER_ACTIVATIONS = ("relu", "gelu", "silu")
+from models.nonlinearities import TRANSFORMER_ACTIVATIONS, nonlinearity
 
 
 @dataclass
@@ -86,7 +85,6 @@ class PlainForward:
     give the same logits (to 1e-5) and that gradients reach the bridge's parameters.
     """
 
-    ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu}
 
     def __init__(self, bridge: TransformerBridge) -> None:
         cfg = bridge.cfg
@@ -101,7 +99,7 @@ class PlainForward:
         self.scale = (
             cfg.attn_scale if cfg.use_attn_scale and cfg.attn_scale > 0 else cfg.d_head**0.5
         )
-        self.act = self.ACTIVATIONS[str(cfg.act_fn)]
+        self.act = nonlinearity(str(cfg.act_fn))
 
     def _ln(self, x: torch.Tensor, name: str) -> torch.Tensor:
         p = self.params

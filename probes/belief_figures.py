@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 
 from hmm.plots import OKABE_ITO_HEX, belief_colors, plot_simplex, simplex_xy  # noqa: E402
+from models.architectures import hook_label  # noqa: E402
 
 OKABE_ITO = [OKABE_ITO_HEX[i] for i in (7, 0, 1, 2, 3, 4, 5, 6)]  # black first
 CEILING_NOTE = (
@@ -76,7 +77,7 @@ def layer_bars(record: dict, ceiling: dict) -> bytes:
     for xi, h in zip(x, names, strict=True):
         ax.text(xi - width, layers[h]["r2_heldout"] + 0.01, f"{layers[h]['r2_heldout']:.3f}",
                 ha="center", va="bottom", fontsize=7, rotation=90)
-    ax.set_xticks(x, [_short(h) for h in names], rotation=20, ha="right")
+    ax.set_xticks(x, [hook_label(h) for h in names], rotation=20, ha="right")
     ax.set_ylabel("R² (mean over belief coordinates)")
     ax.set_ylim(0, 1.1)
     ax.set_title(
@@ -99,7 +100,7 @@ def emergence(checkpoints: list[dict], ceiling: dict) -> bytes:
     for i, h in enumerate(singles):
         r2 = [c["layers"].get(h, {}).get("r2_heldout", np.nan) for c in checkpoints]
         ax.plot(tokens, _none_to_nan(r2), marker=".", ms=3, lw=1.2,
-                color=cmap(i / max(1, len(singles) - 1) * 0.9), label=_short(h))
+                color=cmap(i / max(1, len(singles) - 1) * 0.9), label=hook_label(h))
     if "concat" in names:
         ax.plot(tokens, _none_to_nan([c["layers"]["concat"]["r2_heldout"] for c in checkpoints]),
                 color=OKABE_ITO[0], lw=2, label="concat (all hooks)")
@@ -151,10 +152,6 @@ def simplex_animation(
 
 def _point_size(n: int) -> float:
     return float(np.clip(3000.0 / max(n, 1), 0.3, 6.0))
-
-
-def _short(hook: str) -> str:
-    return hook.replace(".hook_", ".").replace("blocks.", "b")
 
 
 def _none_to_nan(values: list) -> np.ndarray:

@@ -18,9 +18,10 @@ import numpy as np
 from tqdm import tqdm
 
 from hmm.errors import InvalidInput
+from hmm.files import read_json, write_atomic, write_json
 from models.architectures import final_layer_hook, residual_hooks
 from models.checkpoints import load_checkpoint, load_run_process, read_run_config
-from models.run_files import list_checkpoints, read_json, write_atomic, write_json
+from models.run_files import list_checkpoints
 from probes import belief_figures
 from probes.activations import (
     Activations,

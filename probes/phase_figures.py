@@ -19,9 +19,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from hmm.files import write_atomic  # noqa: E402
 from hmm.plots import OKABE_ITO_HEX  # noqa: E402
 from models.architectures import final_layer_hook  # noqa: E402
-from models.run_files import read_metrics, write_atomic  # noqa: E402
+from models.run_files import read_metrics  # noqa: E402
 
 # Okabe-Ito, colour-blind safe
 OKABE_ITO = [OKABE_ITO_HEX[i] for i in (4, 0, 2, 5, 6, 1, 3, 7)]  # blue first

@@ -33,9 +33,10 @@ import torch
 from tqdm import tqdm
 
 from hmm.errors import InvalidInput
+from hmm.files import read_json, write_json
 from models import load_checkpoint, load_run_process, read_run_config, unit_hooks
 from models.checkpoints import read_checkpoint
-from models.run_files import list_checkpoints, read_json, read_metrics, write_json
+from models.run_files import list_checkpoints, read_metrics
 from models.training import cpu_threads, next_token_losses
 from probes.jacobian import (
     SPECTRAL_RADIUS_MEANING,

@@ -29,32 +29,22 @@ Phase label of a layer (`phase_label`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import cache
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.func import jvp
 
 from hmm.errors import InvalidInput
-from models.rnn import RNN_ACTIVATIONS
+from models.nonlinearities import nonlinearity
 
-# The RNN's units come from models.rnn; the transformer's MLP functions are TransformerLens's native
-# ones (gelu = exact erf GELU, gelu_new = tanh approximation); identity is the linear reference.
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    **RNN_ACTIVATIONS,
-    "identity": lambda z: z,
-    "gelu": F.gelu,
-    "gelu_new": lambda z: F.gelu(z, approximate="tanh"),
-    "silu": F.silu,
-}
 RELU_LIKE = ("relu", "gelu", "gelu_new", "silu")
 
 
 def activation_derivative(z: Tensor, act: str) -> Tensor:
     """Exact elementwise f'(z) by forward-mode autodiff: (...,) -> (...,). relu'(0) = 0."""
-    f = _activation(act)
+    f = nonlinearity(act)
     return jvp(f, (z,), (torch.ones_like(z),))[1]
 
 
@@ -175,9 +165,3 @@ def flat_parameters(state: Mapping[str, Tensor]) -> Tensor:
             if torch.is_floating_point(state[n])
         ]
     )
-
-
-def _activation(act: str) -> Callable[[Tensor], Tensor]:
-    if act not in ACTIVATIONS:
-        raise InvalidInput(f"unknown activation {act!r}; known: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[act]
