@@ -226,7 +226,7 @@ class HMM:
         return bool(((self.T > 0).sum(axis=2) <= 1).all())
 
     def to_spec(self) -> dict:
-        """The JSON spec of DESIGN.md section 2 (floats survive a JSON round trip exactly)."""
+        """The JSON spec (docs/processes.md); floats survive a JSON round trip exactly."""
         from hmm.spec import to_spec
 
         return to_spec(self)
@@ -235,11 +235,14 @@ class HMM:
 # ---- validation helpers (the one place input tensors are checked) ------------------------------
 def _as_tensor(T: Any) -> np.ndarray:
     try:
+        raw = np.asarray(T) if isinstance(T, np.ndarray | list | tuple) else None
         arr = np.array(T, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(
             f"T must be a numeric array of shape (symbols, states, states) ({exc})"
         ) from None
+    if raw is not None and raw.dtype.kind not in "iuf":  # bools would pass as 1.0 / 0.0
+        raise InvalidInput(f"T must hold numbers (probabilities); got dtype {raw.dtype}")
     if arr.ndim != 3 or arr.shape[1] != arr.shape[2] or 0 in arr.shape:
         raise InvalidInput(
             f"T must have shape (symbols V, states S, states S) with V, S >= 1; got {arr.shape}"

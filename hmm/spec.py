@@ -1,12 +1,15 @@
 """Process specifications: `load_process` (name, name:key=value, or JSON file) and the JSON schema.
 
-Schema (DESIGN.md section 2): {"name", "states": [...], "symbols": [...],
-"transitions": {symbol: [[P(emit symbol, go to j | in i) for j] for i]}, "initial": null | [...]}.
-Floats are written with repr, so save -> load gives the identical tensor.
+Schema (documented with an example in docs/processes.md): {"name", "states": [...],
+"symbols": [...], "transitions": {symbol: [[P(emit symbol, go to j | in i) for j] for i]},
+"initial": null | [...]}. Every probability is a JSON number: booleans, strings and nulls are
+refused, naming the entry. Floats are written with repr, so save -> load gives the identical tensor.
 """
 
 from __future__ import annotations
 
+import json
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +105,8 @@ def from_spec(data: Any, default_name: str = "spec") -> HMM:
             raise InvalidInput(
                 f"transitions[{str(sym)!r}] must be a list of rows (a square matrix)"
             )
+        for i, row in enumerate(m):
+            _check_numbers(row, f"transitions[{str(sym)!r}][{i}]")
         try:
             arr = np.array(m, dtype=np.float64)
         except (TypeError, ValueError):
@@ -119,9 +124,25 @@ def from_spec(data: Any, default_name: str = "spec") -> HMM:
     states = data.get("states")
     if states is not None and not isinstance(states, list):
         raise InvalidInput("'states' must be a list of state names")
+    initial = data.get("initial")
+    if initial is not None:
+        if not isinstance(initial, list):
+            raise InvalidInput("'initial' must be null or a list of probabilities, one per state")
+        _check_numbers(initial, "initial")
     name = data.get("name", default_name)
-    return HMM(np.stack(matrices), name=str(name), initial=data.get("initial"),
+    return HMM(np.stack(matrices), name=str(name), initial=initial,
                states=states, symbols=[str(s) for s in symbols])
+
+
+def _check_numbers(values: list, where: str) -> None:
+    """Every entry a JSON number: true/false would otherwise become 1.0/0.0, "0.5" a float."""
+    for j, value in enumerate(values):
+        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+            shown = json.dumps(value) if isinstance(value, str | bool | None) else repr(value)
+            raise InvalidInput(
+                f"{where}[{j}] is {shown}, not a number; write probabilities as "
+                "JSON numbers such as 0.5 (see docs/processes.md)"
+            )
 
 
 def to_spec(process: HMM) -> dict:

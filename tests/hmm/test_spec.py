@@ -1,6 +1,7 @@
 """load_process: built-in names and parameters, JSON spec files, round trips, and clear errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -66,10 +67,37 @@ def test_design_example_spec_and_initial_round_trip(tmp_path):
      r"unknown spec keys \['colour'\]"),
     ('{"transitions": {"a": [[0.5, 0.5], [1, 0]], "b": [[0, 0], [0, -0.0]]}, "states": ["x"]}',
      r"1 states names given but T has 2"),
-    ('{"transitions": {"0": [["a", 1]]}}', r"must contain only numbers"),
+    ('{"transitions": {"0": [["a", 1]]}}', r"transitions\['0'\]\[0\]\[0\] is \"a\", not a number"),
 ])
 def test_malformed_or_invalid_files_raise_invalid_input(tmp_path, content, match):
     path = tmp_path / "bad.json"
     path.write_text(content)
     with pytest.raises(InvalidInput, match=match):
         load_process(str(path))
+
+
+@pytest.mark.parametrize("entry,shown", [
+    ("true", "true"), ("false", "false"), ('"1"', '"1"'), ("null", "null"), ("[1]", "[1]"),
+])
+def test_non_numbers_in_a_spec_are_refused_not_coerced(tmp_path, entry, shown):
+    # JSON true would otherwise be read as the probability 1.0, and "1" as 1.0
+    content = '{"transitions": {"0": [[0.5, 0.0], [0.0, 0.5]], "1": [[0.0, 0.5], [%s, 0.0]]}}'
+    path = tmp_path / "bad.json"
+    path.write_text(content % entry)
+    with pytest.raises(InvalidInput, match=r"transitions\['1'\]\[1\]\[0\] is " + re.escape(shown)
+                       + ", not a number"):
+        load_process(str(path))
+
+
+def test_a_boolean_initial_is_refused(tmp_path):
+    spec = {"transitions": {"0": [[0.5, 0.0], [0.0, 0.5]], "1": [[0.0, 0.5], [0.5, 0.0]]},
+            "initial": [True, 0]}
+    with pytest.raises(InvalidInput, match=r"initial\[0\] is true, not a number"):
+        load_process(spec)
+    assert np.array_equal(load_process({**spec, "initial": [1, 0]}).initial, [1.0, 0.0])
+
+
+@pytest.mark.parametrize("T", [np.ones((1, 1, 1), dtype=bool), [[["1"]]], [[[True]]]])
+def test_hmm_refuses_boolean_and_string_tensors(T):
+    with pytest.raises(InvalidInput, match="must hold numbers"):
+        HMM(T)
