@@ -5,6 +5,8 @@ A checkpoint is a `torch.save` dict of tensors and plain values only, so it load
   format "beliefgeo-checkpoint/1", step, tokens, model / optimizer / scheduler (state_dicts),
   torch_rng (uint8 tensor), data_stream {"seed", "next_step"}, wall_s, eval_s, cpu_s (bookkeeping).
 The model's shape, the process and the recipe live once, in RUN/config.json beside RUN/checkpoints/.
+Run formats: "beliefgeo-run/2" trains every input position 0..n_ctx-1; "beliefgeo-run/1" (older
+runs, still readable) trained positions 0..n_ctx-2 only — `trained_positions(config)` says which.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from models.architectures import ModelConfig, build_model, make_model_config, mo
 from models.run_files import CHECKPOINT_DIR, checkpoint_path
 
 CHECKPOINT_FORMAT = "beliefgeo-checkpoint/1"
-RUN_FORMAT = "beliefgeo-run/1"
+RUN_FORMAT = "beliefgeo-run/2"  # every input position 0..n_ctx-1 carries a loss
+# format 1 (before every position was trained): positions 0..n_ctx-2 carried the loss; still loads
+RUN_FORMATS = ("beliefgeo-run/1", RUN_FORMAT)
 # what torch.load raises on truncated or garbled bytes (found by fuzzing truncations and bit flips)
 CORRUPT_FILE_ERRORS = (
     pickle.UnpicklingError,
@@ -83,9 +87,18 @@ def read_run_config(run: str | Path) -> dict:
             f"{run} is not a run directory (no config.json); train one with `beliefgeo train`"
         )
     config = read_json(path)
-    if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
+    if not isinstance(config, dict) or config.get("format") not in RUN_FORMATS:
         raise InvalidInput(f"{path} is not a beliefgeo run config (no format {RUN_FORMAT!r})")
     return config
+
+
+def trained_positions(config: dict) -> int:
+    """How many leading input positions carry a training loss: n_ctx for format-2 runs, n_ctx - 1
+    for format-1 runs (their last position never got a gradient). `config`: a run's config.json."""
+    data = config["data"]
+    if "trained_positions" in data:
+        return int(data["trained_positions"])
+    return int(data["n_ctx"]) - (1 if config.get("format") == RUN_FORMATS[0] else 0)
 
 
 def model_config_of_run(config: dict) -> ModelConfig:

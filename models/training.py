@@ -1,16 +1,19 @@
 """The training loop: fresh HMM sequences every step, next-token loss beside the Bayes optimum,
 log-then-linear checkpoints, and bit-identical resume.
 
-Step k (0-based) trains on `process.sample(batch_size, n_ctx, seed=data_seed(seed, k))`: a
-length-n_ctx input whose logits at positions 0..n_ctx-2 predict tokens 1..n_ctx-1, so the
-matching optimum is `process.optimal_loss(n_ctx)[1:]`. Everything a step depends on (weights,
-optimiser, scheduler, torch RNG, the data stream's next step) is in each checkpoint, so a killed
+Step k (0-based) trains on `x = process.sample(batch_size, n_ctx + 1, seed=data_seed(seed, k))`:
+inputs x[:, :-1] (n_ctx tokens), targets x[:, 1:], so the logits at every input position
+0..n_ctx-1 carry a loss (as in the paper's code) and every position a probe reads was trained.
+The matching optimum is `process.optimal_loss(n_ctx + 1)[1:]` (Mess3 at n_ctx 10: 0.80251 nats).
+Everything a step depends on (weights, optimiser, scheduler, torch RNG, the data stream's next step) is in each checkpoint, so a killed
 run resumed from its newest checkpoint ends bit-identical to an uninterrupted one.
 
 RUN/metrics.jsonl, one JSON object per logged step (`step` = updates done, `tokens` = step *
-batch_size * n_ctx; `loss` = the batch loss of update `step`, taken before it; step 0 logs the
+batch_size * n_ctx input tokens, each carrying a loss, although a step draws n_ctx + 1 per
+sequence; `loss` = the batch loss of update `step`, taken before it; step 0 logs the
 initial model on batch 0): step, tokens, loss, optimal_loss, excess_loss, lr, and every
-`loss_by_position_every` steps `loss_by_position` (n_ctx-1 values). Checkpoint steps add
+`loss_by_position_every` steps `loss_by_position` (n_ctx values, input positions 0..n_ctx-1).
+Checkpoint steps add
 `exact_loss` and `exact_excess_loss`: the model's probability-weighted loss over every sequence
 (exact, see `ExactEvaluator`) and its gap to the exact optimum. Every line also has `wall_s`
 (seconds since the run began, resumes summed), `eval_s` (the part spent in exact evaluation) and
@@ -40,6 +43,7 @@ from tqdm import tqdm
 from hmm import HMM, load_process
 from hmm.errors import InvalidInput
 from hmm.files import writable_dir, write_atomic, write_json
+from hmm.msp import enumerable
 from models.architectures import (
     DEFAULT_ACT_FN,
     ModelConfig,
@@ -59,7 +63,6 @@ from models.checkpoints import (
 from models.recipes import TrainConfig, resolve_recipe
 from models.run_files import list_checkpoints, read_metrics
 
-EXACT_EVAL_MAX_SEQUENCES = 200_000  # V**(n_ctx-1) prefixes; Mess3 at n_ctx 10: 19,683
 # torch intra-op threads on CPU (default 1): these models' matrices are tiny, and on a busy 2-core
 # machine two spinning OpenMP threads made a small run 45x slower than one thread
 THREADS_ENV = "BELIEFGEO_THREADS"
@@ -121,44 +124,55 @@ def data_seed(seed: int, step: int) -> int:
 
 
 def training_batch(process: HMM, batch_size: int, n_ctx: int, seed: int, step: int) -> torch.Tensor:
-    """The fresh batch for update `step`: (batch_size, n_ctx) int64."""
-    tokens, _ = process.sample(batch_size, n_ctx, seed=data_seed(seed, step))
+    """The fresh batch for update `step`: (batch_size, n_ctx + 1) int64 — inputs x[:, :-1],
+    targets x[:, 1:]."""
+    tokens, _ = process.sample(batch_size, n_ctx + 1, seed=data_seed(seed, step))
     return torch.from_numpy(tokens)
 
 
 def next_token_losses(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of logits (n, L, V) at positions 0..L-2 vs tokens 1..L-1: (n, L-1) nats."""
+    """Cross-entropy of each logit position against the token after it, nats.
+
+    logits (n, L, V). tokens (n, L + 1), the training window (inputs tokens[:, :-1]): every
+    position 0..L-1 is scored against tokens[:, 1:] -> (n, L). tokens (n, L), the inputs only:
+    the last position has no target, so positions 0..L-2 are scored -> (n, L - 1).
+    """
     n, length, vocab = logits.shape
+    if tokens.shape[1] == length:
+        logits = logits[:, :-1]
+    elif tokens.shape[1] != length + 1:
+        raise ValueError(f"tokens {tuple(tokens.shape)} do not fit logits {tuple(logits.shape)}")
     return F.cross_entropy(
-        logits[:, :-1].reshape(-1, vocab), tokens[:, 1:].reshape(-1), reduction="none"
-    ).view(n, length - 1)
+        logits.reshape(-1, vocab), tokens[:, 1:].reshape(-1), reduction="none"
+    ).view(n, -1)
 
 
 # ---- exact evaluation -------------------------------------------------------------------------
 class ExactEvaluator:
     """Exact expected next-token loss of a model over every sequence of a process.
 
-    By causality the logits at position t depend on tokens 0..t only, so the prefixes of length
-    n_ctx-1 with their exact probabilities P(prefix) and true next-token distributions
-    P(. | prefix_{0..t}) = process.predictive(belief_t) give the expectation over all length-n_ctx
-    inputs exactly: sum_prefix P(prefix) sum_t sum_x P(x | prefix_{<=t}) (-log q(x | prefix_{<=t})).
+    The positions are the training loss's: logits at input positions 0..n_ctx-1 against tokens
+    1..n_ctx of every length-(n_ctx+1) sequence. By causality the logits at position t depend on
+    tokens 0..t only, so the n_ctx-token inputs with their exact probabilities P(input) and true
+    next-token distributions P(. | input_{0..t}) = process.predictive(belief_t) give that
+    expectation exactly: sum_input P(input) mean_t sum_x P(x | input_{<=t}) (-log q(x | input_{<=t})).
     """
 
     def __init__(self, process: HMM, n_ctx: int, batch: int = 8192) -> None:
-        tokens, probs = process.enumerate(n_ctx - 1)
+        tokens, probs = process.enumerate(n_ctx)
         self.tokens = torch.from_numpy(tokens)
         self.probs = torch.from_numpy(probs)
         self.true_next = torch.from_numpy(
             process.predictive(process.beliefs(tokens))
-        )  # (N, L-1, V)
-        self.optimal = process.optimal_loss(n_ctx)[1:]
+        )  # (N, n_ctx, V)
+        self.optimal = process.optimal_loss(n_ctx + 1)[1:]
         self.batch = batch
 
     @torch.inference_mode()
     def __call__(
         self, forward: Callable[[torch.Tensor], torch.Tensor], device: str | torch.device = "cpu"
     ) -> tuple[float, float]:
-        """(exact mean loss over positions 1..n_ctx-1, exact excess over the optimum), nats.
+        """(exact mean loss over input positions 0..n_ctx-1, exact excess over the optimum), nats.
 
         `forward`: tokens (n, L) on `device` -> logits (n, L, V), e.g. training_forward(model).
         """
@@ -181,8 +195,7 @@ def run_config(process: HMM, model_config: ModelConfig, train_config: TrainConfi
     tokens_per_step = train_config.batch_size * n_ctx
     total_steps = max(1, math.ceil(train_config.tokens / tokens_per_step))
     steps = checkpoint_steps(total_steps, train_config.n_checkpoints)
-    optimal = process.optimal_loss(n_ctx)
-    n_prefixes = process.n_symbols ** (n_ctx - 1)
+    optimal = process.optimal_loss(n_ctx + 1)
     return {
         "format": RUN_FORMAT,
         "process": process.to_spec(),
@@ -191,17 +204,19 @@ def run_config(process: HMM, model_config: ModelConfig, train_config: TrainConfi
         "train": train_config.to_dict(),
         "data": {
             "n_ctx": n_ctx,
+            "trained_positions": n_ctx,
             "tokens_per_step": tokens_per_step,
             "total_steps": total_steps,
             "total_tokens": total_steps * tokens_per_step,
-            "batch": "process.sample(batch_size, n_ctx, "
+            "batch": "x = process.sample(batch_size, n_ctx + 1, "
             "seed=SeedSequence([seed, step]).generate_state(1, uint64)[0])",
-            "targets": "logits at positions 0..n_ctx-2 predict tokens 1..n_ctx-1",
+            "targets": "inputs x[:, :-1]; logits at positions 0..n_ctx-1 predict x[:, 1:] "
+            "(every input position carries a loss); tokens counts inputs: step * batch_size * n_ctx",
         },
         "optimal_loss": float(optimal[1:].mean()),
         "optimal_loss_by_position": optimal[1:].tolist(),
         "checkpoints": {"steps": steps, "tokens": [s * tokens_per_step for s in steps]},
-        "exact_eval": bool(train_config.exact_eval and n_prefixes <= EXACT_EVAL_MAX_SEQUENCES),
+        "exact_eval": bool(train_config.exact_eval and enumerable(process, n_ctx)),
     }
 
 
@@ -349,6 +364,11 @@ def _prepare_run(out: Path, config: dict, resume: bool) -> dict | None:
         writable_dir(out)
         return None
     stored = read_run_config(out)
+    if stored["format"] != RUN_FORMAT:
+        raise InvalidInput(
+            f"{out} is a {stored['format']} run (positions 0..n_ctx-2 trained); this beliefgeo "
+            f"trains every position ({RUN_FORMAT}) and cannot continue it: train a new --out"
+        )
     fresh = json.loads(json.dumps(config))
     differs = [key for key in RESUME_KEYS if stored.get(key) != fresh[key]]
     if differs:
@@ -435,13 +455,13 @@ class _Loop:
             if step == 0:
                 with torch.no_grad():
                     first = self._batch(0)
-                    losses = next_token_losses(self.forward(first), first)
+                    losses = next_token_losses(self.forward(first[:, :-1]), first)
                 self._log(metrics, 0, losses, self.scheduler.get_last_lr()[0])
                 self._checkpoint(0)
             while step < self.total_steps:
                 tokens = self._batch(step)
                 lr = self.scheduler.get_last_lr()[0]
-                losses = next_token_losses(self.forward(tokens), tokens)
+                losses = next_token_losses(self.forward(tokens[:, :-1]), tokens)
                 loss = losses.mean()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -7,7 +7,7 @@ import torch
 
 from hmm.errors import InvalidInput
 from models import load_checkpoint, load_run_process, read_run_config
-from models.checkpoints import read_checkpoint
+from models.checkpoints import read_checkpoint, trained_positions
 from models.run_files import list_checkpoints
 from models.training import (
     ExactEvaluator,
@@ -49,7 +49,26 @@ def test_data_stream_is_seeded_and_fresh(mess3):
     assert torch.equal(a, training_batch(mess3, 16, 6, seed=0, step=3))
     assert not torch.equal(a, training_batch(mess3, 16, 6, seed=0, step=4))
     assert data_seed(0, 1) != data_seed(1, 0)
-    assert a.shape == (16, 6) and a.dtype == torch.int64
+    assert a.shape == (16, 7) and a.dtype == torch.int64  # n_ctx + 1: inputs and targets
+
+
+def test_every_position_enters_the_training_loss(mess3):
+    n_ctx = 5
+    tokens = training_batch(mess3, 4, n_ctx, seed=0, step=0)
+    logits = torch.randn(4, n_ctx, 3, requires_grad=True)
+    losses = next_token_losses(logits, tokens)
+    assert losses.shape == (4, n_ctx)
+    losses.mean().backward()
+    assert (logits.grad.abs().sum(-1) > 0).all()  # every position, every sequence
+    # independent formula: -log softmax at each position against the next token
+    logq = torch.log_softmax(logits.detach(), -1)
+    brute = -logq.gather(-1, tokens[:, 1:, None])[..., 0]
+    assert torch.allclose(losses, brute)
+    bumped = logits.detach().clone()
+    bumped[:, n_ctx - 1] += torch.tensor([5.0, -5.0, 0.0])
+    assert next_token_losses(bumped, tokens).mean() != losses.mean()
+    # inputs only (legacy callers): the last position has no target
+    assert next_token_losses(logits.detach(), tokens[:, :-1]).shape == (4, n_ctx - 1)
 
 
 class _Oracle(torch.nn.Module):
@@ -73,13 +92,32 @@ def test_exact_evaluator_matches_brute_force_and_oracle(mess3, tiny_transformer)
     assert evaluator(_Oracle(mess3))[1] == pytest.approx(0.0, abs=1e-12)
     tiny_transformer.n_ctx = n_ctx
     model = build_model(tiny_transformer)
-    tokens, probs = mess3.enumerate(n_ctx)
+    # brute force: every length-(n_ctx+1) sequence, the training loss's positions, weighted by P
+    tokens, probs = mess3.enumerate(n_ctx + 1)
+    assert len(tokens) == 3 ** (n_ctx + 1)
+    tokens = torch.from_numpy(tokens)
     with torch.no_grad():
-        losses = next_token_losses(model(torch.from_numpy(tokens)), torch.from_numpy(tokens))
+        losses = next_token_losses(model(tokens[:, :-1]), tokens)
+    assert losses.shape == (len(tokens), n_ctx)
     brute = float(probs @ losses.double().mean(1).numpy())
     loss, excess = evaluator(model)
     assert loss == pytest.approx(brute, abs=1e-6)
-    assert excess == pytest.approx(brute - mess3.optimal_loss(n_ctx)[1:].mean(), abs=1e-6)
+    optimum = mess3.optimal_loss(n_ctx + 1)[1:].mean()
+    assert excess == pytest.approx(brute - optimum, abs=1e-6)
+    # the oracle's brute-force loss over the same positions is the optimum
+    with torch.no_grad():
+        oracle = next_token_losses(_Oracle(mess3)(tokens[:, :-1]), tokens)
+    assert float(probs @ oracle.double().mean(1).numpy()) == pytest.approx(optimum, abs=1e-9)
+
+
+def test_mess3_optimal_loss_at_paper_context(mess3):
+    from models.training import run_config
+    from models.recipes import TrainConfig
+    from models.transformer import TransformerConfig
+
+    config = run_config(mess3, TransformerConfig(), TrainConfig())
+    assert config["optimal_loss"] == pytest.approx(0.80251, abs=5e-6)
+    assert len(config["optimal_loss_by_position"]) == 10 == config["data"]["trained_positions"]
 
 
 def test_train_writes_run(tmp_path, mess3, tiny_transformer, tiny_train):
@@ -94,11 +132,12 @@ def test_train_writes_run(tmp_path, mess3, tiny_transformer, tiny_train):
     for line in lines:
         assert line["tokens"] == line["step"] * 32
         assert line["excess_loss"] == pytest.approx(line["loss"] - line["optimal_loss"])
-        assert line["optimal_loss"] == pytest.approx(mess3.optimal_loss(4)[1:].mean())
+        assert line["optimal_loss"] == pytest.approx(mess3.optimal_loss(5)[1:].mean())
     with_exact = {line["step"] for line in lines if "exact_excess_loss" in line}
     ckpts = list_checkpoints(run)
     assert with_exact == {t // 32 for t, _ in ckpts} == set(config["checkpoints"]["steps"])
-    assert any("loss_by_position" in line and len(line["loss_by_position"]) == 3 for line in lines)
+    assert any("loss_by_position" in line and len(line["loss_by_position"]) == 4 for line in lines)
+    assert config["format"] == "beliefgeo-run/2" and trained_positions(config) == 4
     assert lines[-1]["exact_excess_loss"] < lines[0]["exact_excess_loss"]
     # a checkpoint is plain tensors: weights_only loading works and rebuilds the model
     state = torch.load(ckpts[-1][1], weights_only=True)
@@ -156,3 +195,16 @@ def test_resume_refuses_changed_settings(tmp_path, mess3, tiny_transformer, tiny
     with pytest.raises(InvalidInput, match="no config.json"):
         train(mess3, tiny_transformer, tiny_train, tmp_path / "empty", resume=True)
     assert math.isfinite(read_run_config(run)["optimal_loss"])
+
+
+def test_format_1_runs_load_but_do_not_resume(tmp_path, mess3, tiny_transformer, tiny_train):
+    tiny_train.tokens = 64
+    run = train(mess3, tiny_transformer, tiny_train, tmp_path / "run", progress=False)
+    config = read_run_config(run)
+    old = {**config, "format": "beliefgeo-run/1", "data": dict(config["data"])}
+    del old["data"]["trained_positions"]
+    (run / "config.json").write_text(json.dumps(old))
+    assert trained_positions(read_run_config(run)) == 3  # n_ctx - 1: the last was never trained
+    assert load_checkpoint(list_checkpoints(run)[-1][1]) is not None
+    with pytest.raises(InvalidInput, match="beliefgeo-run/1 run"):
+        train(mess3, tiny_transformer, tiny_train, run, resume=True, progress=False)
