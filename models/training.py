@@ -5,8 +5,8 @@ Step k (0-based) trains on `x = process.sample(batch_size, n_ctx + 1, seed=data_
 inputs x[:, :-1] (n_ctx tokens), targets x[:, 1:], so the logits at every input position
 0..n_ctx-1 carry a loss (as in the paper's code) and every position a probe reads was trained.
 The matching optimum is `process.optimal_loss(n_ctx + 1)[1:]` (Mess3 at n_ctx 10: 0.80251 nats).
-Everything a step depends on (weights, optimiser, scheduler, torch RNG, the data stream's next step) is in each checkpoint, so a killed
-run resumed from its newest checkpoint ends bit-identical to an uninterrupted one.
+Everything a step depends on (weights, optimiser, scheduler, torch RNG, the data stream's next
+step) is in each checkpoint, so a killed run resumed from its newest checkpoint ends bit-identical to an uninterrupted one.
 
 RUN/metrics.jsonl, one JSON object per logged step (`step` = updates done, `tokens` = step *
 batch_size * n_ctx input tokens, each carrying a loss, although a step draws n_ctx + 1 per
@@ -155,7 +155,8 @@ class ExactEvaluator:
     1..n_ctx of every length-(n_ctx+1) sequence. By causality the logits at position t depend on
     tokens 0..t only, so the n_ctx-token inputs with their exact probabilities P(input) and true
     next-token distributions P(. | input_{0..t}) = process.predictive(belief_t) give that
-    expectation exactly: sum_input P(input) mean_t sum_x P(x | input_{<=t}) (-log q(x | input_{<=t})).
+    expectation exactly:
+    sum_input P(input) mean_t sum_x P(x | input_{<=t}) (-log q(x | input_{<=t})).
     """
 
     def __init__(self, process: HMM, n_ctx: int, batch: int = 8192) -> None:
@@ -211,7 +212,8 @@ def run_config(process: HMM, model_config: ModelConfig, train_config: TrainConfi
             "batch": "x = process.sample(batch_size, n_ctx + 1, "
             "seed=SeedSequence([seed, step]).generate_state(1, uint64)[0])",
             "targets": "inputs x[:, :-1]; logits at positions 0..n_ctx-1 predict x[:, 1:] "
-            "(every input position carries a loss); tokens counts inputs: step * batch_size * n_ctx",
+            "(every input position carries a loss); "
+            "tokens counts inputs: step * batch_size * n_ctx",
         },
         "optimal_loss": float(optimal[1:].mean()),
         "optimal_loss_by_position": optimal[1:].tolist(),

@@ -111,8 +111,8 @@ def test_exact_evaluator_matches_brute_force_and_oracle(mess3, tiny_transformer)
 
 
 def test_mess3_optimal_loss_at_paper_context(mess3):
-    from models.training import run_config
     from models.recipes import TrainConfig
+    from models.training import run_config
     from models.transformer import TransformerConfig
 
     config = run_config(mess3, TransformerConfig(), TrainConfig())
