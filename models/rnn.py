@@ -23,12 +23,16 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from hmm.errors import InvalidInput
+from models.init_scale import check_init_scale, scale_weight_matrices
 from models.nonlinearities import RNN_ACTIVATIONS, nonlinearity
 
 
 @dataclass
 class RNNConfig:
-    """Shape of the RNN; `d_vocab` = the process's symbols, `n_ctx` = the training length."""
+    """Shape of the RNN; `d_vocab` = the process's symbols, `n_ctx` = the training length.
+
+    `init_scale` multiplies every initial weight matrix (models/init_scale.py says which).
+    """
 
     d_vocab: int = 3
     hidden: int = 64
@@ -36,8 +40,10 @@ class RNNConfig:
     act_fn: str = "tanh"
     seed: int = 0
     n_ctx: int = 10
+    init_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        self.init_scale = check_init_scale(self.init_scale)
         if self.act_fn not in RNN_ACTIVATIONS:
             raise InvalidInput(
                 f"the RNN supports act-fn {', '.join(RNN_ACTIVATIONS)}, not {self.act_fn!r}; "
@@ -96,6 +102,7 @@ class ElmanRNN(HookedRootModule):
                 for _ in range(config.n_layers)
             )
             self.unembed = nn.Linear(config.hidden, config.d_vocab)
+        scale_weight_matrices(self, config.init_scale)
         self.setup()
 
     def forward(self, tokens: Tensor) -> Tensor:

@@ -15,12 +15,16 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
 from hmm.errors import InvalidInput
+from models.init_scale import check_init_scale, scale_weight_matrices
 from models.nonlinearities import TRANSFORMER_ACTIVATIONS, nonlinearity
 
 
 @dataclass
 class TransformerConfig:
-    """Shape of the transformer; `d_vocab` is the process's number of symbols."""
+    """Shape of the transformer; `d_vocab` is the process's number of symbols.
+
+    `init_scale` multiplies every initial weight matrix (models/init_scale.py says which).
+    """
 
     d_vocab: int = 3
     n_layers: int = 4
@@ -32,8 +36,10 @@ class TransformerConfig:
     act_fn: str = "relu"
     normalization: str = "LN"
     seed: int = 0
+    init_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        self.init_scale = check_init_scale(self.init_scale)
         if self.act_fn not in TRANSFORMER_ACTIVATIONS:
             raise InvalidInput(
                 f"the transformer's native MLP supports act-fn "
@@ -49,7 +55,8 @@ class TransformerConfig:
 
 
 def build_transformer(config: TransformerConfig) -> TransformerBridge:
-    """Boot the TransformerLens native model offline (no hub), seeded by `config.seed`."""
+    """Boot the TransformerLens native model offline (no hub), seeded by `config.seed`, with its
+    weight matrices multiplied by `config.init_scale`."""
     tl_config = TransformerBridgeConfig(
         d_model=config.d_model,
         d_head=config.d_head,
@@ -62,7 +69,9 @@ def build_transformer(config: TransformerConfig) -> TransformerBridge:
         normalization_type=config.normalization,
         seed=config.seed,
     )
-    return TransformerBridge.boot_native(tl_config)
+    bridge = TransformerBridge.boot_native(tl_config)
+    scale_weight_matrices(bridge, config.init_scale)
+    return bridge
 
 
 def transformer_residual_hooks(n_layers: int) -> list[str]:

@@ -71,3 +71,29 @@ def test_rnn_refuses_unknown_activation(bad):
 def test_rnn_refuses_bad_shape():
     with pytest.raises(InvalidInput, match="hidden"):
         RNNConfig(hidden=0)
+
+
+def test_rnn_init_scale_multiplies_every_weight_matrix_and_nothing_else():
+    base = build_model(RNNConfig(hidden=5, n_layers=2)).state_dict()
+    model = build_model(RNNConfig(hidden=5, n_layers=2, init_scale=0.1))
+    scaled = model.state_dict()
+    matrices = {name for name, value in base.items() if value.ndim >= 2}
+    assert matrices == {
+        "embed.weight",
+        "blocks.0.W_in.weight",
+        "blocks.0.W_rec.weight",
+        "blocks.1.W_in.weight",
+        "blocks.1.W_rec.weight",
+        "unembed.weight",
+    }
+    for name, value in base.items():
+        expected = value * 0.1 if name in matrices else value
+        assert torch.equal(scaled[name], expected), name
+    tokens = torch.tensor([[0, 1, 2]])
+    logits, cache = model.run_with_cache(tokens)
+    torch.testing.assert_close(logits, model.unembed(cache["blocks.1.hook_hidden"]))
+
+
+def test_rnn_refuses_bad_init_scale():
+    with pytest.raises(InvalidInput, match=r"^--init-scale must be > 0, got -1$"):
+        RNNConfig(init_scale=-1)
