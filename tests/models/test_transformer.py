@@ -1,4 +1,4 @@
-"""The transformer's config, its initial scale, and the plain training forward against the bridge."""
+"""The transformer config, its initial scale, and the plain training forward against the bridge."""
 
 from __future__ import annotations
 
