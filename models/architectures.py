@@ -62,6 +62,37 @@ def training_forward(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]
     return model
 
 
+def check_training_forward(
+    model: nn.Module,
+    tokens: torch.Tensor,
+    atol: float = 1e-4,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> None:
+    """Stop a run whose training forward does not compute the model's function.
+
+    Compares `forward` (default `training_forward(model)`) with the model itself on `tokens`
+    (n, L): every logit must agree within atol + atol·|logit|. Costs one extra forward pass; the
+    trainer calls it on its first batch. Raises RuntimeError naming the largest difference (a bug in
+    PlainForward, not bad input). A forward that is the model itself passes without computing.
+    """
+    forward = training_forward(model) if forward is None else forward
+    if forward is model:
+        return
+    with torch.no_grad():
+        plain, reference = forward(tokens), model(tokens)
+    same_shape = plain.shape == reference.shape
+    gap = (plain - reference).abs() if same_shape else None
+    if gap is None or not bool((gap <= atol + atol * reference.abs()).all()):
+        worst = float("nan") if gap is None else float(gap.max())
+        raise RuntimeError(
+            f"the training forward ({type(forward).__name__}) differs from the model on the first "
+            f"batch: largest |logit difference| {worst:.3g} > {atol:g} (shapes "
+            f"{tuple(plain.shape)} vs {tuple(reference.shape)}); models/transformer.py "
+            "PlainForward no longer computes the TransformerBridge's function — fix it before "
+            "training"
+        )
+
+
 def arch_of(config: ModelConfig) -> str:
     """'transformer' or 'rnn'."""
     return "transformer" if isinstance(config, TransformerConfig) else "rnn"

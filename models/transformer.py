@@ -83,6 +83,97 @@ def transformer_residual_hooks(n_layers: int) -> list[str]:
     )
 
 
+# TransformerBridgeConfig fields PlainForward reads and computes with, whatever their value.
+_PLAIN_READS = frozenset(
+    {
+        "d_model",
+        "d_head",
+        "n_layers",
+        "n_ctx",
+        "n_heads",
+        "d_mlp",
+        "d_vocab",
+        "eps",
+        "use_attn_scale",
+        "attn_scale",
+    }
+)
+# Fields that name, seed, place or hook the model without changing the function it computes.
+_PLAIN_IGNORES = frozenset(
+    {
+        "architecture",
+        "model_name",
+        "original_architecture",
+        "seed",
+        "init_mode",
+        "init_weights",
+        "initializer_range",
+        "device",
+        "n_devices",
+        "dtype",
+        "n_params",
+        "from_checkpoint",
+        "checkpoint_index",
+        "checkpoint_label_type",
+        "checkpoint_value",
+        "tokenizer_name",
+        "tokenizer_prepends_bos",
+        "tokenizer_appends_eos",
+        "default_prepend_bos",
+        "default_padding_side",
+        "decoder_start_token_id",
+        "trust_remote_code",
+        "use_attn_result",
+        "use_split_qkv_input",
+        "use_hook_mlp_in",
+        "use_attn_in",
+        "use_hook_tokens",
+        "split_attention_weights",
+    }
+)
+_PLAIN_ACTIVATIONS = ("relu", "gelu", "gelu_new", "silu")
+
+
+def _plain_forward_refusals(cfg: TransformerBridgeConfig) -> list[str]:
+    """`field=value` for every setting of `cfg` that changes the function and PlainForward lacks.
+
+    Fields with a value PlainForward supports are checked by value; every other field must keep
+    TransformerBridgeConfig's default, so a setting TransformerLens adds later is refused until
+    someone implements or reviews it here.
+    """
+    checked = {
+        "act_fn": str(cfg.act_fn).lower() in _PLAIN_ACTIVATIONS,
+        "normalization_type": str(cfg.normalization_type).upper() == "LN",
+        "positional_embedding_type": str(cfg.positional_embedding_type or "standard").lower()
+        == "standard",
+        "d_vocab_out": cfg.d_vocab_out in (-1, cfg.d_vocab),
+        "n_key_value_heads": cfg.n_key_value_heads in (None, cfg.n_heads),
+    }
+    reference = TransformerBridgeConfig(
+        d_model=cfg.d_model,
+        d_head=cfg.d_head,
+        n_layers=cfg.n_layers,
+        n_ctx=cfg.n_ctx,
+        n_heads=cfg.n_heads,
+        d_vocab=cfg.d_vocab,
+        d_mlp=cfg.d_mlp,
+    ).__dict__
+    refused = [name for name, ok in checked.items() if not ok]
+    for name, value in vars(cfg).items():
+        if name in checked or name in _PLAIN_READS or name in _PLAIN_IGNORES:
+            continue
+        if name not in reference or not _same(value, reference[name]):
+            refused.append(name)
+    return [f"{name}={getattr(cfg, name)!r}" for name in refused]
+
+
+def _same(a: object, b: object) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError, RuntimeError):  # e.g. tensors: not a value we can vouch for
+        return False
+
+
 class PlainForward:
     """The bridge's forward pass in plain PyTorch over the bridge's own parameters, for training.
 
@@ -90,47 +181,57 @@ class PlainForward:
     model (pre-LN blocks, causal softmax attention scaled by sqrt(d_head), MLP, final LN, unembed),
     without hook dispatch and with fused layer norms: on one busy CPU core the bridge's hooked
     forward cost 24-41 % more per training step than a plain twin at batch 128
-    (benchmarks/bench_training.py). Analysis keeps using the bridge and its hooks; tests check both
-    give the same logits (to 1e-5) and that gradients reach the bridge's parameters.
-    """
+    (benchmarks/bench_training.py). Analysis keeps using the bridge and its hooks.
 
+    It refuses (InvalidInput naming the fields) a bridge whose config asks for anything else
+    (soft caps, RMS or no normalisation, rotary positions, gated MLPs, grouped heads, ...): see
+    `_plain_forward_refusals`. Build it after moving the model to its device (it holds the
+    bridge's tensors, and `.to()` replaces buffers). Tests compare it with the bridge on perturbed
+    parameters and several shapes; `models.architectures.check_training_forward` compares the two on
+    the first batch of every run.
+    """
 
     def __init__(self, bridge: TransformerBridge) -> None:
         cfg = bridge.cfg
-        if (
-            str(cfg.normalization_type).upper() != "LN"
-            or cfg.positional_embedding_type != "standard"
-        ):
-            raise InvalidInput("PlainForward covers LayerNorm models with learned positions only")
+        refused = _plain_forward_refusals(cfg)
+        if refused:
+            raise InvalidInput(
+                f"PlainForward does not implement {', '.join(refused)}; "
+                "train this model through the TransformerBridge itself"
+            )
         self.params = bridge.state_dict(keep_vars=True)  # the live Parameter objects, TL names
         self.n_layers, self.n_heads, self.d_head = cfg.n_layers, cfg.n_heads, cfg.d_head
         self.d_model, self.eps = cfg.d_model, cfg.eps
         self.scale = (
             cfg.attn_scale if cfg.use_attn_scale and cfg.attn_scale > 0 else cfg.d_head**0.5
         )
-        self.act = nonlinearity(str(cfg.act_fn))
+        self.act = nonlinearity(str(cfg.act_fn).lower())
 
     def _ln(self, x: torch.Tensor, name: str) -> torch.Tensor:
         p = self.params
         return F.layer_norm(x, (self.d_model,), p[f"{name}.weight"], p[f"{name}.bias"], self.eps)
 
+    def _attention(self, h: torch.Tensor, b: str, mask: torch.Tensor) -> torch.Tensor:
+        """Causal multi-head attention of block prefix `b` on normalised h (n, L, d_model)."""
+        p, (n, length, _) = self.params, h.shape
+        q, k, v = (
+            F.linear(h, p[f"{b}attn.{w}.weight"], p[f"{b}attn.{w}.bias"])
+            .view(n, length, self.n_heads, self.d_head)
+            .transpose(1, 2)
+            for w in "qkv"
+        )
+        scores = ((q @ k.transpose(-2, -1)) / self.scale).masked_fill(mask, float("-inf"))
+        z = (scores.softmax(-1) @ v).transpose(1, 2).reshape(n, length, -1)
+        return F.linear(z, p[b + "attn.o.weight"], p[b + "attn.o.bias"])
+
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (n, L) int64 -> logits (n, L, V)."""
-        p, (n, length) = self.params, tokens.shape
+        p, length = self.params, tokens.shape[1]
         x = F.embedding(tokens, p["embed.weight"]) + p["pos_embed.weight"][:length]
         mask = torch.ones(length, length, dtype=torch.bool, device=tokens.device).triu(1)
         for layer in range(self.n_layers):
             b = f"blocks.{layer}."
-            h = self._ln(x, b + "ln1")
-            q, k, v = (
-                F.linear(h, p[f"{b}attn.{w}.weight"], p[f"{b}attn.{w}.bias"])
-                .view(n, length, self.n_heads, self.d_head)
-                .transpose(1, 2)
-                for w in "qkv"
-            )
-            pattern = ((q @ k.transpose(-2, -1)) / self.scale).masked_fill(mask, float("-inf"))
-            z = (pattern.softmax(-1) @ v).transpose(1, 2).reshape(n, length, -1)
-            x = x + F.linear(z, p[b + "attn.o.weight"], p[b + "attn.o.bias"])
+            x = x + self._attention(self._ln(x, b + "ln1"), b, mask)
             h = F.linear(self._ln(x, b + "ln2"), p[b + "mlp.in.weight"], p[b + "mlp.in.bias"])
             x = x + F.linear(self.act(h), p[b + "mlp.out.weight"], p[b + "mlp.out.bias"])
         return F.linear(self._ln(x, "ln_final"), p["unembed.weight"], p.get("unembed.bias"))
