@@ -1,0 +1,142 @@
+"""The belief update's Jacobian, spectral radius and Lyapunov exponent against independent
+computations: finite differences of the exact filter, closed forms of an affine filter, and the
+separation rate of two nearby filtered beliefs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hmm import HMM, load_process
+from hmm.belief_dynamics import (
+    affine_filter_process,
+    belief_path,
+    belief_update_dynamics,
+    largest_lyapunov,
+    simplex_jacobian,
+    spectral_radius,
+    tangent_basis,
+    update_jacobian,
+)
+from hmm.errors import InvalidInput
+
+MIXING = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])  # eigenvalues 1, 0.6, 0.5
+
+
+def _filtered(process: HMM, belief: np.ndarray, symbol: int) -> np.ndarray:
+    """The exact filter after one symbol from `belief` (HMM.beliefs of a process started there)."""
+    started = HMM(process.T, initial=belief)
+    return started.beliefs(np.array([[symbol]]))[0, 0]
+
+
+@pytest.mark.parametrize("name", ["mess3", "rrxor"])
+def test_jacobian_matches_finite_differences_of_the_filter(name):
+    process = load_process(name)
+    rng = np.random.default_rng(1)
+    q = tangent_basis(process.n_states)
+    for _ in range(4):
+        belief = rng.dirichlet(np.ones(process.n_states))
+        symbol = int(rng.integers(process.n_symbols))
+        eps = 1e-6
+        columns = [
+            (
+                _filtered(process, belief + eps * d, symbol)
+                - _filtered(process, belief - eps * d, symbol)
+            )
+            / (2 * eps)
+            for d in q.T
+        ]
+        expected = q.T @ np.stack(columns, axis=1)
+        np.testing.assert_allclose(simplex_jacobian(process, belief, symbol), expected, atol=1e-6)
+        ambient = update_jacobian(process, belief, symbol)
+        np.testing.assert_allclose(ambient @ belief, 0.0, atol=1e-12)  # scale invariance
+        np.testing.assert_allclose(ambient.sum(axis=0), 0.0, atol=1e-12)  # stays on the simplex
+
+
+def test_tangent_basis_is_orthonormal_and_sum_free():
+    q = tangent_basis(4)
+    np.testing.assert_allclose(q.T @ q, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(q.sum(axis=0), 0.0, atol=1e-12)
+    with pytest.raises(InvalidInput):
+        tangent_basis(1)
+
+
+def test_affine_filter_has_its_closed_form_jacobian_and_lyapunov():
+    c = 0.4
+    process = affine_filter_process(MIXING, c)
+    tokens, before = belief_path(process, 3, 50, seed=2)
+    q = tangent_basis(3)
+    expected = c * q.T @ MIXING.T @ q
+    np.testing.assert_allclose(
+        simplex_jacobian(process, before, tokens),
+        np.broadcast_to(expected, (3, 50, 2, 2)),
+        atol=1e-12,
+    )
+    # the filter really is b' = c K^T b + (1 - c) e_x
+    after = process.beliefs(tokens)
+    np.testing.assert_allclose(
+        after[:, 1:], c * before[:, 1:] @ MIXING + (1 - c) * np.eye(3)[tokens[:, 1:]], atol=1e-12
+    )
+    radius_k = np.sort(np.abs(np.linalg.eigvals(MIXING)))[-2]  # K's radius off the eigenvalue 1
+    found = belief_update_dynamics(process, n_sequences=2, length=400, burn_in=50)
+    assert found["lyapunov"] == pytest.approx(np.log(c * radius_k), abs=1e-3)
+    assert found["spectral_radius_max"] == pytest.approx(c * radius_k, rel=1e-9)
+
+
+def test_scalar_contraction_gives_log_c_exactly():
+    process = affine_filter_process(np.eye(3), 0.3)
+    found = belief_update_dynamics(process, n_sequences=2, length=20, burn_in=0)
+    assert found["lyapunov"] == pytest.approx(np.log(0.3), abs=1e-12)
+    assert found["lyapunov_sd"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_lyapunov_of_mess3_matches_the_separation_of_two_filtered_beliefs():
+    """Independent estimate: filter a belief and a copy displaced by 1e-7 along the same symbols
+    (HMM.joint, the filter's home), log the distance growth, renormalise the displacement."""
+    process = load_process("mess3")
+    tokens, before = belief_path(process, 4, 1500, seed=5)
+    delta, burn_in = 1e-7, 50
+    b = before[:, 0]
+    v = tangent_basis(3) @ np.array([1.0, 0.0])
+    v = np.broadcast_to(v, b.shape).copy()
+    total = np.zeros(4)
+    rows = np.arange(4)
+    for t in range(tokens.shape[1]):
+        one = process.joint(b)[rows, tokens[:, t]]
+        two = process.joint(b + delta * v)[rows, tokens[:, t]]
+        one, two = one / one.sum(1, keepdims=True), two / two.sum(1, keepdims=True)
+        grow = np.linalg.norm(two - one, axis=1) / delta
+        if t >= burn_in:
+            total += np.log(grow)
+        v, b = (two - one) / (grow[:, None] * delta), one
+    steps = simplex_jacobian(process, before, tokens)
+    ours = largest_lyapunov(steps, burn_in=burn_in)
+    np.testing.assert_allclose(ours, total / (tokens.shape[1] - burn_in), atol=2e-3)
+    assert -1.7 < ours.mean() < -1.4  # the issue's quoted value, about -1.5 nats/token
+
+
+def test_dynamics_are_reproducible_from_the_seed():
+    process = load_process("mess3")
+    one = belief_update_dynamics(process, n_sequences=2, length=300, seed=3)
+    assert one == belief_update_dynamics(process, n_sequences=2, length=300, seed=3)
+    assert one != belief_update_dynamics(process, n_sequences=2, length=300, seed=4)
+
+
+def test_radius_matches_numpy_eigenvalues_and_synchronising_process_is_minus_inf():
+    process = load_process("mess3")
+    tokens, before = belief_path(process, 2, 30, seed=0)
+    steps = simplex_jacobian(process, before, tokens)
+    expected = [[max(abs(np.linalg.eigvals(m))) for m in row] for row in steps]
+    np.testing.assert_allclose(spectral_radius(steps), expected, rtol=1e-12)
+    z1r = load_process("z1r")  # the filter synchronises: the product hits 0
+    tokens, before = belief_path(z1r, 2, 60, seed=0)
+    assert np.all(largest_lyapunov(simplex_jacobian(z1r, before, tokens)) == -np.inf)
+
+
+def test_bad_shapes_are_invalid_input():
+    with pytest.raises(InvalidInput):
+        largest_lyapunov(np.zeros((2, 3, 3)))
+    with pytest.raises(InvalidInput):
+        largest_lyapunov(np.zeros((2, 3, 2, 2)), burn_in=3)
+    with pytest.raises(InvalidInput):
+        affine_filter_process(np.eye(3), 1.0)
