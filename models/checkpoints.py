@@ -3,7 +3,8 @@
 A checkpoint is a `torch.save` dict of tensors and plain values only, so it loads with
 `torch.load(weights_only=True)`:
   format "beliefgeo-checkpoint/1", step, tokens, model / optimizer / scheduler (state_dicts),
-  torch_rng (uint8 tensor), data_stream {"seed", "next_step"}, wall_s, eval_s, cpu_s (bookkeeping).
+  torch_rng (uint8 tensor), data_stream {"seed", "next_step"}, sign_flips {"previous": int8 signs
+  of the last update, or None}, wall_s, eval_s, cpu_s (bookkeeping).
 The model's shape, the process and the recipe live once, in RUN/config.json beside RUN/checkpoints/.
 Run formats: "beliefgeo-run/2" trains every input position 0..n_ctx-1; "beliefgeo-run/1" (older
 runs, still readable) trained positions 0..n_ctx-2 only — `trained_positions(config)` says which.
@@ -12,6 +13,7 @@ runs, still readable) trained positions 0..n_ctx-2 only — `trained_positions(c
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import struct
 import zipfile
@@ -23,9 +25,10 @@ from torch import nn
 
 from hmm import HMM, load_process
 from hmm.errors import InvalidInput
-from hmm.files import read_json, write_atomic
+from hmm.files import read_json, writable_dir, write_atomic
 from models.architectures import ModelConfig, build_model, make_model_config, move_model
-from models.run_files import CHECKPOINT_DIR, checkpoint_path
+from models.recipes import resume_clashes
+from models.run_files import CHECKPOINT_DIR, checkpoint_path, list_checkpoints
 
 CHECKPOINT_FORMAT = "beliefgeo-checkpoint/1"
 RUN_FORMAT = "beliefgeo-run/2"  # every input position 0..n_ctx-1 carries a loss
@@ -122,3 +125,33 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> nn.
             f"{path} does not match the model in its run's config.json ({exc})"
         ) from None
     return move_model(model, device).eval()
+
+
+def open_run(out: Path, config: dict, resume: bool) -> dict | None:
+    """Check `out` for a fresh start or a resume (the one resume check: config.json against
+    `config`, the run config this invocation computes); on resume the newest checkpoint's state
+    (None when the run died before its first checkpoint). Nothing is written."""
+    if not resume:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise InvalidInput(
+                f"{out} already holds files; pass --resume to continue it or choose a new --out"
+            )
+        writable_dir(out)
+        return None
+    stored = read_run_config(out)
+    if stored["format"] != RUN_FORMAT:
+        raise InvalidInput(
+            f"{out} is a {stored['format']} run (positions 0..n_ctx-2 trained); this beliefgeo "
+            f"trains every position ({RUN_FORMAT}) and cannot continue it: train a new --out"
+        )
+    clashes = resume_clashes(stored, json.loads(json.dumps(config)))
+    if clashes:
+        raise InvalidInput(
+            f"--resume continues {out} as its config.json says; drop or fix: {'; '.join(clashes)}"
+        )
+    writable_dir(out)
+    try:
+        checkpoints = list_checkpoints(out)
+    except InvalidInput:
+        return None  # killed before the first checkpoint: start again from step 0
+    return read_checkpoint(checkpoints[-1][1])

@@ -1,8 +1,12 @@
-"""Training recipes: the TrainConfig dataclass, the built-in recipes, and recipe files.
+"""Run options: the TrainConfig dataclass, the built-in recipes, recipe files, and how flags,
+recipe and (on --resume) the run's config.json combine into one model and training config.
 
 `default` is the project's fast recipe (AdamW 3e-3, 100-step warm-up, cosine to 0, batch 128;
-FINDINGS.md measured 0.00014 nats excess loss after 10 M Mess3 tokens). `paper` is the setting of
-the reference runs (Shai et al. 2024): plain SGD, lr 0.01, batch 64, no weight decay, constant rate.
+0.00014 nats excess loss measured after 10 M Mess3 tokens). `paper` is the setting of the
+reference runs (Shai et al. 2024): plain SGD, lr 0.01, batch 64, no weight decay, constant rate.
+`memorize` is seed 001's saturation regime: small initial weights (model init_scale 0.1) and a
+finite training set (512 sequences) revisited for many epochs; it needs a process whose inputs
+can be enumerated, so the exact loss over every sequence shows what memorising costs.
 
 A recipe file is JSON holding any TrainConfig field plus, optionally, `"base"` (a built-in recipe to
 start from, default `default`), `"arch"`, `"act_fn"` and `"model"` (model-config fields such as
@@ -15,19 +19,41 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
+from hmm import HMM
 from hmm.errors import InvalidInput
 from hmm.files import read_json
+from hmm.msp import ENUMERABLE_SEQUENCES, enumerable
+from models.architectures import ARCHITECTURES, DEFAULT_ACT_FN, ModelConfig, make_model_config
+from models.compute import DEVICES
+from models.data import MAX_TRAIN_TOKENS
 
+MEMORIZE_TOKENS = 2_000_000
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
+EXACT_EVAL = ("every", "final", "off")
+COUNTS = {  # integer fields and their minimum
+    "batch_size": 1,
+    "tokens": 1,
+    "n_checkpoints": 1,
+    "log_every": 1,
+    "loss_by_position_every": 1,
+    "warmup_steps": 0,
+    "seed": 0,
+}
 
 
 @dataclass
 class TrainConfig:
     """Optimiser, learning-rate schedule, data stream and bookkeeping of one training run.
 
-    tokens counts input tokens: one step consumes batch_size * n_ctx of them. `seed` seeds the data
-    stream (batch k is `process.sample(batch_size, n_ctx, seed=data_seed(seed, k))`).
+    tokens counts input tokens: one step consumes batch_size * n_ctx of them (each carries a loss;
+    the step draws n_ctx + 1 per sequence, the last only as a target). `seed` seeds the data
+    stream (models/data.py). train_sequences: None for fresh sequences every step, or the size of
+    a fixed training set revisited epoch after epoch. exact_eval: the exact loss over every
+    sequence at every checkpoint, only at the first and last, or never. device: auto|cpu|cuda.
     """
 
     recipe: str = "default"
@@ -45,41 +71,42 @@ class TrainConfig:
     n_checkpoints: int = 40
     log_every: int = 10
     loss_by_position_every: int = 100
-    exact_eval: bool = True
+    exact_eval: str = "every"
+    train_sequences: int | None = None
+    device: str = "auto"
     extra: dict = field(default_factory=dict)  # free-form notes carried into config.json
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # JSON gives lists
-        if self.optimizer not in OPTIMIZERS:
-            raise InvalidInput(
-                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise InvalidInput(
-                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
-            )
+        if isinstance(self.exact_eval, bool):  # older recipes and runs: true / false
+            self.exact_eval = "every" if self.exact_eval else "off"
+        for name, choices in (
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("exact_eval", EXACT_EVAL),
+            ("device", DEVICES),
+        ):
+            if getattr(self, name) not in choices:
+                raise InvalidInput(
+                    f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
+                )
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise InvalidInput(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
-        if not self.lr > 0:
-            raise InvalidInput(f"lr must be > 0, got {self.lr}")
-        counts = {
-            "batch_size": 1,
-            "tokens": 1,
-            "n_checkpoints": 1,
-            "log_every": 1,
-            "loss_by_position_every": 1,
-            "warmup_steps": 0,
-            "seed": 0,
-        }
+        counts = dict(
+            COUNTS, **({"train_sequences": 1} if self.train_sequences is not None else {})
+        )
         for name, minimum in counts.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise InvalidInput(f"{name} must be an integer >= {minimum}, got {value!r}")
+                flag = "--train-sequences" if name == "train_sequences" else name
+                raise InvalidInput(f"{flag} must be an integer >= {minimum}, got {value!r}")
         for name in ("lr", "weight_decay", "momentum"):
             if isinstance(getattr(self, name), bool) or not isinstance(
                 getattr(self, name), float | int
             ):
                 raise InvalidInput(f"{name} must be a number, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise InvalidInput(f"lr must be > 0, got {self.lr}")
         if self.weight_decay < 0 or self.momentum < 0:
             raise InvalidInput("weight_decay and momentum must be >= 0")
         if self.grad_clip is not None and not self.grad_clip > 0:
@@ -104,9 +131,23 @@ RECIPES: dict[str, TrainConfig] = {
         batch_size=64,
         tokens=3_200_000,
     ),
+    "memorize": TrainConfig(
+        recipe="memorize",
+        lr=3e-3,
+        weight_decay=0.0,  # nothing pulls the weights back: they may grow toward saturation
+        schedule="constant",
+        batch_size=64,
+        tokens=MEMORIZE_TOKENS,
+        train_sequences=512,
+    ),
 }
+# what a built-in recipe says about the model (recipe files say it under "arch"/"act_fn"/"model")
+RECIPE_MODELS: dict[str, dict] = {"memorize": {"model": {"init_scale": 0.1}}}
+# recipes whose point is the exact loss over every input: refused on processes too large for it
+ENUMERATED_RECIPES = ("memorize",)
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
 RECIPE_FILE_KEYS = TRAIN_FIELDS | {"base", "arch", "act_fn", "model"}
+MODEL_FIELDS = set().union(*(cls.__dataclass_fields__ for cls in ARCHITECTURES.values()))
 
 
 def resolve_recipe(config: str | Path | None, **overrides: Any) -> tuple[TrainConfig, dict]:
@@ -116,7 +157,7 @@ def resolve_recipe(config: str | Path | None, **overrides: Any) -> tuple[TrainCo
     `model` (a dict), each only when given.
     """
     name = "default" if config is None else str(config)
-    model_settings: dict = {}
+    model_settings: dict = dict(RECIPE_MODELS.get(name, {}))
     if name in RECIPES:
         train = RECIPES[name]
     elif name.endswith(".json") or Path(name).is_file():
@@ -134,11 +175,14 @@ def resolve_recipe(config: str | Path | None, **overrides: Any) -> tuple[TrainCo
             raise InvalidInput(
                 f"recipe file {name}: base must be one of {sorted(RECIPES)}, got {base!r}"
             )
-        model_settings = {k: spec[k] for k in ("arch", "act_fn", "model") if k in spec}
-        if "model" in model_settings and not isinstance(model_settings["model"], dict):
+        if "model" in spec and not isinstance(spec["model"], dict):
             raise InvalidInput(
                 f"recipe file {name}: 'model' must be an object of model-config fields"
             )
+        model_settings = {**RECIPE_MODELS.get(base, {})}
+        model_settings.update({k: spec[k] for k in ("arch", "act_fn") if k in spec})
+        if "model" in spec:
+            model_settings["model"] = {**model_settings.get("model", {}), **spec["model"]}
         given = {k: v for k, v in spec.items() if k in TRAIN_FIELDS}
         train = _replace(RECIPES[base], {"recipe": f"{base}+{Path(name).name}", **given}, name)
     else:
@@ -150,6 +194,17 @@ def resolve_recipe(config: str | Path | None, **overrides: Any) -> tuple[TrainCo
     ), model_settings
 
 
+def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser a TrainConfig names, over the model's parameters."""
+    if train.optimizer == "adamw":
+        return torch.optim.AdamW(
+            model.parameters(), lr=train.lr, betas=train.betas, weight_decay=train.weight_decay
+        )
+    return torch.optim.SGD(
+        model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
+    )
+
+
 def _replace(train: TrainConfig, changes: dict, source: str) -> TrainConfig:
     try:
         changed = replace(train, **changes)
@@ -157,3 +212,106 @@ def _replace(train: TrainConfig, changes: dict, source: str) -> TrainConfig:
         raise InvalidInput(f"{source}: {exc}") from None
     changed.extra = dict(changed.extra)  # never share the built-in recipe's dict
     return changed
+
+
+# ---- one run's settings: recipe, flags and (on --resume) the run's own config.json -------------
+def resolve_run(
+    process: HMM,
+    recipe: str | Path | None = None,
+    stored: dict | None = None,
+    arch: str | None = None,
+    act_fn: str | None = None,
+    **options: Any,
+) -> tuple[ModelConfig, TrainConfig]:
+    """The model and training config of a run: the recipe (default `default`), then the non-None
+    `options` (TrainConfig fields such as tokens, seed, train_sequences, exact_eval, device, and
+    model-config fields such as init_scale, d_model, hidden, n_layers).
+
+    On resume `stored` (the run's config.json) takes the recipe's place unless a recipe is named,
+    and the flags apply on top, so `resume_clashes` names every flag that contradicts the run.
+    """
+    options = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(options) - TRAIN_FIELDS - MODEL_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown run options {unknown}")
+    train_flags = {k: v for k, v in options.items() if k in TRAIN_FIELDS}
+    model_flags = {k: v for k, v in options.items() if k not in TRAIN_FIELDS}
+    if stored is None:
+        train, settings = resolve_recipe(recipe, **train_flags)
+    else:
+        if recipe is None:
+            train = _replace(TrainConfig(), {**stored["train"], **train_flags}, "config.json")
+        else:  # the named recipe as the run would have used it: its own tokens and seed
+            keep = {k: stored["train"][k] for k in ("tokens", "seed")}
+            train, _ = resolve_recipe(recipe, **{**keep, **train_flags})
+        settings = {"arch": stored["arch"]}
+    arch = arch or settings.get("arch", "transformer")
+    if arch not in DEFAULT_ACT_FN:
+        raise InvalidInput(f"unknown arch {arch!r}; choose {' or '.join(DEFAULT_ACT_FN)}")
+    if stored is None:
+        model = {"seed": train.seed, **settings.get("model", {})}
+    else:  # the run's own model, unless the flags name another architecture
+        model = dict(stored["model"]) if arch == stored["arch"] else {"seed": train.seed}
+    model.update(model_flags)
+    if "seed" in options:
+        model["seed"] = options["seed"]
+    if act_fn or settings.get("act_fn") or "act_fn" not in model:
+        model["act_fn"] = act_fn or settings.get("act_fn") or DEFAULT_ACT_FN[arch]
+    model["d_vocab"] = process.n_symbols
+    return make_model_config(arch, **model), train
+
+
+def check_fits(process: HMM, n_ctx: int, train: TrainConfig) -> None:
+    """Refuse a run whose recipe needs what the process cannot give (InvalidInput)."""
+    base = train.recipe.split("+")[0]
+    if base in ENUMERATED_RECIPES and not enumerable(process, n_ctx):
+        raise InvalidInput(
+            f"recipe {train.recipe} needs every input enumerable: {process.name} has "
+            f"{process.n_symbols}**{n_ctx} inputs of length {n_ctx} > {ENUMERABLE_SEQUENCES:,}; "
+            "use a shorter context (model n_ctx) or a process with fewer symbols"
+        )
+    if train.train_sequences is not None and train.train_sequences * (n_ctx + 1) > MAX_TRAIN_TOKENS:
+        raise InvalidInput(
+            f"--train-sequences {train.train_sequences} holds more than {MAX_TRAIN_TOKENS:,} "
+            f"tokens; at context {n_ctx} use at most {MAX_TRAIN_TOKENS // (n_ctx + 1):,}"
+        )
+
+
+# the run config's parts a resume must match; derived numbers (optimal_loss) may differ in the
+# last digit, and where the run computes (train.device) may change between segments
+RESUME_KEYS = ("process", "arch", "model", "train", "format", "data", "checkpoints")
+RESUME_FREE = {"train.device"}
+FLAG_NAMES = {
+    "arch": "--arch",
+    "train.tokens": "--tokens",
+    "train.seed": "--seed",
+    "model.seed": "--seed",
+    "model.act_fn": "--act-fn",
+    "train.recipe": "--config",
+    **{f"train.{k}": f"--{k.replace('_', '-')}" for k in ("train_sequences", "exact_eval")},
+    **{
+        f"model.{k}": f"--{k.replace('_', '-')}"
+        for k in ("init_scale", "d_model", "n_layers", "n_heads", "d_mlp", "hidden")
+    },
+}
+
+
+def resume_clashes(stored: dict, fresh: dict) -> list[str]:
+    """Where this invocation's run config `fresh` contradicts the run's config.json `stored`,
+    each as "<flag or field> <given> (run has <stored>)"; [] when the run may continue."""
+    if stored.get("process") != fresh["process"]:
+        return [f"process {fresh['process']['name']} (run has {stored['process']['name']})"]
+    clashes = []
+    for key in RESUME_KEYS:
+        old, new = stored.get(key), fresh[key]
+        if isinstance(old, dict) and key in ("model", "train"):
+            for name in sorted(set(old) | set(new)):
+                path = f"{key}.{name}"
+                if path not in RESUME_FREE and old.get(name) != new.get(name):
+                    label = FLAG_NAMES.get(path, path)
+                    clashes.append(f"{label} {new.get(name)} (run has {old.get(name)})")
+        elif old != new and key == "arch":
+            clashes.append(f"--arch {new} (run has {old})")
+        elif old != new and not clashes:  # derived from the settings: this code computes them anew
+            clashes.append(f"{key} (this beliefgeo derives a different {key} from the settings)")
+    return list(dict.fromkeys(clashes))

@@ -1,4 +1,5 @@
-"""Files of a run directory: the metrics log and the checkpoint list.
+"""Files of a run directory: the metrics log (tolerant reader, trimming on resume) and the
+checkpoint list.
 
 Generic atomic/JSON helpers live in `hmm.files`.
 """
@@ -10,6 +11,7 @@ import re
 from pathlib import Path
 
 from hmm.errors import InvalidInput
+from hmm.files import write_atomic
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PATTERN = re.compile(r"^tokens_(\d{12})\.pt$")
@@ -28,6 +30,16 @@ def read_metrics(run: str | Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def trim_metrics(run: str | Path, keep_through: int) -> None:
+    """Drop metrics lines past step `keep_through` (the checkpoint a resume starts from) and any
+    half-written line, atomically."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.exists():
+        return
+    kept = [r for r in read_metrics(run) if r.get("step", -1) <= keep_through]
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def checkpoint_path(run: str | Path, tokens: int) -> Path:

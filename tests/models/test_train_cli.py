@@ -1,7 +1,6 @@
 """`beliefgeo train` end to end: exit codes, nothing overwritten, SIGKILL + resume bit-identical."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,6 @@ import torch
 
 from experiments.cli import main
 from models.run_files import list_checkpoints
-from models.training import KILL_AT_STEP_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {
@@ -42,12 +40,14 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, recipe):
     # checkpoints at steps 0,1,2,3,10,16,23,30: dying at step 13 loses steps 11-13 and leaves
     # metrics lines past the newest checkpoint that resume must drop
     script = (
-        "import sys; from experiments.cli import main; "
-        f"sys.exit(main(['train', 'mess3', '--config', {recipe!r}, '--seed', '5', "
-        f"'--out', {str(killed)!r}]))"
+        "import os, signal\n"
+        "from models.training import train_run\n"
+        "def die_after_13(step):\n"
+        "    if step == 13:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"train_run('mess3', {str(killed)!r}, config={recipe!r}, seed=5, on_step=die_after_13)\n"
     )
-    env = {**os.environ, KILL_AT_STEP_ENV: "13"}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     assert [t for t, _ in list_checkpoints(killed)][-1] == 10 * 32
     assert main(["train", "mess3", "--out", str(killed), "--resume"]) == 0
@@ -60,6 +60,8 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, recipe):
         for key, value in state.items():
             assert torch.equal(value, b["optimizer"]["state"][index][key])
     assert _metrics(whole) == _metrics(killed)
+    flips = [m for m in _metrics(whole) if "sign_flip_steps" in m]
+    assert len(flips) == 8 and flips[-1]["sign_flip_steps"] == 30 - 23  # pairs since step 23
 
 
 def _metrics(run: Path) -> list[dict]:

@@ -8,16 +8,11 @@ import torch
 from hmm.errors import InvalidInput
 from models import load_checkpoint, load_run_process, read_run_config
 from models.checkpoints import read_checkpoint, trained_positions
+from models.data import data_seed, training_batch
+from models.loss import ExactEvaluator, next_token_losses
 from models.run_files import list_checkpoints
-from models.training import (
-    ExactEvaluator,
-    checkpoint_steps,
-    data_seed,
-    lr_multiplier,
-    next_token_losses,
-    train,
-    training_batch,
-)
+from models.schedules import checkpoint_steps, lr_multiplier
+from models.training import train
 
 
 @pytest.mark.parametrize("total", [1, 5, 39, 40, 100, 7813, 1_000_000])
@@ -190,7 +185,7 @@ def test_resume_refuses_changed_settings(tmp_path, mess3, tiny_transformer, tiny
     tiny_train.tokens = 64
     run = train(mess3, tiny_transformer, tiny_train, tmp_path / "run", progress=False)
     tiny_train.lr = 0.1
-    with pytest.raises(InvalidInput, match="differs"):
+    with pytest.raises(InvalidInput, match=r"drop or fix: train.lr 0.1 \(run has 0.003\)"):
         train(mess3, tiny_transformer, tiny_train, run, resume=True, progress=False)
     with pytest.raises(InvalidInput, match="no config.json"):
         train(mess3, tiny_transformer, tiny_train, tmp_path / "empty", resume=True)
