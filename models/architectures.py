@@ -1,7 +1,11 @@
 """One entry point over both model families: build a model from its config, and name its hooks.
 
 Probes and phase diagnostics talk to models only through these hook names, so the transformer
-and the RNN are interchangeable to them (STYLE.md, "TransformerLens").
+and the RNN are interchangeable to them (the TransformerLens way); what hooks cannot give (the
+RNN's step function, for recurrent Jacobians) they reach through `recurrent_layers`,
+`recurrent_step`, `recurrent_weight` and `layer_input_hook` below, never through models.rnn.
+Training takes the fastest forward on the same parameters (`training_forward`), checked against the
+model on a run's first batch (`check_training_forward`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from transformer_lens.model_bridge import TransformerBridge
 
 from hmm.errors import InvalidInput
@@ -118,7 +122,7 @@ def make_model_config(arch: str, **settings: Any) -> ModelConfig:
 
 
 def residual_hooks(model: nn.Module) -> list[str]:
-    """THE hook-name list probed for beliefs, in depth order (DESIGN.md section 4)."""
+    """THE hook-name list probed for beliefs, in depth order."""
     if isinstance(model, TransformerBridge):
         return transformer_residual_hooks(model.cfg.n_layers)
     if isinstance(model, ElmanRNN):
@@ -163,3 +167,59 @@ def unit_hooks(model: nn.Module) -> dict[str, tuple[str, str]]:
             for layer in range(model.config.n_layers)
         }
     raise InvalidInput(f"not a beliefgeo model: {type(model).__name__}")
+
+
+# The recurrence, for diagnostics that need more than the hooks ------------------------------
+# Hooks sit after the recurrence (models/rnn.py), so a per-step map (the recurrent Jacobian, a
+# Lyapunov exponent) needs the step function itself. These few names are the whole interface
+# probes use for it; they never import models.rnn.
+
+
+def recurrent_layers(model: nn.Module) -> int:
+    """How many recurrent layers `model` has: the RNN's n_layers, 0 for a transformer."""
+    if isinstance(model, ElmanRNN):
+        return model.config.n_layers
+    if isinstance(model, TransformerBridge):
+        return 0
+    raise InvalidInput(f"not a beliefgeo model: {type(model).__name__}")
+
+
+def _recurrent_layer(model: nn.Module, layer: int) -> nn.Module:
+    n_layers = recurrent_layers(model)
+    if n_layers == 0:
+        raise InvalidInput("a transformer has no recurrence; use an RNN (--arch rnn)")
+    if not 0 <= layer < n_layers:
+        raise InvalidInput(f"the RNN has layers 0..{n_layers - 1}, not {layer}")
+    return model.blocks[layer]
+
+
+RecurrentStep = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+def recurrent_step(model: nn.Module, layer: int) -> RecurrentStep:
+    """Layer `layer`'s recurrence as a function (h_prev (..., H), u (..., In)) -> (z, h).
+
+    z = W_in u + b + W_rec h_prev is the pre-activation (hook `blocks.{layer}.hook_pre`) and
+    h = f(z) the new hidden state (hook `blocks.{layer}.hook_hidden`); u is what the layer reads at
+    that token, the tensor at `layer_input_hook(model, layer)`. It uses the model's live parameters
+    and works under torch.func (jacrev, vmap), so d h / d h_prev = diag(f'(z)) W_rec is
+    `jacrev(lambda h: step(h, u)[1])(h_prev)`.
+    """
+    block = _recurrent_layer(model, layer)
+
+    def step(h_prev: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        return block.step(u, h_prev)
+
+    return step
+
+
+def recurrent_weight(model: nn.Module, layer: int) -> Tensor:
+    """W_rec of layer `layer`, (H, H), as `recurrent_step` uses it (detached; shares storage)."""
+    return _recurrent_layer(model, layer).W_rec.weight.detach()
+
+
+def layer_input_hook(model: nn.Module, layer: int) -> str:
+    """Hook holding what layer `layer` of the RNN reads at each token: the embedding for layer 0,
+    the previous layer's hidden state above it."""
+    _recurrent_layer(model, layer)
+    return "hook_embed" if layer == 0 else f"blocks.{layer - 1}.hook_hidden"

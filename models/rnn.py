@@ -4,13 +4,14 @@
     u^0_t = embed(x_t),  u^l_t = h^{l-1}_t
 (Elman 1990), then logits_t = W_U h^{L-1}_t + b_U. f is tanh, sigmoid or ReLU: tanh and sigmoid
 saturate, ReLU does not, and the recurrent Jacobian dh_t/dh_{t-1} = diag(f'(z_t)) W_rec is square by
-construction (DESIGN.md section 3).
+construction.
 
 Hooks (per layer l): `blocks.{l}.hook_pre` (n, L, H) the pre-activations z_t, and
 `blocks.{l}.hook_hidden` (n, L, H) the hidden state after every token. Both are applied to the whole
 sequence after the recurrence, so `run_with_cache` sees every position; an intervention on them
-reaches later layers and the logits but not the same layer's own recurrence (use `ElmanLayer.step`
-for per-step work such as the recurrent Jacobian).
+reaches later layers and the logits but not the same layer's own recurrence. Per-step work (the
+recurrent Jacobian, Lyapunov exponents) goes through `models.architectures.recurrent_step`, the
+public face of `ElmanLayer.step`.
 """
 
 from __future__ import annotations

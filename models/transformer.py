@@ -75,7 +75,8 @@ def build_transformer(config: TransformerConfig) -> TransformerBridge:
 
 
 def transformer_residual_hooks(n_layers: int) -> list[str]:
-    """Residual-stream hooks probed for beliefs, in depth order (DESIGN.md section 4)."""
+    """Residual-stream hooks probed for beliefs, in depth order: the embedding, every block's
+    output, the final LayerNorm's normalised stream (before its gain and bias)."""
     return (
         ["blocks.0.hook_resid_pre"]
         + [f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)]

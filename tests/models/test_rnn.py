@@ -97,3 +97,50 @@ def test_rnn_init_scale_multiplies_every_weight_matrix_and_nothing_else():
 def test_rnn_refuses_bad_init_scale():
     with pytest.raises(InvalidInput, match=r"^--init-scale must be > 0, got -1$"):
         RNNConfig(init_scale=-1)
+
+
+@pytest.mark.parametrize("act_fn", ["tanh", "sigmoid", "relu"])
+def test_recurrent_step_reproduces_the_hooks_and_its_jacobian_is_diag_fprime_w_rec(act_fn):
+    from torch.func import jacrev, vmap
+
+    from models.architectures import (
+        layer_input_hook,
+        recurrent_layers,
+        recurrent_step,
+        recurrent_weight,
+    )
+
+    model = build_model(RNNConfig(hidden=5, n_layers=2, act_fn=act_fn, n_ctx=4))
+    tokens = torch.randint(0, 3, (3, 4), generator=torch.Generator().manual_seed(4))
+    _, cache = model.run_with_cache(tokens)
+    assert recurrent_layers(model) == 2
+    assert [layer_input_hook(model, b) for b in range(2)] == ["hook_embed", "blocks.0.hook_hidden"]
+    for layer in range(2):
+        step, w_rec = recurrent_step(model, layer), recurrent_weight(model, layer)
+        u, hidden = cache[layer_input_hook(model, layer)], cache[f"blocks.{layer}.hook_hidden"]
+        h = torch.zeros(3, 5)
+        for t in range(4):
+            z, h_next = step(h, u[:, t])
+            torch.testing.assert_close(z, cache[f"blocks.{layer}.hook_pre"][:, t])
+            torch.testing.assert_close(h_next, hidden[:, t])
+            # d h_t / d h_{t-1} = diag(f'(z_t)) W_rec, with f' from the formula, not autograd
+            s = torch.sigmoid(z)
+            fprime = {
+                "tanh": 1 - torch.tanh(z) ** 2,
+                "sigmoid": s * (1 - s),
+                "relu": (z > 0).to(z.dtype),
+            }[act_fn]
+            jac = vmap(jacrev(lambda hp, ut, f=step: f(hp, ut)[1]))(h, u[:, t])
+            torch.testing.assert_close(jac, fprime[:, :, None] * w_rec)
+            h = h_next
+
+
+def test_recurrent_interface_refuses_transformers_and_missing_layers(tiny_transformer):
+    from models.architectures import recurrent_layers, recurrent_step
+
+    transformer = build_model(tiny_transformer)
+    assert recurrent_layers(transformer) == 0
+    with pytest.raises(InvalidInput, match="no recurrence"):
+        recurrent_step(transformer, 0)
+    with pytest.raises(InvalidInput, match="layers 0..0, not 1"):
+        recurrent_step(build_model(RNNConfig(hidden=3)), 1)
