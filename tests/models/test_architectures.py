@@ -63,11 +63,13 @@ def test_training_forward_is_the_bridge_function_on_its_parameters(tiny_transfor
     tokens = torch.randint(0, 3, (16, 4), generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(forward(tokens), model(tokens), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(forward(tokens[:, :3]), model(tokens[:, :3]), atol=1e-5, rtol=1e-5)
-    # gradients land on the bridge's own parameters, so optimising through it trains the bridge
+    # gradients land on the bridge's own parameters and equal the bridge's own gradients
+    model(tokens).logsumexp(-1).sum().backward()
+    reference = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
     forward(tokens).logsumexp(-1).sum().backward()
-    grads = [p.grad for p in model.parameters()]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert sum(float(g.abs().sum()) for g in grads) > 0
+    for param, expected in zip(model.parameters(), reference, strict=True):
+        torch.testing.assert_close(param.grad, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_training_forward_of_rnn_is_the_rnn():
@@ -76,3 +78,60 @@ def test_training_forward_of_rnn_is_the_rnn():
 
     model = build_model(RNNConfig(hidden=4))
     assert training_forward(model) is model
+
+
+def test_hook_label_names_every_probed_hook_for_a_reader():
+    from models.architectures import hook_label
+
+    assert hook_label("blocks.0.hook_resid_pre") == "block 0 (embed)"
+    assert hook_label("blocks.3.hook_resid_post") == "block 3"
+    assert hook_label("ln_final.hook_normalized") == "ln_final"
+    assert hook_label("blocks.1.hook_hidden") == "block 1 hidden"
+    assert hook_label("concat") == "concat"
+    assert hook_label("blocks.12.hook_resid_post") == "block 12"
+
+
+def test_final_layer_hook_is_the_last_block_output_of_either_family(tiny_transformer):
+    from models import RNNConfig
+    from models.architectures import final_layer_hook
+
+    tiny_transformer.n_layers = 3
+    transformer_hooks = residual_hooks(build_model(tiny_transformer))
+    # ln_final comes after the last block in the probe list but is not a block output
+    assert transformer_hooks[-1] == "ln_final.hook_normalized"
+    assert final_layer_hook(transformer_hooks) == "blocks.2.hook_resid_post"
+    rnn_hooks = residual_hooks(build_model(RNNConfig(hidden=3, n_layers=2)))
+    assert final_layer_hook(rnn_hooks) == "blocks.1.hook_hidden"
+    assert final_layer_hook(["blocks.0.hook_resid_pre", "concat"]) == "concat"
+
+
+@pytest.mark.parametrize("act_fn", ["gelu", "silu"])
+def test_unit_hooks_of_gelu_and_silu_transformers_name_the_mlp_input(tiny_transformer, act_fn):
+    from models.nonlinearities import nonlinearity
+
+    tiny_transformer.act_fn, tiny_transformer.n_layers = act_fn, 2
+    model = build_model(tiny_transformer)
+    units = unit_hooks(model)
+    assert units == {
+        "blocks.0.mlp": ("blocks.0.mlp.hook_pre", act_fn),
+        "blocks.1.mlp": ("blocks.1.mlp.hook_pre", act_fn),
+    }
+    tokens = torch.randint(0, 3, (2, 4), generator=torch.Generator().manual_seed(5))
+    _, cache = model.run_with_cache(tokens)
+    state = model.state_dict()
+    for layer in range(2):
+        hook, act = units[f"blocks.{layer}.mlp"]
+        # the hook holds the MLP's pre-activation: W_in of the normalised residual stream
+        resid_mid = cache[f"blocks.{layer}.hook_resid_mid"]
+        b = f"blocks.{layer}."
+        normed = torch.nn.functional.layer_norm(
+            resid_mid, (8,), state[b + "ln2.weight"], state[b + "ln2.bias"], 1e-5
+        )
+        pre = normed @ state[b + "mlp.in.weight"].T + state[b + "mlp.in.bias"]
+        torch.testing.assert_close(cache[hook], pre, atol=1e-5, rtol=1e-5)
+        # and applying the named unit function to it, then W_out, gives the MLP's output
+        post = nonlinearity(act)(cache[hook]) @ state[b + "mlp.out.weight"].T
+        torch.testing.assert_close(
+            post + state[b + "mlp.out.bias"], cache[f"blocks.{layer}.hook_mlp_out"],
+            atol=1e-5, rtol=1e-5,
+        )
