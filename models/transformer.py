@@ -85,20 +85,8 @@ def transformer_residual_hooks(n_layers: int) -> list[str]:
 
 
 # TransformerBridgeConfig fields PlainForward reads and computes with, whatever their value.
-_PLAIN_READS = frozenset(
-    {
-        "d_model",
-        "d_head",
-        "n_layers",
-        "n_ctx",
-        "n_heads",
-        "d_mlp",
-        "d_vocab",
-        "eps",
-        "use_attn_scale",
-        "attn_scale",
-    }
-)
+_PLAIN_SIZES = ("d_model", "d_head", "n_layers", "n_ctx", "n_heads", "d_mlp", "d_vocab")
+_PLAIN_READS = frozenset(_PLAIN_SIZES) | {"eps", "use_attn_scale", "attn_scale"}
 # Fields that name, seed, place or hook the model without changing the function it computes.
 _PLAIN_IGNORES = frozenset(
     {
@@ -150,15 +138,7 @@ def _plain_forward_refusals(cfg: TransformerBridgeConfig) -> list[str]:
         "d_vocab_out": cfg.d_vocab_out in (-1, cfg.d_vocab),
         "n_key_value_heads": cfg.n_key_value_heads in (None, cfg.n_heads),
     }
-    reference = TransformerBridgeConfig(
-        d_model=cfg.d_model,
-        d_head=cfg.d_head,
-        n_layers=cfg.n_layers,
-        n_ctx=cfg.n_ctx,
-        n_heads=cfg.n_heads,
-        d_vocab=cfg.d_vocab,
-        d_mlp=cfg.d_mlp,
-    ).__dict__
+    reference = vars(TransformerBridgeConfig(**{k: getattr(cfg, k) for k in _PLAIN_SIZES}))
     refused = [name for name, ok in checked.items() if not ok]
     for name, value in vars(cfg).items():
         if name in checked or name in _PLAIN_READS or name in _PLAIN_IGNORES:

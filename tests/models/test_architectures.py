@@ -132,6 +132,8 @@ def test_unit_hooks_of_gelu_and_silu_transformers_name_the_mlp_input(tiny_transf
         # and applying the named unit function to it, then W_out, gives the MLP's output
         post = nonlinearity(act)(cache[hook]) @ state[b + "mlp.out.weight"].T
         torch.testing.assert_close(
-            post + state[b + "mlp.out.bias"], cache[f"blocks.{layer}.hook_mlp_out"],
-            atol=1e-5, rtol=1e-5,
+            post + state[b + "mlp.out.bias"],
+            cache[f"blocks.{layer}.hook_mlp_out"],
+            atol=1e-5,
+            rtol=1e-5,
         )
