@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", choices=["mess3", "rrxor"])
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--tokens", type=_positive_int, default=None)
+    p.add_argument(
+        "--seeds", type=_positive_int, default=1, help="seeds one after another, with intervals"
+    )
 
     p = sub.add_parser("probe-hmm", help="the full pipeline for a user's HMM spec file")
     p.add_argument("spec", type=Path)
@@ -114,10 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default=PHASE_RUNS_DEFAULT, help="comma-separated arch:act-fn pairs")
     p.add_argument("--tokens", type=_positive_int, default=None)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seeds", type=_positive_int, default=3, help="seeds per architecture")
+    p.add_argument("--max-parallel", type=_positive_int, default=None)
+
+    p = sub.add_parser("sweep", help="every combination of a spec's axes, run on Ray")
+    p.add_argument("spec", type=Path, help="sweep spec .json (docs/sweeps.md)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--address", default=None, help="an existing Ray cluster (default: local Ray)")
+    p.add_argument(
+        "--max-parallel", type=_positive_int, default=None, help="points at once (default: CPUs)"
+    )
     return parser
 
 
-def _dispatch(args: argparse.Namespace) -> None:
+def _dispatch(args: argparse.Namespace) -> int | None:
     if args.command in ("processes", "fractal"):
         from experiments import fractal
 
@@ -154,7 +167,7 @@ def _dispatch(args: argparse.Namespace) -> None:
     elif args.command == "reproduce":
         from experiments.pipeline import reproduce
 
-        reproduce(args.study, out=args.out, tokens=args.tokens)
+        reproduce(args.study, out=args.out, tokens=args.tokens, seeds=args.seeds)
     elif args.command == "probe-hmm":
         from experiments.pipeline import probe_hmm
 
@@ -162,20 +175,31 @@ def _dispatch(args: argparse.Namespace) -> None:
     elif args.command == "compare-phases":
         from experiments.compare import compare_phases
 
-        compare_phases(args.process, runs=args.runs, out=args.out, tokens=args.tokens)
+        return compare_phases(
+            args.process,
+            runs=args.runs,
+            out=args.out,
+            tokens=args.tokens,
+            seeds=args.seeds,
+            max_parallel=args.max_parallel,
+        )
+    elif args.command == "sweep":
+        from experiments.sweep import sweep
+
+        return sweep(args.spec, args.out, address=args.address, max_parallel=args.max_parallel)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        _dispatch(args)
+        status = _dispatch(args)
     except InvalidInput as exc:
         print(f"beliefgeo {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("beliefgeo: interrupted; completed checkpoints and files are intact", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

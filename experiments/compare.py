@@ -1,35 +1,29 @@
 """`beliefgeo compare-phases`: train several architectures on one process and compare their phases.
 
-Each `arch:act-fn` run is the study pipeline (experiments.pipeline.run_study) with the same
-process, recipe, budget and seed: training, probes and phase diagnostics on every checkpoint.
-One figure (shared log-token axes: excess loss, spectral radius, saturated fraction, probe R²),
-DIR/summary.csv and DIR/report.html compare them.
+A sweep (experiments.sweep) over architectures × seeds (default 3): every `arch:act-fn` run is the
+study pipeline with the same process, recipe and budget, one run folder per seed
+(DIR/arch=rnn,act_fn=tanh,seed=0, ...). One figure (shared log-token axes: probe R², excess loss,
+spectral radius, saturated fraction; mean over seeds with a 95 % band), DIR/summary.csv (one row
+per architecture: the comparison columns, then the sweep's mean / sd / 95 % interval columns),
+DIR/summary.json and DIR/report.html compare them. Re-running resumes like any sweep.
 """
 
 from __future__ import annotations
 
-import csv
 import html
-import io
+from collections import Counter
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from hmm import load_process  # noqa: E402
-from hmm.errors import InvalidInput  # noqa: E402
-from hmm.files import read_json, writable_dir, write_atomic  # noqa: E402
-from hmm.plots import OKABE_ITO_HEX  # noqa: E402
+from hmm import load_process
+from hmm.errors import InvalidInput
+from hmm.files import read_json, write_atomic
 
 DEFAULT_TOKENS = 2_000_000
+DEFAULT_SEEDS = 3
 PROBE_SEQUENCES = 20_000  # a seeded subset of enumerable inputs per checkpoint, as in the demo
-OKABE_ITO = [OKABE_ITO_HEX[i] for i in (0, 1, 2, 5, 6, 4, 3, 7)]
 R2_REACHED = 0.9
 CSV_FIELDS = [
-    "run", "arch", "act_fn", "final_excess_loss", "final_r2", "tokens_to_r2_0.9",
+    "run", "arch", "act_fn", "n_seeds", "final_excess_loss", "final_r2", "tokens_to_r2_0.9",
     "first_spectral_radius_above_1", "final_phase",
 ]  # fmt: skip
 
@@ -52,115 +46,87 @@ def parse_runs(runs: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def compare_phases(process: str, runs: str, out: Path, tokens: int | None = None) -> Path:
-    """Train, probe and diagnose every run, then write the comparison figure, CSV and report."""
-    from experiments.pipeline import Study, run_study
+def compare_phases(
+    process: str,
+    runs: str,
+    out: Path,
+    tokens: int | None = None,
+    seeds: int = DEFAULT_SEEDS,
+    max_parallel: int | None = None,
+) -> int:
+    """Train, probe and diagnose every run and seed, then write the comparison; exit status."""
+    from experiments.pipeline import Study
+    from experiments.sweep import SWEEP_FORMAT, expand, point_plans, run_sweep
 
     pairs = parse_runs(runs)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise InvalidInput(f"--seeds must be a whole number >= 1, got {seeds!r}")
     name = load_process(process).name
-    out = writable_dir(out)
-    rows = []
-    for arch, act in pairs:
-        study = Study(
-            process=process,
-            arch=arch,
-            model={"act_fn": act},
-            tokens=tokens or DEFAULT_TOKENS,
-            probe_sequences=PROBE_SEQUENCES,
-            why=f"One of the compare-phases runs on {name}: same recipe, budget and seed for all.",
-        )
-        run_study(study, out / f"{arch}-{act}", tokens=None, title=f"compare-phases {arch}:{act}")
-        rows.append(run_row(out / f"{arch}-{act}", arch, act))
-    write_atomic(out / "comparison.png", comparison_figure(out, rows, name))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(out / "summary.csv", buffer.getvalue())
-    write_atomic(out / "report.html", comparison_report(out, rows, name))
+    base = {"process": process, "tokens": tokens or DEFAULT_TOKENS}
+    axes = {"arch+act_fn": [list(p) for p in pairs], "seed": list(range(seeds))}
+    points = expand({"base": base, "axes": axes})
+    plan = Study(
+        process=process,
+        probe_sequences=PROBE_SEQUENCES,
+        why=f"One of the compare-phases runs on {name}: same recipe and budget for all.",
+    )
+    plans = point_plans(points, base_plan=plan)
+    record = {"format": SWEEP_FORMAT, "command": "compare-phases", "base": base, "axes": axes}
+    out = Path(out)
+    status = run_sweep(points, plans, out, record, None, max_parallel, title="compare-phases")
+    summary = read_json(out / "summary.json")
+    rows = [comparison_row(out, row) for row in summary["rows"]]
+    write_comparison(out, summary["rows"], rows, name)
     print(table_text(rows))
     print(f"report: {out / 'report.html'}")
-    return out
+    return status
 
 
-def run_row(run: Path, arch: str, act: str) -> dict:
-    """One line of the comparison table, plus the curves the figure draws."""
-    from experiments.report import run_numbers
-    from models.architectures import final_layer_hook
+def comparison_row(out: Path, row: dict) -> dict:
+    """The comparison columns of one architecture (means over its seeds), then the sweep's."""
 
-    numbers = run_numbers(run)
-    probes = read_json(run / "probes.json")
-    phases = read_json(run / "phases.json")
-    head = final_layer_hook([h for h in probes["checkpoints"][-1]["layers"] if h != "concat"])
-    r2 = [(c["tokens"], c["layers"][head]["r2_heldout"]) for c in probes["checkpoints"]]
-    reached = next((t for t, value in r2 if value >= R2_REACHED), "not reached")
-    phase_entries = phases["checkpoints"]
-    saturated = [
-        (e["tokens"], float(np.mean([u["saturated_frac"] for u in e["units"].values()])))
-        for e in phase_entries
-    ]
-    radius = [(e["tokens"], e["jacobian"]["spectral_radius_mean"]) for e in phase_entries]
-    excess = [
-        (e["tokens"], e["exact_excess_loss"])
-        for e in phase_entries
-        if e.get("exact_excess_loss") is not None
-    ]
-    return {
-        "run": run.name,
-        "arch": arch,
-        "act_fn": act,
-        "final_excess_loss": round(numbers.get("excess_loss", float("nan")), 6),
-        "final_r2": round(r2[-1][1], 4),
-        "tokens_to_r2_0.9": reached,
-        "first_spectral_radius_above_1": _or_never(phases.get("first_spectral_radius_above_1")),
-        "final_phase": "; ".join(
-            f"{k} {v['phase']}" for k, v in phase_entries[-1]["units"].items()
+    def mean(key: str, digits: int):
+        value = row.get(f"{key}_mean")
+        return "" if value is None else round(value, digits)
+
+    phases = Counter()
+    for run in row["runs"]:
+        entries = read_json(out / run / "phases.json")["checkpoints"]
+        phases.update(f"{k} {v['phase']}" for k, v in entries[-1]["units"].items())
+    reached = row.get("tokens_to_r2_0.9_n", 0)
+    first = row.get("first_spectral_radius_above_1_n", 0)
+    comparison = {
+        "run": f"{row['arch']}-{row['act_fn']}",
+        "arch": row["arch"],
+        "act_fn": row["act_fn"],
+        "n_seeds": row["n_seeds"],
+        "final_excess_loss": mean("final_exact_excess_loss", 6),
+        "final_r2": mean("final_r2_heldout", 4),
+        "tokens_to_r2_0.9": (
+            "not reached"
+            if not reached
+            else f"{row['tokens_to_r2_0.9_mean']:.0f} ({reached}/{row['n_seeds']} seeds)"
         ),
-        "curves": {"r2": r2, "radius": radius, "saturated": saturated, "excess": excess},
-        "head": head,
+        "first_spectral_radius_above_1": (
+            "never"
+            if not first
+            else f"{row['first_spectral_radius_above_1_mean']:.0f} ({first}/{row['n_seeds']} seeds)"
+        ),
+        "final_phase": "; ".join(f"{k} ({n}/{row['n_seeds']})" for k, n in sorted(phases.items())),
     }
+    stats = {k: v for k, v in row.items() if k not in comparison and k not in ("runs", "setting")}
+    return {**comparison, **stats, "runs": row["runs"]}
 
 
-def _or_never(tokens: int | None) -> int | str:
-    return "never" if tokens is None else tokens
+def write_comparison(out: Path, sweep_rows: list[dict], rows: list[dict], name: str) -> None:
+    """DIR/comparison.png, DIR/summary.csv (comparison columns first) and DIR/report.html."""
+    from experiments.sweep_summary import band_figure, rows_csv, run_headline
 
-
-def comparison_figure(out: Path, rows: list[dict], process_name: str) -> bytes:
-    """Four panels on one log-token axis, one colour per run."""
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
-    panels = [
-        ("excess", "exact excess loss (nats/token)", "log"),
-        ("radius", "mean spectral radius (full map / recurrent)", "log"),
-        ("saturated", "saturated fraction of units (mean over layers)", "linear"),
-        ("r2", "held-out probe R² (final layer)", "linear"),
-    ]
-    for ax, (key, label, yscale) in zip(axes.flat, panels, strict=True):
-        for colour, row in zip(OKABE_ITO, rows, strict=False):
-            points = row["curves"][key]
-            if not points:
-                continue
-            x, y = np.array(points, dtype=float).T
-            if yscale == "log":
-                y = np.maximum(y, 1e-6)
-            ax.plot(np.maximum(x, 1e3), y, "o-", ms=2.5, lw=1.3, color=colour, label=row["run"])
-        ax.set(xscale="log", yscale=yscale, ylabel=label)
-        ax.grid(alpha=0.3, which="both")
-        if key == "radius":
-            ax.axhline(1.0, color="#666", ls="--", lw=1)
-        if key == "r2":
-            ax.axhline(R2_REACHED, color="#666", ls=":", lw=1)
-    for ax in axes[1]:
-        ax.set_xlabel("training tokens (checkpoint at 0 drawn at 10³)")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(
-        f"{process_name}: how loss, Jacobian spectral radius, unit saturation and belief geometry "
-        "evolve per architecture"
-    )
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
+    curves = {run: run_headline(out / run)[1] for row in sweep_rows for run in row["runs"]}
+    title = f"{name}: loss, spectral radius, saturation and belief geometry per architecture"
+    write_atomic(out / "comparison.png", band_figure(sweep_rows, curves, title))
+    write_atomic(out / "summary.csv", rows_csv(rows))
+    write_atomic(out / "report.html", comparison_report(out, rows, name))
 
 
 def table_text(rows: list[dict]) -> str:
@@ -180,16 +146,19 @@ def comparison_report(out: Path, rows: list[dict], process_name: str) -> str:
         for row in rows
     )
     links = "".join(
-        f'<li><a href="{html.escape(row["run"])}/report.html">{html.escape(row["run"])}</a></li>'
+        f'<li><a href="{html.escape(run)}/report.html">{html.escape(run)}</a></li>'
         for row in rows
+        for run in row["runs"]
     )
     parts = [
         f"<h1>Training phases compared on {html.escape(process_name)}</h1>",
-        "<p>Same process, recipe, token budget and seed for every run. Spectral radius: full "
+        "<p>Same process, recipe and token budget for every run; each architecture is trained "
+        "with several seeds. Numbers are means over seeds (summary.csv adds sd and 95 % "
+        "t-intervals); curves are means with 95 % bands. Spectral radius: full "
         "residual map for transformers (the skip path adds the identity, so it starts near 1), "
         "recurrent map dh_t/dh_{t-1} for RNNs (above 1 = perturbations grow along the sequence). "
         f"R² is the held-out linear-probe R² of the final layer; tokens to R² ≥ {R2_REACHED} is "
-        "the first checkpoint that reaches it.</p>",
+        "the first checkpoint that reaches it (mean over the seeds that reach it).</p>",
         f"<table><tr>{header}</tr>{body}</table>",
         embed_image(out / "comparison.png", "Comparison on shared log-token axes"),
         f"<h2>Per-run reports</h2><ul>{links}</ul>",

@@ -119,10 +119,13 @@ def _exit_code(argv) -> int:
 def test_compare_phases_writes_table_figure_and_report(tmp_path):
     out = tmp_path / "cmp"
     argv = ["compare-phases", "even", "--runs", "transformer:relu,rnn:sigmoid", "--tokens", "3000"]
-    assert main([*argv, "--out", str(out)]) == 0
+    assert main([*argv, "--seeds", "1", "--out", str(out)]) == 0
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [r["run"] for r in rows] == ["transformer-relu", "rnn-sigmoid"]
     for row in rows:
-        assert -1 <= float(row["final_r2"]) <= 1 and row["final_phase"]
+        assert -1 <= float(row["final_r2"]) <= 1 and row["final_phase"] and row["n_seeds"] == "1"
+        assert float(row["final_r2"]) == pytest.approx(float(row["final_r2_heldout_mean"]), abs=1e-4)
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
-    assert "rnn-sigmoid/report.html" in (out / "report.html").read_text()
+    assert "arch=rnn,act_fn=sigmoid,seed=0/report.html" in (out / "report.html").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_done"] == 2 and not summary["failed"]

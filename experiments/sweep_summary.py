@@ -1,0 +1,315 @@
+"""A sweep's summary: headline numbers per run folder, mean / sd / 95 % t-interval over seeds per
+setting, DIR/summary.csv, DIR/summary.json and DIR/report.html (curves with seed bands, a table per
+axis).
+
+Headline numbers of one run (None where the run has no such number):
+  final_exact_excess_loss      exact excess loss at the last checkpoint (nats/token)
+  final_r2_heldout             held-out probe R² of the final layer at the last checkpoint
+  final_r2_concat              the same for all layers concatenated
+  r2_heldout:<hook>            the same per probed layer
+  tokens_to_r2_0.9             tokens of the first checkpoint whose final-layer R² >= 0.9
+  first_spectral_radius_above_1, final_spectral_radius_mean, final_saturated_frac,
+  final_linear_frac, final_sharpness, final_sign_flip_frac   from phases.json
+Per setting and number: <name>_mean, <name>_sd (n-1), <name>_ci95_low, <name>_ci95_high
+(mean ± t_{0.975, n-1} · sd / √n), over the seeds that have the number; n_seeds counts finished
+seeds, <name>_n how many of them have it (tokens_to_r2_0.9: how many reached 0.9).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from hmm.files import read_json, write_atomic, write_json
+from models.run_files import read_metrics
+
+R2_REACHED = 0.9
+STAT_SUFFIXES = ("mean", "sd", "ci95_low", "ci95_high", "n")
+FIXED_HEADLINES = (
+    "final_exact_excess_loss", "final_r2_heldout", "final_r2_concat", "tokens_to_r2_0.9",
+    "first_spectral_radius_above_1", "final_spectral_radius_mean", "final_saturated_frac",
+    "final_linear_frac", "final_sharpness", "final_sign_flip_frac",
+)  # fmt: skip
+
+
+# ---- one run ------------------------------------------------------------------------------------
+def run_headline(run: Path) -> tuple[dict, dict]:
+    """(headline numbers, curves) of one finished run folder; curves are [(tokens, value)]."""
+    from models.architectures import final_layer_hook
+
+    numbers: dict = dict.fromkeys(FIXED_HEADLINES)
+    curves: dict = {}
+    exact = [
+        (m["tokens"], m["exact_excess_loss"])
+        for m in read_metrics(run)
+        if m.get("exact_excess_loss") is not None
+    ]
+    curves["exact_excess_loss"] = exact
+    if exact:
+        numbers["final_exact_excess_loss"] = exact[-1][1]
+    probes = read_json(run / "probes.json") if (run / "probes.json").is_file() else None
+    if probes and probes.get("checkpoints"):
+        layers = probes["checkpoints"][-1]["layers"]
+        hooks = [h for h in layers if h != "concat"]
+        head = final_layer_hook(hooks)
+        numbers["final_r2_heldout"] = layers[head]["r2_heldout"]
+        numbers["final_r2_concat"] = layers.get("concat", {}).get("r2_heldout")
+        for hook in hooks:
+            numbers[f"r2_heldout:{hook}"] = layers[hook]["r2_heldout"]
+        r2 = [(c["tokens"], c["layers"][head]["r2_heldout"]) for c in probes["checkpoints"]]
+        curves["r2_final_layer"] = r2
+        numbers["tokens_to_r2_0.9"] = next((t for t, v in r2 if v >= R2_REACHED), None)
+    phases = read_json(run / "phases.json") if (run / "phases.json").is_file() else None
+    if phases and phases.get("checkpoints"):
+        entries = phases["checkpoints"]
+        last = entries[-1]
+        numbers["first_spectral_radius_above_1"] = phases.get("first_spectral_radius_above_1")
+        numbers["final_spectral_radius_mean"] = last.get("jacobian", {}).get("spectral_radius_mean")
+        numbers["final_saturated_frac"] = _unit_mean(last, "saturated_frac")
+        numbers["final_linear_frac"] = _unit_mean(last, "linear_frac")
+        numbers["final_sharpness"] = last.get("sharpness")
+        flips = [e.get("sign_flip_frac") for e in entries if e.get("sign_flip_frac") is not None]
+        numbers["final_sign_flip_frac"] = flips[-1] if flips else None
+        curves["spectral_radius_mean"] = [
+            (e["tokens"], e["jacobian"]["spectral_radius_mean"]) for e in entries
+        ]
+        curves["saturated_frac"] = [(e["tokens"], _unit_mean(e, "saturated_frac")) for e in entries]
+    return numbers, curves
+
+
+def _unit_mean(entry: dict, key: str) -> float | None:
+    values = [u[key] for u in entry.get("units", {}).values() if u.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
+# ---- statistics ---------------------------------------------------------------------------------
+def interval(values: list[float]) -> dict:
+    """mean, sd (n-1), 95 % t-interval and n of the finite values; None where undefined."""
+    from scipy.stats import t
+
+    xs = [float(v) for v in values if _finite(v)]
+    n = len(xs)
+    out = dict.fromkeys(STAT_SUFFIXES)
+    out["n"] = n
+    if n:
+        out["mean"] = float(np.mean(xs))
+    if n >= 2:
+        sd = float(np.std(xs, ddof=1))
+        half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+        out.update(sd=sd, ci95_low=out["mean"] - half, ci95_high=out["mean"] + half)
+    return out
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def setting_rows(points, results: dict, out: Path) -> tuple[list[dict], dict]:
+    """One row per setting (axes other than seed) and the curves of every finished run."""
+    groups: dict[str, list] = {}
+    for point in points:
+        groups.setdefault(point.setting, []).append(point)
+    rows, curves = [], {}
+    for setting, members in groups.items():
+        done = [p for p in members if results.get(p.name, {}).get("status") == "done"]
+        headlines = {}
+        for point in done:
+            headlines[point.name], curves[point.name] = run_headline(out / point.name)
+        row = {"setting": setting}
+        row.update({k: v for k, v in members[0].values if k != "seed"})
+        row["n_seeds"] = len(done)
+        row["n_failed"] = len(members) - len(done)
+        names = list(FIXED_HEADLINES)
+        names += sorted({k for h in headlines.values() for k in h} - set(FIXED_HEADLINES))
+        for name in names:
+            stats = interval([h.get(name) for h in headlines.values()])
+            row.update({f"{name}_{suffix}": stats[suffix] for suffix in STAT_SUFFIXES})
+        row["runs"] = [p.name for p in done]
+        rows.append(row)
+    return rows, curves
+
+
+# ---- files --------------------------------------------------------------------------------------
+def write_summary(out: Path, points, results: dict, record: dict) -> list[dict]:
+    """DIR/summary.json, DIR/summary.csv and DIR/report.html; returns the rows."""
+    rows, curves = setting_rows(points, results, out)
+    failed = [
+        {"name": p.name, "error": results.get(p.name, {}).get("error", "not run")}
+        for p in points
+        if results.get(p.name, {}).get("status") != "done"
+    ]
+    write_json(
+        out / "summary.json",
+        {
+            "format": record.get("format"),
+            "spec": record,
+            "n_points": len(points),
+            "n_done": len(points) - len(failed),
+            "failed": failed,
+            "rows": rows,
+        },
+    )
+    write_atomic(out / "summary.csv", rows_csv(rows))
+    write_atomic(out / "report.html", report_html(out, points, rows, curves, failed))
+    return rows
+
+
+def rows_csv(rows: list[dict]) -> str:
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields and k != "runs"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buffer.getvalue()
+
+
+# ---- the report ---------------------------------------------------------------------------------
+CURVE_PANELS = (
+    ("r2_final_layer", "held-out probe R² (final layer)", "linear"),
+    ("exact_excess_loss", "exact excess loss (nats/token)", "log"),
+    ("spectral_radius_mean", "mean spectral radius", "log"),
+    ("saturated_frac", "saturated fraction of units", "linear"),
+)
+
+
+def band_figure(rows: list[dict], curves: dict, title: str) -> bytes:
+    """Four panels on a log-token axis: per setting the mean over seeds and its 95 % band."""
+    from matplotlib.figure import Figure
+
+    from hmm.plots import OKABE_ITO_HEX
+
+    fig = Figure(figsize=(12, 8))
+    axes = fig.subplots(2, 2, sharex=True)
+    for ax, (key, label, yscale) in zip(axes.flat, CURVE_PANELS, strict=True):
+        for i, row in enumerate(rows):
+            colour = OKABE_ITO_HEX[i % len(OKABE_ITO_HEX)]
+            runs = [curves.get(run, {}).get(key, []) for run in row["runs"]]
+            x, mean, low, high = seed_band(runs)
+            if not len(x):
+                continue
+            positive = mean[mean > 0]
+            floor = (positive.min() / 10 if len(positive) else 1e-6) if yscale == "log" else -np.inf
+            x = np.maximum(x, 1e3)
+            ax.plot(x, np.maximum(mean, floor), "o-", ms=2.5, lw=1.3, color=colour,
+                    label=f"{row['setting']} (n={row['n_seeds']})")  # fmt: skip
+            if low is not None:
+                ax.fill_between(x, np.maximum(low, floor), np.maximum(high, floor),
+                                color=colour, alpha=0.2, lw=0)  # fmt: skip
+        ax.set(xscale="log", yscale=yscale, ylabel=label)
+        ax.grid(alpha=0.3, which="both")
+        if key == "spectral_radius_mean":
+            ax.axhline(1.0, color="#666", ls="--", lw=1)
+    for ax in axes[1]:
+        ax.set_xlabel("training tokens (checkpoint at 0 drawn at 10³)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def seed_band(runs: list[list]) -> tuple:
+    """(tokens, mean, low, high) over the runs at the tokens all of them have; low/high the
+    95 % t-interval, None with one run."""
+    runs = [dict((t, v) for t, v in run if _finite(v)) for run in runs if run]
+    if not runs:
+        return np.array([]), np.array([]), None, None
+    tokens = sorted(set.intersection(*(set(r) for r in runs)))
+    stats = [interval([r[t] for r in runs]) for t in tokens]
+    x = np.array(tokens, dtype=float)
+    mean = np.array([s["mean"] for s in stats])
+    if len(runs) < 2:
+        return x, mean, None, None
+    low = np.array([s["ci95_low"] for s in stats])
+    high = np.array([s["ci95_high"] for s in stats])
+    return x, mean, low, high
+
+
+def report_html(out: Path, points, rows: list[dict], curves: dict, failed: list) -> str:
+    from experiments.report import embed_image, html_page
+
+    figure = out / "figures" / "sweep.png"
+    write_atomic(figure, band_figure(rows, curves, f"{out.name}: mean over seeds, 95 % band"))
+    headline = ["final_exact_excess_loss", "final_r2_heldout", "final_r2_concat",
+                "tokens_to_r2_0.9", "final_spectral_radius_mean"]  # fmt: skip
+    parts = [
+        f"<h1>Sweep {html.escape(out.name)}</h1>",
+        f"<p>{len(points)} points, {len(points) - len(failed)} finished. Each cell: mean "
+        "[95 % t-interval over seeds]; n = finished seeds. Bands in the figure are the same "
+        "interval at each checkpoint.</p>",
+        embed_image(figure, "Probe emergence, exact excess loss and phase diagnostics"),
+        "<h2>Every setting</h2>",
+        _table(rows, "setting", headline),
+    ]
+    axes = [k for k in rows[0] if k not in ("setting",) and not _is_stat(k)] if rows else []
+    for axis in axes:
+        if axis in ("n_seeds", "n_failed", "runs") or len({str(r[axis]) for r in rows}) < 2:
+            continue
+        parts += [f"<h2>By {html.escape(axis)}</h2>", _axis_table(rows, axis, headline)]
+    if failed:
+        items = "".join(
+            f"<li>{html.escape(f['name'])}: {html.escape(str(f['error']))}</li>" for f in failed
+        )
+        parts.append(f"<h2>Failed points</h2><ul>{items}</ul>")
+    links = "".join(
+        f'<li><a href="{html.escape(p.name)}/report.html">{html.escape(p.name)}</a></li>'
+        for p in points
+        if p.name not in {f["name"] for f in failed}
+    )
+    parts.append(f"<h2>Per-run reports</h2><ul>{links}</ul>")
+    return html_page(f"sweep {out.name}", "\n".join(parts))
+
+
+def _is_stat(key: str) -> bool:
+    return any(key.endswith(f"_{s}") for s in STAT_SUFFIXES)
+
+
+def _cell(row: dict, name: str) -> str:
+    mean, low, high = (row.get(f"{name}_{s}") for s in ("mean", "ci95_low", "ci95_high"))
+    if mean is None:
+        return "—"
+    text = f"{mean:.4g}"
+    return text + (f" [{low:.4g}, {high:.4g}]" if low is not None else "")
+
+
+def _table(rows: list[dict], key: str, names: list[str]) -> str:
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in [key, "n", *names])
+    body = "".join(
+        "<tr>"
+        + f"<td>{html.escape(str(row[key]))}</td><td>{row['n_seeds']}</td>"
+        + "".join(f"<td>{html.escape(_cell(row, n))}</td>" for n in names)
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><tr>{header}</tr>{body}</table>"
+
+
+def _axis_table(rows: list[dict], axis: str, names: list[str]) -> str:
+    """One row per value of `axis`: settings' means pooled (mean and range over the settings)."""
+    values: dict[str, list[dict]] = {}
+    for row in rows:
+        values.setdefault(str(row[axis]), []).append(row)
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in [axis, "settings", *names])
+    body = ""
+    for value, members in values.items():
+        cells = []
+        for name in names:
+            means = [r[f"{name}_mean"] for r in members if r.get(f"{name}_mean") is not None]
+            cells.append(
+                "—" if not means else f"{np.mean(means):.4g} ({min(means):.4g}–{max(means):.4g})"
+            )
+        body += (
+            f"<tr><td>{html.escape(value)}</td><td>{len(members)}</td>"
+            + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+            + "</tr>"
+        )
+    return f"<table><tr>{header}</tr>{body}</table>"
