@@ -7,6 +7,7 @@ Heavy modules are imported inside each command so `beliefgeo --help` stays insta
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,11 @@ from pathlib import Path
 from hmm.errors import InvalidInput
 
 PHASE_RUNS_DEFAULT = "transformer:relu,transformer:gelu,rnn:tanh,rnn:sigmoid,rnn:relu"
+PROCESS_HELP = (
+    "built-in name (see `beliefgeo processes`), name:key=value,..., or a spec .json path "
+    "(docs/processes.md)"
+)
+RUN_HELP = "run folder written by `beliefgeo train` (docs/run-files.md)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,6 +27,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("beliefgeo")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed; run `make test` or `pip install -e .`)"
 
 
 def _non_negative_int(text: str) -> int:
@@ -41,25 +54,43 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="beliefgeo", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="beliefgeo",
+        description="Belief-state geometry in networks trained on hidden Markov processes: train, "
+        "probe, diagnose training phases, report.",
+        epilog="Formats and options are documented in README.md and docs/ of the repository.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"beliefgeo {_version()}", help="print the version"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     sub.add_parser("processes", help="list the built-in processes and their parameters")
 
     p = sub.add_parser("fractal", help="ground-truth belief geometry of a process: PNG + JSON")
-    p.add_argument("process", help="built-in name, name:key=value,..., or a spec .json path")
+    p.add_argument("process", help=PROCESS_HELP)
     p.add_argument(
         "--depth",
         type=_positive_int,
         default=None,
         help="mixed-state depth (default: sized to the process)",
     )
-    p.add_argument("--points", type=_positive_int, default=100_000, help="chaos-game points")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--points",
+        type=_positive_int,
+        default=100_000,
+        help="chaos-game points (default: 100,000)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder for fractal.png and .json")
 
     p = sub.add_parser("train", help="train a transformer or RNN on sequences from a process")
-    p.add_argument("process")
-    p.add_argument("--arch", choices=["transformer", "rnn"], default=None)
+    p.add_argument("process", help=PROCESS_HELP)
+    p.add_argument(
+        "--arch",
+        choices=["transformer", "rnn"],
+        default=None,
+        help="network family (default: the recipe's, else transformer)",
+    )
     p.add_argument(
         "--act-fn", default=None, help="transformer: relu|gelu|silu; rnn: tanh|sigmoid|relu"
     )
@@ -69,20 +100,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="training tokens (recipe default otherwise)",
     )
-    p.add_argument("--seed", type=_non_negative_int, default=None)
+    p.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=None,
+        help="seeds the initial weights and the data stream (default 0)",
+    )
     p.add_argument(
         "--config", default=None, help="recipe name (default, paper) or a recipe .json file"
     )
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="run folder to write (RUN)")
     p.add_argument(
         "--resume", action="store_true", help="continue from the newest checkpoint in --out"
     )
 
     p = sub.add_parser("probe", help="linear belief probes on every checkpoint of a run")
-    p.add_argument("run", type=Path)
+    p.add_argument("run", type=Path, help=RUN_HELP)
     p.add_argument("--last", action="store_true", help="probe only the newest checkpoint")
     p.add_argument(
-        "--hooks", default=None, help="comma-separated hook names (default: every residual hook)"
+        "--hooks",
+        default=None,
+        help="comma-separated hook names (default: every residual hook; `beliefgeo hooks RUN` "
+        "lists them)",
     )
     p.add_argument(
         "--max-sequences",
@@ -92,37 +131,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("phases", help="Jacobian phase diagnostics on every checkpoint of a run")
-    p.add_argument("run", type=Path)
+    p.add_argument("run", type=Path, help=RUN_HELP)
 
     p = sub.add_parser("report", help="write RUN/report.html (self-contained)")
-    p.add_argument("run", type=Path)
+    p.add_argument("run", type=Path, help=RUN_HELP)
+
+    p = sub.add_parser("hooks", help="list the hook names of a run's model (for probe --hooks)")
+    p.add_argument("run", type=Path, help=RUN_HELP)
+    p.add_argument(
+        "--all", action="store_true", help="also list every other hook point of the model"
+    )
 
     p = sub.add_parser("reproduce", help="train -> probe -> phases -> report for mess3 or rrxor")
-    p.add_argument("study", choices=["mess3", "rrxor"])
-    p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--tokens", type=_positive_int, default=None)
+    p.add_argument("study", choices=["mess3", "rrxor"], help="which of the paper's studies")
+    p.add_argument(
+        "--out", type=Path, default=None, help="run folder (default: runs/STUDY)"
+    )
+    p.add_argument(
+        "--tokens", type=_positive_int, default=None, help="training tokens (default 10,000,000)"
+    )
     p.add_argument(
         "--seeds", type=_positive_int, default=1, help="seeds one after another, with intervals"
     )
 
     p = sub.add_parser("probe-hmm", help="the full pipeline for a user's HMM spec file")
-    p.add_argument("spec", type=Path)
-    p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--tokens", type=_positive_int, default=None)
+    p.add_argument("spec", type=Path, help="process spec .json (docs/processes.md)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="run folder (default: runs/probe-NAME)"
+    )
+    p.add_argument(
+        "--tokens", type=_positive_int, default=None, help="training tokens (default 5,000,000)"
+    )
 
     p = sub.add_parser(
         "compare-phases", help="train several architectures and compare their phases"
     )
-    p.add_argument("process")
-    p.add_argument("--runs", default=PHASE_RUNS_DEFAULT, help="comma-separated arch:act-fn pairs")
-    p.add_argument("--tokens", type=_positive_int, default=None)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("process", help=PROCESS_HELP)
+    p.add_argument(
+        "--runs",
+        default=PHASE_RUNS_DEFAULT,
+        help=f"comma-separated arch:act-fn pairs (default: {PHASE_RUNS_DEFAULT})",
+    )
+    p.add_argument(
+        "--tokens", type=_positive_int, default=None, help="training tokens per run"
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="folder for the runs, table and report"
+    )
     p.add_argument("--seeds", type=_positive_int, default=3, help="seeds per architecture")
-    p.add_argument("--max-parallel", type=_positive_int, default=None)
+    p.add_argument(
+        "--max-parallel", type=_positive_int, default=None, help="runs at once (default: CPUs)"
+    )
 
     p = sub.add_parser("sweep", help="every combination of a spec's axes, run on Ray")
     p.add_argument("spec", type=Path, help="sweep spec .json (docs/sweeps.md)")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="folder for the run folders and summary")
     p.add_argument("--address", default=None, help="an existing Ray cluster (default: local Ray)")
     p.add_argument(
         "--max-parallel", type=_positive_int, default=None, help="points at once (default: CPUs)"
@@ -130,18 +193,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def list_hooks(run: Path, every: bool = False) -> str:
+    """`beliefgeo hooks RUN`: the residual hooks probed by default and the unit hooks, labelled."""
+    from models.architectures import build_model, hook_label, residual_hooks, unit_hooks
+    from models.checkpoints import model_config_of_run, read_run_config
+
+    config = read_run_config(run)
+    model = build_model(model_config_of_run(config))
+    probed = residual_hooks(model)
+    width = max(len(h) for h in probed) + 2
+    lines = [f"{run}: {config['arch']} ({config['model'].get('act_fn', '?')})", ""]
+    lines.append("Residual hooks (probed by `beliefgeo probe`; pass names to --hooks):")
+    lines += [f"  {h:<{width}}{hook_label(h)}" for h in probed]
+    lines.append("Pre-activation hooks of the nonlinear layers (unit phases):")
+    units = unit_hooks(model).items()
+    lines += [f"  {hook:<{width}}{layer} ({act})" for layer, (hook, act) in units]
+    if every:
+        rest = sorted(set(getattr(model, "hook_dict", {})) - set(probed))
+        lines.append(f"Every other hook point of the model ({len(rest)}):")
+        lines += [f"  {h}" for h in rest]
+    return "\n".join(lines)
+
+
 def _dispatch(args: argparse.Namespace) -> int | None:
+    from experiments import closing
+
     if args.command in ("processes", "fractal"):
         from experiments import fractal
 
         if args.command == "processes":
             print(fractal.describe_processes())
         else:
-            fractal.render_fractal(args.process, depth=args.depth, points=args.points, out=args.out)
+            summary = fractal.render_fractal(
+                args.process, depth=args.depth, points=args.points, out=args.out
+            )
+            print(closing.fractal_line(args.out, summary))
     elif args.command == "train":
         from models.training import train_run
 
-        train_run(
+        run = train_run(
             args.process,
             out=args.out,
             arch=args.arch,
@@ -151,19 +241,24 @@ def _dispatch(args: argparse.Namespace) -> int | None:
             config=args.config,
             resume=args.resume,
         )
+        print(closing.train_line(Path(run)))
     elif args.command == "probe":
         from probes.belief_study import probe_run
 
         hooks = args.hooks.split(",") if args.hooks else None
         probe_run(args.run, last=args.last, hooks=hooks, max_sequences=args.max_sequences)
+        print(closing.probe_line(args.run))
     elif args.command == "phases":
         from probes.phase_study import phases_run
 
         phases_run(args.run)
+        print(closing.phases_line(args.run))
     elif args.command == "report":
         from experiments.report import write_report
 
-        print(write_report(args.run))
+        print(closing.report_line(write_report(args.run)))
+    elif args.command == "hooks":
+        print(list_hooks(args.run, every=args.all))
     elif args.command == "reproduce":
         from experiments.pipeline import reproduce
 

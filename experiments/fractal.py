@@ -7,6 +7,7 @@ OUT/fractal.json (node counts, entropy rate, optimal loss by position, dimension
 from __future__ import annotations
 
 import io
+import os
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np  # noqa: E402
 
 from hmm import BUILTINS, HMM, load_process  # noqa: E402
 from hmm.builtins import describe_params  # noqa: E402
+from hmm.errors import InvalidInput  # noqa: E402
 from hmm.files import writable_dir, write_atomic, write_json  # noqa: E402
 from hmm.fractal import box_counting_dimension  # noqa: E402
 from hmm.msp import merge_beliefs  # noqa: E402
@@ -48,15 +50,74 @@ def default_depth(process: HMM, max_nodes: int = MAX_DEFAULT_NODES) -> int:
     return depth
 
 
+def msp_bytes(process: HMM, depth: int, cap: int = 2**62) -> int:
+    """Peak bytes of the MSP to `depth` and its dedup (at most `cap`, so huge depths stay cheap):
+    at most sum_{d<=depth} V^d nodes, each with its belief three times over (tree, rounded keys,
+    sorted copy) and seven 8-byte indices."""
+    per_node = 3 * 8 * process.n_states + 7 * 8
+    nodes, level = 0, 1
+    for _ in range(depth + 1):
+        nodes += level
+        if nodes * per_node > cap:
+            return cap + 1
+        level *= process.n_symbols
+    return nodes * per_node
+
+
+def chaos_bytes(process: HMM, points: int) -> int:
+    """Peak bytes of `points` chaos-game beliefs: tokens and states, the beliefs six times
+    over (filter output, reordered copy, rounded keys, sorted copy, box-counting charts) and three
+    indices."""
+    return points * (2 * 8 + 6 * 8 * process.n_states + 3 * 8)
+
+
+def check_memory(process: HMM, depth: int, points: int) -> None:
+    """Refuse, before allocating, a depth or point count whose arrays cannot fit in memory."""
+    free = available_memory()
+    if msp_bytes(process, depth, cap=free) > free:
+        largest = 0
+        while msp_bytes(process, largest + 1, cap=free) <= free:
+            largest += 1
+        raise InvalidInput(
+            f"--depth {depth} needs more than the {_gb(free)} of memory available for the "
+            f"mixed-state tree of {process.name} (up to {process.n_symbols}^{depth} sequences); "
+            f"the largest depth that fits is {largest}"
+        )
+    if chaos_bytes(process, points) > free:
+        largest = free // chaos_bytes(process, 1)
+        raise InvalidInput(
+            f"--points {points:,} needs about {_gb(chaos_bytes(process, points))}, more than the "
+            f"{_gb(free)} of memory available; the largest number of points that fits is "
+            f"{largest:,}"
+        )
+
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: MemAvailable (Linux), else free physical pages."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _gb(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB" if n_bytes >= 2**28 else f"{n_bytes / 2**20:,.0f} MiB"
+
+
 def render_fractal(process: str | Path | dict, depth: int | None = None, points: int = 100_000,
                    out: str | Path = "fractal") -> dict:
     """Compute the belief geometry of `process` and write OUT/fractal.png + OUT/fractal.json.
 
-    Returns the JSON summary. Bad process specs and unwritable `out` raise InvalidInput.
+    Returns the JSON summary. Bad process specs, unwritable `out`, and a depth or point count
+    whose arrays would not fit in memory (checked before anything is allocated) raise InvalidInput.
     """
     p = load_process(process)
-    out = writable_dir(out)
     depth = default_depth(p) if depth is None else int(depth)
+    check_memory(p, depth, int(points))
+    out = writable_dir(out)
     started = time.perf_counter()
     msp = p.msp(depth)
     distinct = msp.unique(decimals=8)
@@ -90,7 +151,6 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
     plt.close(fig)
     write_atomic(out / "fractal.png", buf.getvalue())
     write_json(out / "fractal.json", summary)
-    print(f"wrote {out / 'fractal.png'} and {out / 'fractal.json'}")
     return summary
 
 
