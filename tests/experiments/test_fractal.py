@@ -60,3 +60,50 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, match):
     err = capsys.readouterr().err
     assert code == 2 and match in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+
+
+def _largest_depth(V: int, S: int, free: int) -> int:
+    # explicit formula: the full tree to depth d has (V^(d+1) - 1) / (V - 1) nodes
+    per_node = 3 * 8 * S + 7 * 8
+    d = 0
+    while (V ** (d + 2) - 1) // (V - 1) * per_node <= free:
+        d += 1
+    return d
+
+
+@pytest.mark.parametrize("depth", ["30", "1000000000"])
+def test_a_depth_that_cannot_fit_is_refused_before_allocating(tmp_path, capsys, monkeypatch, depth):
+    import experiments.fractal as fractal
+
+    monkeypatch.setattr(fractal, "available_memory", lambda: 2**30)
+    out = tmp_path / "o"
+    assert main(["fractal", "mess3", "--depth", depth, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    # 1 GiB at 128 bytes a node: (3^15 - 1) / 2 = 7,174,453 nodes fit, (3^16 - 1) / 2 do not
+    assert _largest_depth(3, 3, 2**30) == 14
+    assert err.strip().endswith("the largest depth that fits is 14")
+    assert not out.exists()  # refused before anything was created
+
+
+def test_a_point_count_that_cannot_fit_is_refused(tmp_path, capsys, monkeypatch):
+    import experiments.fractal as fractal
+
+    monkeypatch.setattr(fractal, "available_memory", lambda: 2**30)
+    out = tmp_path / "o"
+    assert main(["fractal", "mess3", "--points", "1000000000000", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    per_point = 2 * 8 + 6 * 8 * 3 + 3 * 8  # tokens, states, six belief copies, three indices
+    assert err.strip().endswith(f"the largest number of points that fits is {2**30 // per_point:,}")
+    assert not out.exists()
+
+
+def test_the_memory_estimate_bounds_the_real_msp():
+    from experiments.fractal import msp_bytes
+
+    p = load_process("mess3")
+    m = p.msp(6)
+    real = m.beliefs.nbytes + m.probs.nbytes + m.depths.nbytes + m.parents.nbytes
+    assert msp_bytes(p, 6) >= real + m.symbols.nbytes
+    assert msp_bytes(p, 6) == m.n_nodes * (3 * 8 * 3 + 7 * 8)
