@@ -7,7 +7,6 @@ OUT/fractal.json (node counts, entropy rate, optimal loss by position, dimension
 from __future__ import annotations
 
 import io
-import os
 import time
 from pathlib import Path
 
@@ -19,9 +18,9 @@ import numpy as np  # noqa: E402
 
 from hmm import BUILTINS, HMM, load_process  # noqa: E402
 from hmm.builtins import describe_params  # noqa: E402
-from hmm.errors import InvalidInput  # noqa: E402
 from hmm.files import writable_dir, write_atomic, write_json  # noqa: E402
 from hmm.fractal import box_counting_dimension  # noqa: E402
+from hmm.memory import check_fits  # noqa: E402
 from hmm.msp import merge_beliefs  # noqa: E402
 from hmm.plots import plot_simplex  # noqa: E402
 
@@ -73,38 +72,24 @@ def chaos_bytes(process: HMM, points: int) -> int:
 
 def check_memory(process: HMM, depth: int, points: int) -> None:
     """Refuse, before allocating, a depth or point count whose arrays cannot fit in memory."""
-    free = available_memory()
-    if msp_bytes(process, depth, cap=free) > free:
-        largest = 0
-        while msp_bytes(process, largest + 1, cap=free) <= free:
-            largest += 1
-        raise InvalidInput(
-            f"--depth {depth} needs more than the {_gb(free)} of memory available for the "
-            f"mixed-state tree of {process.name} (up to {process.n_symbols}^{depth} sequences); "
-            f"the largest depth that fits is {largest}"
-        )
-    if chaos_bytes(process, points) > free:
-        largest = free // chaos_bytes(process, 1)
-        raise InvalidInput(
-            f"--points {points:,} needs about {_gb(chaos_bytes(process, points))}, more than the "
-            f"{_gb(free)} of memory available; the largest number of points that fits is "
-            f"{largest:,}"
-        )
 
+    def largest_depth(free: int) -> str:
+        depth = 0
+        while msp_bytes(process, depth + 1, cap=free) <= free:
+            depth += 1
+        return f"--depth {depth}"
 
-def available_memory() -> int:
-    """Bytes this process can still allocate: MemAvailable (Linux), else free physical pages."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def _gb(n_bytes: int) -> str:
-    return f"{n_bytes / 2**30:,.1f} GiB" if n_bytes >= 2**28 else f"{n_bytes / 2**20:,.0f} MiB"
+    cap = 2**62  # past any machine's memory; keeps the node count of a huge depth cheap
+    check_fits(
+        msp_bytes(process, depth, cap=cap),
+        f"--depth {depth} (the mixed-state tree of up to {process.n_symbols}^{depth} sequences)",
+        largest_depth,
+    )
+    check_fits(
+        chaos_bytes(process, points),
+        f"--points {points:,}",
+        lambda free: f"--points {free // chaos_bytes(process, 1):,}",
+    )
 
 
 def render_fractal(process: str | Path | dict, depth: int | None = None, points: int = 100_000,

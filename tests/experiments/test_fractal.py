@@ -73,29 +73,29 @@ def _largest_depth(V: int, S: int, free: int) -> int:
 
 @pytest.mark.parametrize("depth", ["30", "1000000000"])
 def test_a_depth_that_cannot_fit_is_refused_before_allocating(tmp_path, capsys, monkeypatch, depth):
-    import experiments.fractal as fractal
+    import hmm.memory
 
-    monkeypatch.setattr(fractal, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(hmm.memory, "available_memory", lambda: 2**30)
     out = tmp_path / "o"
     assert main(["fractal", "mess3", "--depth", depth, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     # 1 GiB at 128 bytes a node: (3^15 - 1) / 2 = 7,174,453 nodes fit, (3^16 - 1) / 2 do not
     assert _largest_depth(3, 3, 2**30) == 14
-    assert err.strip().endswith("the largest depth that fits is 14")
+    assert err.strip().endswith("the largest that fits is --depth 14")
     assert not out.exists()  # refused before anything was created
 
 
 def test_a_point_count_that_cannot_fit_is_refused(tmp_path, capsys, monkeypatch):
-    import experiments.fractal as fractal
+    import hmm.memory
 
-    monkeypatch.setattr(fractal, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(hmm.memory, "available_memory", lambda: 2**30)
     out = tmp_path / "o"
     assert main(["fractal", "mess3", "--points", "1000000000000", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     per_point = 2 * 8 + 6 * 8 * 3 + 3 * 8  # tokens, states, six belief copies, three indices
-    assert err.strip().endswith(f"the largest number of points that fits is {2**30 // per_point:,}")
+    assert err.strip().endswith(f"the largest that fits is --points {2**30 // per_point:,}")
     assert not out.exists()
 
 
