@@ -1,4 +1,5 @@
-"""probes — linear belief probes and phase diagnostics on a run's checkpoints (hook names only).
+"""probes — linear belief probes and phase diagnostics on a run's checkpoints (hook names and the
+models' public recurrence interface, models.architectures.recurrent_step; never model internals).
 
 File map:
     activations.py     probe inputs (every sequence, or a seeded sample), prefix rows and their
@@ -7,12 +8,15 @@ File map:
                        pairwise-distance correlation
     belief_study.py    probe_run: every checkpoint -> RUN/probes.json + figures; logit ceiling
     belief_figures.py  true vs predicted simplex, R² per layer, emergence curve, simplex GIF
-    jacobian.py        exact same-position block / full-map Jacobians (transformer) and recurrent
-                       Jacobians (RNN), spectral radius and norm, the seed rule and its meaning
-    units.py           unit regimes (linear / saturated / dead) and phase labels, update sign
-                       flips, per-layer weight norms and change since initialisation
-    sharpness.py       exact Hessian-vector products, Lanczos top eigenvalue, SGD / Adam
-                       edge-of-stability thresholds
-    phase_study.py     phases_run: every checkpoint -> RUN/phases.json (+ figure); PhaseOptions
-    phase_figures.py   RUN/figures/phases.png, all diagnostics on one log-token axis
+    jacobian.py        exact Jacobians: RNN recurrent map (radius, Lyapunov exponent, projection
+                       on the probe's belief subspace, W_rec vs circular law); transformer block
+                       updates (raw and scale-normalised, eigenvalues and gain), full map,
+                       cross-position map; the seed rule (iterated maps only)
+    units.py           unit gain E[f'(z)]/f'(0) with quantiles, regime fractions and phase labels on
+                       the gain; per-layer weight norms and change since initialisation
+    sharpness.py       the run's training loss (exact / training set / fixed batch), exact
+                       Hessian-vector products, Lanczos top eigenvalue, SGD / Adam thresholds
+    phase_study.py     phases_run (thin driver), phase_setup, measure_checkpoint, null_reference:
+                       every checkpoint -> RUN/phases.json, then the figure; PhaseOptions
+    phase_figures.py   RUN/figures/phases.png: each diagnostic beside its null band and reference
 """

@@ -1,55 +1,68 @@
-"""Jacobians of a model's maps, exact (torch.func), and their spectral radius and norm.
+"""Jacobians of a model's maps, exact (torch.func), their eigenvalues and singular values.
 
-Two kinds of map, chosen by the model's hook names (DESIGN.md section 5):
+Which map, by the model's hook names (docs/phases.md defines every number):
 
-* residual (transformer, hooks `blocks.{l}.hook_resid_pre/post`): the same-position block map
-  B_{l,t} = d resid_post_l[t] / d resid_pre_l[t] (d_model x d_model), the block *update*
-  U_{l,t} = B_{l,t} - I = d (resid_post_l - resid_pre_l)[t] / d resid_pre_l[t], and the full
-  map J_t = d resid_final[t] / d resid_pre_0[t]. Under causal attention a change of
-  resid_pre_0[t] reaches only positions >= t, and position t reads only positions <= t, so
-  J_t = B_{L-1,t} ... B_{0,t} exactly (tested against a direct autograd Jacobian).
-* recurrent (Elman RNN, hooks `blocks.{l}.hook_hidden`): per layer R_{l,t} = d h^l_t / d h^l_{t-1}
-  (= diag(f'(z_t)) W_rec, Elman 1990) and the full transition d s_t / d s_{t-1} of the stacked
-  state s_t = (h^0_t, ..., h^{L-1}_t); it is block lower-triangular with diagonal blocks R_{l,t},
-  so its spectral radius is the largest layer radius.
-
-Why "spectral radius > 1" (the seed's "feedback starts to dominate") reads differently for the
-two: a residual block computes x + u(x), so B = I + U and the full map carries the identity path
-from initialisation; its radius at or above 1 mostly says the residual stream carries (and grows)
-its input, and the block-update Jacobians U_l are the informative ones. For the RNN the recurrent
-map is the dynamics itself: radius > 1 means a perturbation of the hidden state is amplified
-along the sequence, radius < 1 that it fades.
+* recurrent (Elman RNN, hooks `blocks.{l}.hook_hidden`): the recurrence is iterated, token after
+  token, so its Jacobian is the dynamics. Per layer R_{l,t} = d h^l_t / d h^l_{t-1}
+  (= diag(f'(z_t)) W_rec, Elman 1990) and the transition of the stacked state
+  s_t = (h^0_t, ..., h^{L-1}_t), J_t = d s_t / d s_{t-1} (block lower-triangular, so its spectral
+  radius is the largest layer radius). Along a sequence the product J_n ... J_1 decides whether a
+  perturbation of the state grows or fades: its largest Lyapunov exponent (renormalised products,
+  hmm.belief_dynamics.largest_lyapunov) is the stability measure; the mean one-step radius is
+  not (a product of matrices of radius < 1 can grow when they are non-normal). J_t projected on
+  the probe's belief subspace, P_t = Q^T W J_t W^+ Q (W: the least-squares map state -> belief
+  fitted on the probe batch, Q: a basis of the simplex's tangent plane), is compared with the
+  belief update's own Jacobian at the same (belief, symbol): a network that carries beliefs
+  linearly has P_t equal to it.
+* residual (transformer, hooks `blocks.{l}.hook_resid_pre/post`): nothing is iterated; each
+  position goes through each block once. The same-position block map B_{l,t} = d resid_post_l[t]
+  / d resid_pre_l[t], the block update U_{l,t} = B_{l,t} - I and the full map
+  J_t = d resid_final[t] / d resid_pre_0[t] = B_{L-1,t} ... B_{0,t} (causal attention: a change at
+  position t reaches only positions >= t). Pre-LayerNorm makes U scale like 1 / ||x||, so U is
+  reported scale-normalised, N_{l,t} = (||x|| / ||u||) U_{l,t} with x = resid_pre_l[t] and
+  u = U's block output resid_post_l[t] - resid_pre_l[t]: the relative change of the update per
+  relative change of the input, unchanged when the residual stream is rescaled. Its largest
+  singular value (the gain) is the number to read: gain > 1 means some relative perturbation of
+  the input changes the update by more, relatively. The eigenvalues of a feed-forward map govern
+  nothing (they describe repeated application, which never happens, and for a non-normal U they
+  can be far below its gain). The transformer's analogue of a recurrence is the cross-position
+  Jacobian C_t = d resid_final[t] / d resid_pre_0[t-1]: how the previous token's residual
+  stream moves the current one's output.
 """
 
 from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.func import jacrev, vjp, vmap
 
+from hmm import HMM
+from hmm.belief_dynamics import largest_lyapunov, simplex_jacobian, tangent_basis
 from hmm.errors import InvalidInput
+from models.architectures import layer_input_hook, recurrent_step, recurrent_weight
+from probes.belief_probe import moments, solve
 
-# Text for reports and phases.json: what the seed rule's "radius > 1" means for each kind of map.
-SPECTRAL_RADIUS_MEANING = {
+# Text for phases.json: which map the seed rule (first mean radius > 1) is applied to, and why.
+SEED_RULE = {
     "residual": (
-        "Residual network: each block computes x + u(x), so its Jacobian is I + U and the full "
-        "map resid_final <- resid_pre0 carries the identity path from initialisation; its "
-        "spectral radius sits near or above 1 from the start, so the seed rule (first checkpoint "
-        "with mean full-map radius > 1) marks the skip path and the growth of the residual "
-        "stream's scale rather than the onset of feedback. The block-update Jacobians "
-        "U_l = d(resid_post_l - resid_pre_l)/d resid_pre_l are the informative ones: "
-        "radius(U_l) > 1 means block l's update amplifies a perturbation of its input at least "
-        "as much as the skip path passes it on."
+        "Not applied: a transformer's maps are feed-forward (each position passes each block "
+        "once), so no eigenvalue of them is iterated and 'radius > 1' predicts nothing; "
+        "first_spectral_radius_above_1 is null. The block updates are reported scale-normalised "
+        "with their largest singular value (gain), and the cross-position Jacobian "
+        "d resid_final[t] / d resid_pre0[t-1] stands in for a recurrence."
     ),
     "recurrent": (
-        "Recurrent network: the recurrent Jacobian dh_t/dh_{t-1} is the dynamics itself; "
-        "spectral radius > 1 means a perturbation of the hidden state is amplified from one "
-        "token to the next (the seed's 'feedback starts to dominate'), < 1 that it fades along "
-        "the sequence."
+        "Applied to the recurrent Jacobian d s_t / d s_(t-1) of the stacked hidden state, the map "
+        "iterated token after token: first_spectral_radius_above_1 is the first checkpoint whose "
+        "mean one-step spectral radius exceeds 1. Whether perturbations grow along a sequence is "
+        "decided by the largest Lyapunov exponent (jacobian.lyapunov > 0: they grow), which is "
+        "reported beside it; the belief update's own radius and exponent are under belief_update."
     ),
 }
+LYAPUNOV_BURN_IN = 20
 
 
 def spectral_radius(matrices: Tensor) -> Tensor:
@@ -84,6 +97,32 @@ def n_blocks(model: torch.nn.Module, kind: str) -> int:
     return count
 
 
+def _require(model: torch.nn.Module, kind: str, what: str) -> None:
+    if map_kind(model) != kind:
+        hook = "blocks.{l}.hook_resid_pre" if kind == "residual" else "blocks.{l}.hook_hidden"
+        raise InvalidInput(
+            f"{what} needs a {'transformer' if kind == 'residual' else 'RNN'} ({hook})"
+        )
+
+
+# ---- residual (transformer) maps -----------------------------------------------------------
+def _pull_back_rows(forward, n_in: int, n_rows: int, d_model: int, dtype) -> Tensor:
+    """Every row of the Jacobian of forward: v (n_in, n_rows, d) -> (n_in, n_rows, d), whose
+    output k depends only on input k of the same copy; -> (d_out, n_in, n_rows, d_in)."""
+    _, pull_back = vjp(forward, torch.zeros(n_in, n_rows, d_model, dtype=dtype))
+
+    def row(direction: Tensor) -> Tensor:
+        return pull_back(direction.expand(n_in, n_rows, d_model))[0]
+
+    return vmap(row)(torch.eye(d_model, dtype=dtype)).detach()
+
+
+def _d_model(model: torch.nn.Module, tokens: Tensor) -> tuple[int, torch.dtype]:
+    _, cache = model.run_with_cache(tokens[:1, :1], names_filter="blocks.0.hook_resid_pre")
+    resid = cache["blocks.0.hook_resid_pre"]
+    return resid.shape[-1], resid.dtype
+
+
 def residual_block_jacobians(model: torch.nn.Module, tokens: Tensor) -> Tensor:
     """Same-position block Jacobians B_{l,t} = d resid_post_l[t] / d resid_pre_l[t].
 
@@ -94,24 +133,16 @@ def residual_block_jacobians(model: torch.nn.Module, tokens: Tensor) -> Tensor:
     t each `blocks.{l}.hook_resid_pre` is replaced by its detached value plus a variable v_l at
     position t, and each `blocks.{l}.hook_resid_post` is read at t. Causal attention keeps later
     positions out of position t, and the detach restarts the derivative at every block, so one
-    forward, one `torch.func.vjp` and a pull-back vmapped over the d_model basis cotangents give
-    every block's rows at every position at once. (Reverse mode: forward-mode `jvp` through the
-    bridge gives the same numbers but spends most of its time in Python decompositions.)
+    forward, one reverse-mode `torch.func.vjp` and a pull-back vmapped over the d_model basis
+    cotangents give every block's rows at every position at once.
     """
-    kind = map_kind(model)
-    if kind != "residual":
-        raise InvalidInput(
-            "residual_block_jacobians needs a transformer (blocks.{l}.hook_resid_pre)"
-        )
-    n_layers = n_blocks(model, kind)
+    _require(model, "residual", "residual_block_jacobians")
+    n_layers = n_blocks(model, "residual")
     n, length = tokens.shape
-    _, cache = model.run_with_cache(tokens[:1, :1], names_filter="blocks.0.hook_resid_pre")
-    d_model = cache["blocks.0.hook_resid_pre"].shape[-1]
-    dtype = cache["blocks.0.hook_resid_pre"].dtype
-    basis = torch.eye(d_model, dtype=dtype)
+    d_model, dtype = _d_model(model, tokens)
     copies = tokens.repeat(length, 1)  # (length * n, length)
     position = torch.arange(length).repeat_interleave(n)  # the position each copy perturbs
-    at_position = torch.nn.functional.one_hot(position, length).to(dtype)  # (length * n, length)
+    at_position = torch.nn.functional.one_hot(position, length).to(dtype)
     rows_index = torch.arange(length * n)
 
     def block_outputs(v: Tensor) -> Tensor:
@@ -134,12 +165,7 @@ def residual_block_jacobians(model: torch.nn.Module, tokens: Tensor) -> Tensor:
             model(copies)
         return torch.stack(outputs)
 
-    _, pull_back = vjp(block_outputs, torch.zeros(n_layers, length * n, d_model, dtype=dtype))
-
-    def row(direction: Tensor) -> Tensor:
-        return pull_back(direction.expand(n_layers, length * n, d_model))[0]
-
-    rows = vmap(row)(basis).detach()  # (d_out, n_layers, length * n, d_in)
+    rows = _pull_back_rows(block_outputs, n_layers, length * n, d_model, dtype)
     rows = rows.reshape(d_model, n_layers, length, n, d_model)
     return rows.permute(1, 3, 2, 0, 4)  # (n_layers, n, length, d_out, d_in)
 
@@ -152,94 +178,265 @@ def chain_blocks(blocks: Tensor) -> Tensor:
     return full
 
 
-def recurrent_jacobians(model: torch.nn.Module, tokens: Tensor) -> tuple[Tensor, Tensor]:
-    """Recurrent Jacobians of an Elman RNN along the probe sequences.
+def normalised_updates(model: torch.nn.Module, tokens: Tensor, blocks: Tensor) -> Tensor:
+    """N_{l,t} = (||x|| / ||u||) (B_{l,t} - I), x = resid_pre_l[t], u = resid_post_l[t] - x.
 
-    tokens (n, L) -> (per_layer, joint): per_layer (n_layers, n, L, H, H) with
-    per_layer[l, i, t] = d h^l_t / d h^l_{t-1}; joint (n, L, n_layers*H, n_layers*H) =
-    d s_t / d s_{t-1} for the stacked state s_t.
-
-    The states and inputs come from the hooks `hook_embed` and `blocks.{l}.hook_hidden`; the hook
-    points sit after the recurrence (models/rnn.py), so the per-step map is the layer's public
-    `step(u_t, h_prev)`, differentiated with `torch.func.jacrev` and vmapped over sequences and
-    positions. h_{-1} = 0, so position 0 is the derivative with respect to the initial state.
+    blocks: residual_block_jacobians(model, tokens) -> same shape. Scale-free: rescaling the
+    residual stream entering a pre-LayerNorm block leaves N unchanged (tested).
     """
-    kind = map_kind(model)
-    if kind != "recurrent":
-        raise InvalidInput("recurrent_jacobians needs an RNN (blocks.{l}.hook_hidden)")
-    n_layers = n_blocks(model, kind)
-    names = ["hook_embed"] + [f"blocks.{b}.hook_hidden" for b in range(n_layers)]
+    n_layers = blocks.shape[0]
+    names = [f"blocks.{b}.hook_resid_{w}" for b in range(n_layers) for w in ("pre", "post")]
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=names)
-    hidden = [cache[f"blocks.{b}.hook_hidden"] for b in range(n_layers)]  # (n, L, H) each
-    previous = [torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1) for h in hidden]
-    steps = [model.blocks[b].step for b in range(n_layers)]
+    ratios = []
+    for b in range(n_layers):
+        x = cache[f"blocks.{b}.hook_resid_pre"]
+        u = cache[f"blocks.{b}.hook_resid_post"] - x
+        ratios.append(x.norm(dim=-1) / u.norm(dim=-1).clamp_min(1e-30))
+    identity = torch.eye(blocks.shape[-1], dtype=blocks.dtype)
+    return torch.stack(ratios)[..., None, None] * (blocks - identity)
+
+
+def cross_position_jacobians(model: torch.nn.Module, tokens: Tensor) -> Tensor:
+    """C_t = d resid_final[t] / d resid_pre_0[t-1] for t = 1..L-1: tokens (n, L) ->
+    (n, L-1, d_model, d_model); resid_final = blocks.{L-1}.hook_resid_post.
+
+    Copy t-1 of the batch gets a variable added to resid_pre_0 at position t-1 and is read at
+    position t; one vjp and a pull-back vmapped over the basis, as residual_block_jacobians.
+    """
+    _require(model, "residual", "cross_position_jacobians")
+    last = n_blocks(model, "residual") - 1
+    n, length = tokens.shape
+    if length < 2:
+        raise InvalidInput("the cross-position Jacobian needs sequences of >= 2 tokens")
+    d_model, dtype = _d_model(model, tokens)
+    copies = tokens.repeat(length - 1, 1)
+    source = torch.arange(length - 1).repeat_interleave(n)
+    at_source = torch.nn.functional.one_hot(source, length).to(dtype)
+    rows_index = torch.arange((length - 1) * n)
+
+    def final_at_next(v: Tensor) -> Tensor:
+        outputs: list[Tensor] = []
+
+        def inject(resid: Tensor, hook: object) -> Tensor:
+            return resid + at_source[:, :, None] * v[0][:, None, :]
+
+        def read(resid: Tensor, hook: object) -> Tensor:
+            outputs.append(resid[rows_index, source + 1])
+            return resid
+
+        hooks = [("blocks.0.hook_resid_pre", inject), (f"blocks.{last}.hook_resid_post", read)]
+        with model.hooks(fwd_hooks=hooks):
+            model(copies)
+        return outputs[0][None]
+
+    rows = _pull_back_rows(final_at_next, 1, (length - 1) * n, d_model, dtype)[:, 0]
+    rows = rows.reshape(d_model, length - 1, n, d_model)
+    return rows.permute(2, 1, 0, 3)  # (n, L-1, d_out, d_in)
+
+
+# ---- recurrent (RNN) maps ------------------------------------------------------------------
+def stacked_states(model: torch.nn.Module, tokens: Tensor) -> tuple[Tensor, Tensor]:
+    """(input of layer 0 (n, L, d_in), stacked hidden state s_t (n, L, n_layers, H)) from hooks."""
+    _require(model, "recurrent", "stacked_states")
+    n_layers = n_blocks(model, "recurrent")
+    first = layer_input_hook(model, 0)
+    names = [first] + [f"blocks.{b}.hook_hidden" for b in range(n_layers)]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=names)
+    hidden = torch.stack([cache[f"blocks.{b}.hook_hidden"] for b in range(n_layers)], dim=2)
+    return cache[first], hidden
+
+
+def recurrent_jacobians(model: torch.nn.Module, tokens: Tensor) -> tuple[Tensor, Tensor]:
+    """Recurrent Jacobians of an Elman RNN along the sequences tokens (n, L).
+
+    -> (per_layer (n_layers, n, L, H, H), per_layer[l, i, t] = d h^l_t / d h^l_{t-1};
+        joint (n, L, n_layers*H, n_layers*H) = d s_t / d s_{t-1} of the stacked state).
+    The per-step map is models.architectures.recurrent_step, differentiated with
+    `torch.func.jacrev` and vmapped over sequences and positions; h_{-1} = 0, so position 0 is the
+    derivative with respect to the initial state.
+    """
+    u0, hidden = stacked_states(model, tokens)
+    n, length, n_layers, width = hidden.shape
+    steps = [recurrent_step(model, b) for b in range(n_layers)]
+    previous = torch.cat([torch.zeros_like(hidden[:, :1]), hidden[:, :-1]], dim=1)
 
     def transition(u0_t: Tensor, state_prev: Tensor) -> Tensor:
         """(d_in,), (n_layers, H) -> (n_layers, H): one token through the whole stack."""
         u, out = u0_t, []
         for b in range(n_layers):
-            u = steps[b](u, state_prev[b])[1]
+            u = steps[b](state_prev[b], u)[1]
             out.append(u)
         return torch.stack(out)
 
-    state_prev = torch.stack(previous, dim=2)  # (n, L, n_layers, H)
-    u0 = cache["hook_embed"]
-    joint = vmap(vmap(jacrev(transition, argnums=1)))(u0, state_prev)  # (n, L, nl, H, nl, H)
-    n, length, _, width = state_prev.shape
+    joint = vmap(vmap(jacrev(transition, argnums=1)))(u0, previous)  # (n, L, nl, H, nl, H)
     per_layer = torch.stack([joint[:, :, b, :, b, :] for b in range(n_layers)])
     joint = joint.reshape(n, length, n_layers * width, n_layers * width)
     return per_layer.detach(), joint.detach()
 
 
-def _summary(matrices: Tensor) -> dict[str, float]:
-    """Mean and max spectral radius and norm over every leading index: (..., d, d) -> dict."""
-    radius, norm = spectral_radius(matrices), spectral_norm(matrices)
+def recurrent_lyapunov(
+    model: torch.nn.Module, tokens: Tensor, burn_in: int = LYAPUNOV_BURN_IN
+) -> float:
+    """Largest Lyapunov exponent of the stacked-state recurrence along tokens (n, T), nats per
+    token, mean over sequences; steps before `burn_in` align the tangent vector."""
+    _, joint = recurrent_jacobians(model, tokens)
+    return float(largest_lyapunov(joint.double().numpy(), burn_in=burn_in).mean())
+
+
+def circular_law_radius(matrix: Tensor) -> float:
+    """sigma sqrt(N) for an N x N matrix whose entries have variance sigma^2: the spectral radius
+    a random matrix of that entry variance has for large N (Girko's circular law)."""
+    entries = matrix.detach().double().reshape(-1)
+    return float(entries.var(unbiased=False).sqrt() * np.sqrt(matrix.shape[-1]))
+
+
+def recurrent_weight_spectra(model: torch.nn.Module) -> list[dict]:
+    """Per layer: spectral radius of W_rec and the circular-law radius of its entry variance."""
+    out = []
+    for b in range(n_blocks(model, "recurrent")):
+        w = recurrent_weight(model, b)
+        out.append(
+            {
+                "hook": f"blocks.{b}.hook_hidden",
+                "w_rec_spectral_radius": float(spectral_radius(w.double())),
+                "w_rec_circular_law_radius": circular_law_radius(w),
+            }
+        )
+    return out
+
+
+def fit_belief_map(states: np.ndarray, beliefs: np.ndarray) -> np.ndarray:
+    """Least-squares (with intercept, minimum-norm) linear map state -> belief: states (N, D),
+    beliefs (N, S) -> W (S, D); probes.belief_probe's solver."""
+    coef, _ = solve(moments(np.asarray(states, dtype=np.float64), beliefs))
+    return coef.T
+
+
+def projected_jacobians(jacobians: Tensor | np.ndarray, belief_map: np.ndarray) -> np.ndarray:
+    """P = Q^T W J W^+ Q: state Jacobians (..., D, D) seen on the belief simplex through the probe
+    W (S, D) -> (..., S-1, S-1) (Q: hmm.belief_dynamics.tangent_basis)."""
+    jac = np.asarray(jacobians, dtype=np.float64)
+    q = tangent_basis(belief_map.shape[0])
+    left, right = q.T @ belief_map, np.linalg.pinv(belief_map) @ q
+    return left @ jac @ right
+
+
+def belief_projection(
+    model: torch.nn.Module, process: HMM, fit_tokens: Tensor, tokens: Tensor, joint: Tensor
+) -> dict:
+    """The recurrent Jacobian on the probe's belief subspace vs the belief update's Jacobian.
+
+    The probe W is fitted on every position of fit_tokens (n_fit, L); joint (from
+    recurrent_jacobians(model, tokens)) is projected at every position of tokens and compared
+    with the filter's Jacobian at the same (belief before the token, token).
+    """
+    _, fit_states = stacked_states(model, fit_tokens)
+    beliefs = process.beliefs(fit_tokens.numpy())
+    w = fit_belief_map(
+        fit_states.flatten(2).reshape(-1, joint.shape[-1]).double().numpy(),
+        beliefs.reshape(-1, process.n_states),
+    )
+    projected = projected_jacobians(joint, w)
+    symbols = tokens.numpy()
+    after = process.beliefs(symbols)
+    start = np.broadcast_to(process.initial, (len(symbols), 1, process.n_states))
+    filter_steps = simplex_jacobian(process, np.concatenate([start, after[:, :-1]], 1), symbols)
+    radius = np.abs(np.linalg.eigvals(projected)).max(-1)
+    filter_radius = np.abs(np.linalg.eigvals(filter_steps)).max(-1)
+    gap = np.linalg.norm(projected - filter_steps, axis=(-2, -1))
     return {
-        "spectral_radius_mean": float(radius.mean()),
-        "spectral_radius_max": float(radius.max()),
-        "spectral_norm_mean": float(norm.mean()),
-        "spectral_norm_max": float(norm.max()),
+        "projected_radius_mean": float(radius.mean()),
+        "projected_radius_max": float(radius.max()),
+        "filter_radius_mean_on_batch": float(filter_radius.mean()),
+        "projected_vs_filter_rel_error": float(
+            gap.mean() / np.linalg.norm(filter_steps, axis=(-2, -1)).mean()
+        ),
     }
 
 
-def jacobian_diagnostics(model: torch.nn.Module, tokens: Tensor) -> dict:
-    """The `jacobian` entry of phases.json for one checkpoint on the probe batch tokens (n, L).
+# ---- summaries -----------------------------------------------------------------------------
+def _summary(matrices: Tensor, prefix: str = "") -> dict[str, float]:
+    """Mean and max spectral radius and norm (largest singular value) over the leading indices."""
+    radius, norm = spectral_radius(matrices), spectral_norm(matrices)
+    return {
+        f"{prefix}spectral_radius_mean": float(radius.mean()),
+        f"{prefix}spectral_radius_max": float(radius.max()),
+        f"{prefix}spectral_norm_mean": float(norm.mean()),
+        f"{prefix}spectral_norm_max": float(norm.max()),
+    }
 
-    Top level: the full map (residual: J_t; recurrent: the stacked-state transition), mean and max
-    over sequences x positions. `blocks`: one entry per block / layer with the same statistics of
-    the block-update Jacobian U_l = B_l - I (residual; the block map B_l itself under `block_map_*`)
-    or of the layer's recurrent Jacobian (recurrent).
-    """
-    kind = map_kind(model)
+
+def residual_diagnostics(model: torch.nn.Module, tokens: Tensor) -> dict:
+    """The `jacobian` entry for a transformer on tokens (n, L): full map J_t at the top level,
+    per block the update U_l raw and scale-normalised (`normalised_*`), the block map B_l
+    (`block_map_*`), and `cross_position` (C_t)."""
+    block_maps = residual_block_jacobians(model, tokens)
+    normalised = normalised_updates(model, tokens, block_maps)
+    identity = torch.eye(block_maps.shape[-1], dtype=block_maps.dtype)
     blocks = []
-    if kind == "residual":
-        block_maps = residual_block_jacobians(model, tokens)
-        full = chain_blocks(block_maps)
-        identity = torch.eye(block_maps.shape[-1], dtype=block_maps.dtype)
-        for b, block in enumerate(block_maps):
-            entry = {"hook": f"blocks.{b}", "map": "update d(resid_post-resid_pre)/d resid_pre"}
-            entry.update(_summary(block - identity))
-            mapped = _summary(block)
-            entry["block_map_spectral_radius_mean"] = mapped["spectral_radius_mean"]
-            entry["block_map_spectral_norm_mean"] = mapped["spectral_norm_mean"]
-            blocks.append(entry)
-    else:
-        per_layer, full = recurrent_jacobians(model, tokens)
-        for b, layer in enumerate(per_layer):
-            entry = {"hook": f"blocks.{b}.hook_hidden", "map": "recurrent dh_t/dh_{t-1}"}
-            entry.update(_summary(layer))
-            blocks.append(entry)
-    return {"kind": kind, **_summary(full), "blocks": blocks}
+    for b, block in enumerate(block_maps):
+        entry = {"hook": f"blocks.{b}", "map": "update U = d(resid_post-resid_pre)/d resid_pre"}
+        entry.update(_summary(block - identity))
+        entry.update(_summary(normalised[b], "normalised_"))
+        mapped = _summary(block)
+        entry["block_map_spectral_radius_mean"] = mapped["spectral_radius_mean"]
+        entry["block_map_spectral_norm_mean"] = mapped["spectral_norm_mean"]
+        blocks.append(entry)
+    out = {"kind": "residual", **_summary(chain_blocks(block_maps)), "blocks": blocks}
+    if tokens.shape[1] > 1:
+        out["cross_position"] = _summary(cross_position_jacobians(model, tokens))
+    return out
+
+
+def recurrent_diagnostics(
+    model: torch.nn.Module,
+    tokens: Tensor,
+    process: HMM | None = None,
+    fit_tokens: Tensor | None = None,
+    lyapunov_tokens: Tensor | None = None,
+) -> dict:
+    """The `jacobian` entry for an RNN: the stacked-state recurrent map on tokens (n, L) at the
+    top level, per layer `blocks` (with W_rec's radius and circular-law radius), `lyapunov` along
+    lyapunov_tokens (n, T) (default tokens), and, given the process, the projection on the
+    probe's belief subspace (belief_projection, probe fitted on fit_tokens, default tokens)."""
+    per_layer, joint = recurrent_jacobians(model, tokens)
+    spectra = recurrent_weight_spectra(model)
+    blocks = []
+    for b, layer in enumerate(per_layer):
+        entry = {"hook": f"blocks.{b}.hook_hidden", "map": "recurrent dh_t/dh_(t-1)"}
+        entry.update(_summary(layer))
+        entry.update({k: v for k, v in spectra[b].items() if k != "hook"})
+        blocks.append(entry)
+    out = {"kind": "recurrent", **_summary(joint), "blocks": blocks}
+    long = tokens if lyapunov_tokens is None else lyapunov_tokens
+    out["lyapunov"] = recurrent_lyapunov(
+        model, long, burn_in=min(LYAPUNOV_BURN_IN, long.shape[1] // 2)
+    )
+    if process is not None:
+        fit = tokens if fit_tokens is None else fit_tokens
+        out.update(belief_projection(model, process, fit, tokens, joint))
+    return out
+
+
+def jacobian_diagnostics(model: torch.nn.Module, tokens: Tensor, **recurrent: object) -> dict:
+    """The `jacobian` entry of phases.json for one checkpoint on the probe batch tokens (n, L):
+    residual_diagnostics or recurrent_diagnostics (keyword arguments go to the latter)."""
+    if map_kind(model) == "residual":
+        return residual_diagnostics(model, tokens)
+    return recurrent_diagnostics(model, tokens, **recurrent)
 
 
 def first_spectral_radius_above_1(checkpoints: list[dict], threshold: float = 1.0) -> int | None:
-    """Seed rule: tokens of the first checkpoint whose mean full-map spectral radius exceeds 1.
+    """Seed rule: tokens of the first checkpoint whose mean recurrent spectral radius exceeds 1.
 
-    checkpoints: phases.json entries, oldest first, each with `tokens` and `jacobian`.
-    Returns None when no checkpoint crosses. See SPECTRAL_RADIUS_MEANING for how to read it.
+    checkpoints: phases.json entries, oldest first, each with `tokens` and `jacobian`. Applies to
+    iterated maps only (SEED_RULE): None for residual networks and when no checkpoint crosses.
     """
     for entry in checkpoints:
+        if entry["jacobian"].get("kind", "recurrent") == "residual":
+            return None
         if entry["jacobian"]["spectral_radius_mean"] > threshold:
             return int(entry["tokens"])
     return None

@@ -1,66 +1,69 @@
 """`beliefgeo phases RUN`: every phase diagnostic on every checkpoint -> RUN/phases.json + figure.
 
-All checkpoints are measured on one fixed probe batch, sampled once from the run's own process with
-`PhaseOptions.seed` (the same for every checkpoint and every run of the command): units and
-sharpness use all `n_sequences` sequences, the Jacobians (the costly part, d_model forward-mode
-passes per position) the first `jacobian_sequences` of them.
+`phases_run` is a thin driver: `phase_setup` fixes what every checkpoint shares (the probe batch,
+sampled once from the run's own process with `PhaseOptions.seed`; long sequences for Lyapunov
+exponents; the training loss for sharpness), `measure_checkpoint` measures one model, the nulls
+(`null_reference`: the same diagnostics for re-initialised networks of the run's shape) and the
+belief update's own dynamics (hmm.belief_dynamics) are added, phases.json is written, and only
+then the figure is drawn (a figure error loses nothing). Units use all `n_sequences` probe
+sequences, the Jacobians (reverse-mode autodiff, one vjp per checkpoint) the first
+`jacobian_sequences`. Update sign flips come from the training loop (metrics.jsonl).
 
-phases.json (DESIGN.md section 5, plus the fields a report needs to read it):
-  {"checkpoints": [{"tokens", "step", "excess_loss", "exact_excess_loss",
-                    "jacobian": {"kind", "spectral_radius_mean", "spectral_radius_max",
-                                 "spectral_norm_mean", "spectral_norm_max", "blocks": [...]},
-                    "units": {"<layer>": {"linear_frac", "saturated_frac", "dead_frac",
-                                          "phase", "act"}},
-                    "sign_flip_frac" (null for the first two checkpoints),
-                    "weight_norms": {"<layer>" | "all": {"norm", "rel_change_from_init"}},
-                    "sharpness" (raw top Hessian eigenvalue of the loss on the probe batch),
-                    "sharpness_detail": {"lr", "raw", "preconditioned", "compared", "threshold",
-                                         "ratio", "iterations", "converged"}}],
-   "first_spectral_radius_above_1": int | null,
-   "first_block_update_radius_above_1": {"blocks.{l}": int | null}  (residual networks),
-   "spectral_radius_meaning", "unit_phase_rule", "sharpness_rule", "probe_batch",
-   "seconds_by_part", "seconds"}
+Every key of phases.json is defined in docs/phases.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
+from hmm import HMM
+from hmm.belief_dynamics import belief_update_dynamics
 from hmm.errors import InvalidInput
-from hmm.files import read_json, write_json
-from models import load_checkpoint, load_run_process, read_run_config, unit_hooks
-from models.checkpoints import read_checkpoint
+from hmm.files import write_json
+from models import build_model, load_checkpoint, load_run_process, read_run_config, unit_hooks
+from models.checkpoints import model_config_of_run, read_checkpoint, trained_positions
+from models.compute import cpu_threads, torch_threads
 from models.run_files import list_checkpoints, read_metrics
-from models.training import cpu_threads, next_token_losses
-from probes.jacobian import (
-    SPECTRAL_RADIUS_MEANING,
-    first_spectral_radius_above_1,
-    jacobian_diagnostics,
+from probes.jacobian import SEED_RULE, first_spectral_radius_above_1, jacobian_diagnostics
+from probes.sharpness import (
+    TrainingLoss,
+    hessian_operator,
+    stability_threshold,
+    top_hessian_eigenvalue,
+    training_loss,
 )
-from probes.sharpness import hessian_operator, stability_threshold, top_hessian_eigenvalue
 from probes.units import __doc__ as UNITS_DOC
-from probes.units import flat_parameters, sign_flip_fraction, unit_regimes, weight_norms
+from probes.units import unit_regimes, weight_norms
+
+SIGN_FLIP_RANDOM_WALK = 0.5
 
 
 @dataclass
 class PhaseOptions:
-    """Probe batch, unit thresholds (DESIGN.md section 5) and power-iteration budget."""
+    """Probe batch, unit thresholds, null seeds and the sharpness budget (docs/phases.md)."""
 
     n_sequences: int = 32
     jacobian_sequences: int = 4
+    lyapunov_sequences: int = 2
+    lyapunov_length: int = 200
+    null_seeds: int = 3
     seed: int = 20240601
     linear_threshold: float = 0.9
     saturated_threshold: float = 0.1
-    linear_phase: float = 0.8
-    saturated_phase: float = 0.5
+    linear_gain: float = 0.8
+    saturated_gain: float = 0.2
     sharpness_max_iter: int = 20
     sharpness_tol: float = 1e-2
+    sharpness_exact_max: int = 4096
+    sharpness_batch: int = 256
     figure: bool = True
 
     def __post_init__(self) -> None:
@@ -71,6 +74,24 @@ class PhaseOptions:
             )
         if self.sharpness_max_iter < 2:
             raise InvalidInput("sharpness_max_iter must be >= 2")
+        if self.null_seeds < 0 or self.lyapunov_length < 2 or self.lyapunov_sequences < 1:
+            raise InvalidInput(
+                "need null_seeds >= 0, lyapunov_length >= 2, lyapunov_sequences >= 1"
+            )
+
+
+@dataclass
+class PhaseSetup:
+    """What every checkpoint of one run shares; `initial` and `warm` fill in as checkpoints pass."""
+
+    process: HMM
+    config: dict
+    options: PhaseOptions
+    tokens: torch.Tensor  # (n_sequences, n_ctx) probe batch
+    lyapunov_tokens: torch.Tensor  # (lyapunov_sequences, lyapunov_length)
+    loss: TrainingLoss
+    initial: dict | None = None  # weights at tokens 0
+    warm: dict = field(default_factory=dict)  # previous Lanczos vectors by kind
 
 
 def probe_batch(run: str | Path, options: PhaseOptions) -> torch.Tensor:
@@ -82,108 +103,187 @@ def probe_batch(run: str | Path, options: PhaseOptions) -> torch.Tensor:
     return torch.from_numpy(tokens)
 
 
+def phase_setup(run: str | Path, options: PhaseOptions) -> PhaseSetup:
+    """The shared inputs of every checkpoint of RUN (probe batch, long sequences, loss)."""
+    config = read_run_config(run)
+    process = load_run_process(run)
+    long, _ = process.sample(
+        options.lyapunov_sequences, options.lyapunov_length, seed=options.seed + 1
+    )
+    loss = training_loss(
+        process,
+        config.get("train", {}),
+        trained_positions(config),
+        exact_max=options.sharpness_exact_max,
+        batch_sequences=options.sharpness_batch,
+    )
+    return PhaseSetup(
+        process, config, options, probe_batch(run, options), torch.from_numpy(long), loss
+    )
+
+
+def measure_model(model: torch.nn.Module, setup: PhaseSetup) -> dict:
+    """Jacobian and unit diagnostics of one model on the setup's probe batch (no training state:
+    used for checkpoints and for the re-initialised nulls)."""
+    options = setup.options
+    jacobian = jacobian_diagnostics(
+        model,
+        setup.tokens[: options.jacobian_sequences],
+        process=setup.process,
+        fit_tokens=setup.tokens,
+        lyapunov_tokens=setup.lyapunov_tokens,
+    )
+    return {"jacobian": jacobian, "units": _units(model, setup.tokens, options)}
+
+
+def measure_checkpoint(model: torch.nn.Module, state: dict, setup: PhaseSetup) -> dict:
+    """Every diagnostic of one checkpoint: {"tokens", "step", "jacobian", "units",
+    "weight_norms", "sharpness", "sharpness_detail", "cpu_seconds": {part: s}}.
+
+    model: the checkpoint's model (eval mode); state: its checkpoint dict (read_checkpoint).
+    The first checkpoint at tokens 0 becomes the reference for weight changes.
+    """
+    clock = time.process_time()
+    weights = {k: v for k, v in state["model"].items() if torch.is_floating_point(v)}
+    if int(state["tokens"]) == 0:
+        setup.initial = weights
+    entry = {"tokens": int(state["tokens"]), "step": state.get("step")}
+    entry.update(measure_model(model, setup))
+    measured = time.process_time()
+    entry["weight_norms"] = weight_norms(weights, setup.initial)
+    detail = _sharpness(model, state, setup)
+    entry["sharpness"] = detail["raw"]
+    entry["sharpness_detail"] = detail
+    entry["cpu_seconds"] = {
+        "jacobian_units": measured - clock,
+        "sharpness": time.process_time() - measured,
+    }
+    return entry
+
+
 def phases_run(run: str | Path, options: PhaseOptions | None = None) -> dict:
-    """Measure every checkpoint of RUN; write RUN/phases.json and RUN/figures/phases.png.
+    """Measure every checkpoint of RUN; write RUN/phases.json, then RUN/figures/phases.png.
 
     Runs on BELIEFGEO_THREADS torch threads (default 1, restored afterwards): the diagnostics are
-    many small tensor operations, and on a busy 2-core CPU two intra-op threads made them ten
-    times slower, not faster.
+    many small tensor operations.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cpu_threads())
-    try:
+    with torch_threads(cpu_threads()):
         return _phases_run(Path(run), options or PhaseOptions())
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _phases_run(run: Path, options: PhaseOptions) -> dict:
-    started = time.perf_counter()
-    config = read_run_config(run)
+    began = time.process_time()
     checkpoints = list_checkpoints(run)
-    tokens = probe_batch(run, options)
+    setup = phase_setup(run, options)
     metrics = _metrics_at(run)
-    train = config.get("train", {})
-    threshold_rule = stability_threshold(
+    entries, model = [], None
+    bar = tqdm(checkpoints, desc="phases", unit="ckpt", disable=not sys.stderr.isatty())
+    for n_tokens, path in bar:
+        model = _load(path, model)
+        entry = measure_checkpoint(model, read_checkpoint(path), setup)
+        entry.update(metrics.get(n_tokens, _NOT_RECORDED))
+        entries.append(entry)
+    result = _assemble(entries, setup, metrics)
+    nulls_began = time.process_time()
+    result["null"] = null_reference(setup, entries[0] if entries[0]["tokens"] == 0 else None)
+    result["cpu_seconds_null"] = time.process_time() - nulls_began
+    result["cpu_seconds"] = time.process_time() - began
+    write_json(run / "phases.json", result)
+    if options.figure:
+        from probes.phase_figures import plot_phases
+
+        plot_phases(run, result)
+    return result
+
+
+def _load(path: Path, model: torch.nn.Module | None) -> torch.nn.Module:
+    """The model of checkpoint `path`: built once, later checkpoints only swap the weights."""
+    if model is None:
+        return load_checkpoint(path)
+    try:
+        model.load_state_dict(read_checkpoint(path)["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise InvalidInput(f"{path} does not match the run's model ({exc})") from None
+    return model.eval()
+
+
+def _assemble(entries: list[dict], setup: PhaseSetup, metrics: dict) -> dict:
+    """phases.json's top level around the checkpoint entries."""
+    kind = entries[0]["jacobian"]["kind"]
+    train = setup.config.get("train", {})
+    rule = stability_threshold(
         train.get("optimizer", "adamw"),
         None,
         train.get("betas", (0.9, 0.999)),
         train.get("momentum", 0.0),
     )
-
-    model = None
-    initial_state = None
-    previous: list[torch.Tensor] = []
-    warm: dict[str, list[torch.Tensor]] = {}
-    entries = []
-    seconds = dict.fromkeys(("load", "jacobian", "units", "weights", "sharpness", "figure"), 0.0)
-    clock = time.perf_counter()
-
-    def lap(part: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[part] += now - clock
-        clock = now
-
-    bar = tqdm(checkpoints, desc="phases", unit="ckpt", disable=not sys.stderr.isatty())
-    for n_tokens, path in bar:
-        state = read_checkpoint(path)
-        if model is None:
-            model = load_checkpoint(path)  # built once; later checkpoints only swap weights
-        else:
-            try:
-                model.load_state_dict(state["model"])
-            except (KeyError, RuntimeError) as exc:
-                raise InvalidInput(f"{path} does not match the run's model ({exc})") from None
-        model.eval()
-        weights = {k: v for k, v in state["model"].items() if torch.is_floating_point(v)}
-        if n_tokens == 0:
-            initial_state = weights
-        entry: dict = {"tokens": n_tokens, "step": state.get("step")}
-        entry.update(metrics.get(n_tokens, {}))
-        lap("load")
-        entry["jacobian"] = jacobian_diagnostics(model, tokens[: options.jacobian_sequences])
-        lap("jacobian")
-        entry["units"] = _units(model, tokens, options)
-        lap("units")
-
-        flat = flat_parameters(weights)
-        previous = (previous + [flat])[-3:]
-        entry["sign_flip_frac"] = sign_flip_fraction(*previous) if len(previous) == 3 else None
-        entry["weight_norms"] = weight_norms(weights, initial_state)
-        lap("weights")
-
-        detail = _sharpness(model, tokens, state, train, options, warm)
-        entry["sharpness"] = detail["raw"]
-        entry["sharpness_detail"] = detail
-        entries.append(entry)
-        lap("sharpness")
-
-    result = {
+    recorded = any(e.get("sign_flip_frac") is not None for e in entries)
+    return {
         "checkpoints": entries,
         "first_spectral_radius_above_1": first_spectral_radius_above_1(entries),
+        "seed_rule": SEED_RULE[kind],
+        "spectral_radius_meaning": SEED_RULE[kind],
+        "belief_update": belief_update_dynamics(setup.process, seed=setup.options.seed),
+        "unit_phase_rule": _unit_rule_text(),
+        "sharpness_rule": rule["rule"],
+        "sharpness_loss": setup.loss.summary(),
+        "sign_flip_source": (
+            "training loop: metrics.jsonl sign_flip_frac, every update pair since the previous "
+            f"checkpoint; {SIGN_FLIP_RANDOM_WALK} = a random walk"
+            if recorded
+            else "not recorded (the run was trained before update sign flips were logged)"
+        ),
+        "probe_batch": {**asdict(setup.options), "n_ctx": int(setup.tokens.shape[1])},
     }
-    kind = entries[0]["jacobian"]["kind"]
-    if kind == "residual":
-        result["first_block_update_radius_above_1"] = {
-            block["hook"]: first_spectral_radius_above_1(
-                [{"tokens": e["tokens"], "jacobian": e["jacobian"]["blocks"][i]} for e in entries]
-            )
-            for i, block in enumerate(entries[0]["jacobian"]["blocks"])
-        }
-    result["spectral_radius_meaning"] = SPECTRAL_RADIUS_MEANING[kind]
-    result["unit_phase_rule"] = _unit_rule_text()
-    result["sharpness_rule"] = threshold_rule["rule"]
-    result["probe_batch"] = {**asdict(options), "n_ctx": int(tokens.shape[1])}
-    if options.figure:
-        from probes.phase_figures import plot_phases
 
-        plot_phases(run, result)
-        lap("figure")
-    result["seconds_by_part"] = seconds
-    result["seconds"] = time.perf_counter() - started
-    write_json(run / "phases.json", result)
-    return result
+
+def null_reference(setup: PhaseSetup, initial_entry: dict | None = None) -> dict:
+    """Nulls for every scalar diagnostic: the value at initialisation (the tokens-0 checkpoint)
+    and over `null_seeds` networks of the run's shape re-initialised with other seeds.
+
+    -> {"seeds", "reinit": {"<key>": {"mean", "sd", "min", "max"}}, "init": {"<key>": value}};
+    keys are dotted paths into a checkpoint entry, e.g. "jacobian.spectral_radius_mean",
+    "units.blocks.0.gain_mean", "jacobian.blocks.1.normalised_spectral_norm_mean".
+    """
+    base = model_config_of_run(setup.config)
+    seeds = [int(base.seed) + 1000 + k for k in range(setup.options.null_seeds)]
+    values: dict[str, list[float]] = {}
+    for seed in seeds:
+        model = build_model(dataclasses.replace(base, seed=seed)).eval()
+        for key, value in scalar_diagnostics(measure_model(model, setup)).items():
+            values.setdefault(key, []).append(value)
+    reinit = {
+        key: {
+            "mean": float(np.mean(v)),
+            "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(np.min(v)),
+            "max": float(np.max(v)),
+        }
+        for key, v in values.items()
+        if len(v) == len(seeds)
+    }
+    init = scalar_diagnostics(initial_entry) if initial_entry else {}
+    return {"seeds": seeds, "reinit": reinit, "init": init}
+
+
+def scalar_diagnostics(entry: dict) -> dict[str, float]:
+    """The numeric leaves of a checkpoint entry's jacobian and units, by dotted path; blocks are
+    addressed by index ("jacobian.blocks.0.spectral_radius_mean")."""
+    out: dict[str, float] = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}", inner)
+        elif isinstance(value, list):
+            for index, inner in enumerate(value):
+                walk(f"{prefix}.{index}", inner)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[prefix] = float(value)
+
+    for part in ("jacobian", "units"):
+        walk(part, entry.get(part, {}))
+    return out
 
 
 def _units(model: torch.nn.Module, tokens: torch.Tensor, options: PhaseOptions) -> dict:
@@ -198,29 +298,20 @@ def _units(model: torch.nn.Module, tokens: torch.Tensor, options: PhaseOptions) 
             act,
             options.linear_threshold,
             options.saturated_threshold,
-            options.linear_phase,
-            options.saturated_phase,
+            options.linear_gain,
+            options.saturated_gain,
         )
         for layer, (hook, act) in layers.items()
     }
 
 
-def _sharpness(
-    model: torch.nn.Module,
-    tokens: torch.Tensor,
-    state: dict,
-    train: dict,
-    options: PhaseOptions,
-    warm: dict[str, list[torch.Tensor]],
-) -> dict:
-    """Raw and (Adam) preconditioned top Hessian eigenvalue of the mean next-token loss on tokens.
-
-    warm: the previous checkpoint's eigenvectors by kind, updated in place (warm starts).
-    """
+def _sharpness(model: torch.nn.Module, state: dict, setup: PhaseSetup) -> dict:
+    """Raw and (Adam) preconditioned top Hessian eigenvalue of the run's training loss
+    (setup.loss), warm-started from the previous checkpoint's eigenvectors (setup.warm)."""
+    train, options = setup.config.get("train", {}), setup.options
     params = list(model.parameters())
     with torch.enable_grad():
-        hessian = hessian_operator(next_token_losses(model(tokens), tokens).mean(), params)
-    budget = {"max_iter": options.sharpness_max_iter, "tol": options.sharpness_tol}
+        hessian = hessian_operator(setup.loss(model), params)
     optimizer_state = state.get("optimizer") or {}
     groups = optimizer_state.get("param_groups") or [{}]
     lr = groups[0].get("lr", train.get("lr"))  # the rate of the next update from this checkpoint
@@ -246,8 +337,15 @@ def _sharpness(
     for kind, scale in scales.items():
         if kind == "preconditioned" and scale is None:
             continue  # no second-moment estimate before the first update
-        found = top_hessian_eigenvalue(hessian, params, scale=scale, init=warm.get(kind), **budget)
-        warm[kind] = found["vector"]
+        found = top_hessian_eigenvalue(
+            hessian,
+            params,
+            scale=scale,
+            init=setup.warm.get(kind),
+            max_iter=options.sharpness_max_iter,
+            tol=options.sharpness_tol,
+        )
+        setup.warm[kind] = found["vector"]
         detail[kind] = found["value"]
         detail["iterations"] += found["iterations"]
         detail["converged"] = detail["converged"] and found["converged"]
@@ -277,24 +375,27 @@ def _adam_scale(params: list[torch.Tensor], optimizer_state: dict) -> list[torch
     return scale
 
 
+_NOT_RECORDED = {"excess_loss": None, "sign_flip_frac": None, "sign_flip_steps": None}
+
+
 def _metrics_at(run: Path) -> dict[int, dict]:
-    """Excess losses logged at each token count in RUN/metrics.jsonl (empty when absent)."""
+    """Per checkpoint token count, from RUN/metrics.jsonl: excess losses and the training loop's
+    update sign-flip summary (null where the run did not record it)."""
     out: dict[int, dict] = {}
     for record in read_metrics(run):
-        entry = {"excess_loss": record.get("excess_loss")}
+        entry = {key: record.get(key) for key in _NOT_RECORDED}
         if "exact_excess_loss" in record:
             entry["exact_excess_loss"] = record["exact_excess_loss"]
-        out[int(record["tokens"])] = entry
+        tokens = int(record["tokens"])
+        if entry["sign_flip_frac"] is None and tokens in out:
+            entry["sign_flip_frac"] = out[tokens].get("sign_flip_frac")
+            entry["sign_flip_steps"] = out[tokens].get("sign_flip_steps")
+        out[tokens] = entry
     return out
 
 
 def _unit_rule_text() -> str:
     """The phase-label rule, quoted from probes/units.py's docstring (its single home)."""
     text = UNITS_DOC or ""
-    start = text.find("Phase label")
+    start = text.find("One criterion")
     return " ".join(text[start:].split()) if start >= 0 else ""
-
-
-def read_phases(run: str | Path) -> dict:
-    """RUN/phases.json (InvalidInput when missing: run `beliefgeo phases RUN` first)."""
-    return read_json(Path(run) / "phases.json")

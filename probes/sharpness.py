@@ -1,5 +1,15 @@
 """Sharpness: the top Hessian eigenvalue of the training loss, beside the stability threshold.
 
+Which loss (`training_loss`, said in phases.json under `sharpness_loss`): the loss the run trains.
+* finite data (`train_sequences` N): the mean next-token loss over the N training windows, the
+  training objective itself ("training_set"; the first `max_sequences` of them when N is larger);
+* fresh data, every input enumerable (hmm.msp.enumerable) and V**positions <= `exact_max`: the
+  exact population loss, every input of `positions` tokens weighted by its probability, each
+  position scored against the true next-token distribution ("exact", as models.loss's
+  ExactEvaluator);
+* otherwise the mean loss on a fixed seeded batch of `batch_sequences` windows of positions + 1
+  tokens ("batch"). Positions are the trained ones (models.checkpoints.trained_positions).
+
 Lanczos iteration (a Krylov refinement of power iteration) on exact Hessian-vector products (double
 backward: the gradient is built once with `create_graph=True`, then each product is one
 `torch.autograd.grad` through it), on a fixed batch, stopped by the Lanczos residual bound at a
@@ -25,13 +35,87 @@ Stability thresholds ("edge of stability"):
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from hmm import HMM
 from hmm.errors import InvalidInput
+from hmm.msp import enumerable
+from models.data import set_seed
+from models.loss import ExactEvaluator, next_token_losses
 
 Vector = list[Tensor]
+SHARPNESS_SEED = 20240607
+
+
+@dataclass
+class TrainingLoss:
+    """The loss whose Hessian is measured. kind "exact": tokens (N, P) every input, probs (N,),
+    true_next (N, P, V); kinds "training_set" / "batch": tokens (N, P + 1) windows."""
+
+    kind: str
+    tokens: Tensor
+    description: str
+    probs: Tensor | None = None
+    true_next: Tensor | None = None
+
+    def __call__(self, model: torch.nn.Module) -> Tensor:
+        """The scalar loss of `model`, attached to its parameters' graph."""
+        if self.kind != "exact":
+            return next_token_losses(model(self.tokens[:, :-1]), self.tokens).mean()
+        logq = F.log_softmax(model(self.tokens).double(), dim=-1)
+        p = self.true_next
+        cross = -torch.where(p > 0, p * logq, torch.zeros_like(logq)).sum(-1)  # (N, P)
+        return (self.probs @ cross).mean()
+
+    def summary(self) -> dict:
+        return {"kind": self.kind, "n_sequences": len(self.tokens), "description": self.description}
+
+
+def training_loss(
+    process: HMM,
+    train: dict,
+    positions: int,
+    exact_max: int = 4096,
+    max_sequences: int = 4096,
+    batch_sequences: int = 256,
+) -> TrainingLoss:
+    """The run's training loss for the Hessian (rules in the module doc). train: config.json's
+    "train" dict; positions: trained input positions (n_ctx for current runs)."""
+    n_set = train.get("train_sequences")
+    if n_set:
+        windows, _ = process.sample(
+            n_set, positions + 1, seed=set_seed(train.get("seed", 0), n_set)
+        )
+        keep = min(n_set, max_sequences)
+        what = f"the training set's {n_set} windows" + (f" (first {keep})" if keep < n_set else "")
+        return TrainingLoss(
+            "training_set", torch.from_numpy(windows[:keep]), f"mean loss over {what}"
+        )
+    if enumerable(process, positions) and process.n_symbols**positions <= exact_max:
+        exact = ExactEvaluator(process, positions)
+        return TrainingLoss(
+            "exact",
+            exact.tokens,
+            f"exact population loss: all {len(exact.tokens)} inputs of {positions} tokens, "
+            "probability-weighted, against the true next-token distributions",
+            exact.probs,
+            exact.true_next,
+        )
+    windows, _ = process.sample(batch_sequences, positions + 1, seed=SHARPNESS_SEED)
+    why = (
+        f"the exact loss has {process.n_symbols}**{positions} inputs, more than {exact_max}"
+        if enumerable(process, positions)
+        else "the inputs cannot be enumerated"
+    )
+    return TrainingLoss(
+        "batch",
+        torch.from_numpy(windows),
+        f"mean loss on a fixed batch of {batch_sequences} sampled windows ({why})",
+    )
 
 
 def hessian_operator(loss: Tensor, params: list[Tensor]) -> Callable[[Vector], Vector]:
@@ -73,26 +157,8 @@ def top_hessian_eigenvalue(
     """
     shapes = [p.shape for p in like]
     sizes = [p.numel() for p in like]
-
-    def product(x: Tensor) -> Tensor:
-        parts = [c.reshape(shape).float() for c, shape in zip(x.split(sizes), shapes, strict=True)]
-        if scale is not None:
-            parts = [d * c for d, c in zip(scale, parts, strict=True)]
-        image = hessian(parts)
-        if scale is not None:
-            image = [d * c for d, c in zip(scale, image, strict=True)]
-        return torch.cat([c.reshape(-1) for c in image]).double()
-
-    generator = torch.Generator().manual_seed(seed)
-    start = torch.randn(sum(sizes), generator=generator, dtype=torch.float64)
-    start = start / start.norm()
-    if init is not None and [v.shape for v in init] == shapes:
-        warm = torch.cat([v.detach().reshape(-1) for v in init]).double()
-        if float(warm.norm()) > 0:
-            # mostly the last top direction, plus a random part so no direction is lost
-            start = warm / warm.norm() + 0.3 * start
-    if not float(start.norm()) > 0:
-        raise InvalidInput("Lanczos needs a non-zero start vector")
+    product = _flat_operator(hessian, shapes, sizes, scale)
+    start = _start_vector(sum(sizes), shapes, init, seed)
     basis = [start / start.norm()]
     alphas: list[float] = []
     betas: list[float] = []
@@ -118,6 +184,38 @@ def top_hessian_eigenvalue(
         basis.append(w / beta)
     vector = [c.reshape(shape).float() for c, shape in zip(ritz.split(sizes), shapes, strict=True)]
     return {"value": theta, "iterations": len(alphas), "converged": converged, "vector": vector}
+
+
+def _flat_operator(
+    hessian: Callable[[Vector], Vector], shapes: list, sizes: list[int], scale: Vector | None
+) -> Callable[[Tensor], Tensor]:
+    """x (P,) float64 -> D H D x (P,) float64, with the parameter shapes unflattened for H."""
+
+    def product(x: Tensor) -> Tensor:
+        parts = [c.reshape(shape).float() for c, shape in zip(x.split(sizes), shapes, strict=True)]
+        if scale is not None:
+            parts = [d * c for d, c in zip(scale, parts, strict=True)]
+        image = hessian(parts)
+        if scale is not None:
+            image = [d * c for d, c in zip(scale, image, strict=True)]
+        return torch.cat([c.reshape(-1) for c in image]).double()
+
+    return product
+
+
+def _start_vector(size: int, shapes: list, init: Vector | None, seed: int) -> Tensor:
+    """A seeded random unit vector, mixed with the warm start `init` when given."""
+    generator = torch.Generator().manual_seed(seed)
+    start = torch.randn(size, generator=generator, dtype=torch.float64)
+    start = start / start.norm()
+    if init is not None and [v.shape for v in init] == shapes:
+        warm = torch.cat([v.detach().reshape(-1) for v in init]).double()
+        if float(warm.norm()) > 0:
+            # mostly the last top direction, plus a random part so no direction is lost
+            start = warm / warm.norm() + 0.3 * start
+    if not float(start.norm()) > 0:
+        raise InvalidInput("Lanczos needs a non-zero start vector")
+    return start
 
 
 def stability_threshold(optimizer: str, lr: float | None, betas=(0.9, 0.999), momentum=0.0) -> dict:

@@ -1,30 +1,24 @@
-"""Unit regimes (linear / hybrid / saturated), update sign flips and weight norms over training.
+"""Unit regimes (linear / hybrid / saturated) and weight norms over training.
 
 The seed's phase picture: sigmoid-like networks start *linear* (small weights, pre-activations
 near 0, f'(z) ~ f'(0)), pass through a *hybrid* phase, and end *saturated* (units pinned at the
-flat ends, f'(z) ~ 0, the net acting as a binary decision graph, learning stalls; update signs
-flip between epochs). ReLU has no flat end on the active side, so it does not saturate in that
-sense.
+flat ends, f'(z) ~ 0, the net acting as a binary decision graph, learning stalls). ReLU has no
+flat end on the active side; its analogue of saturation is units that are off.
 
-Per unit and input, from the pre-activation z (DESIGN.md section 5; thresholds are options):
+One criterion for every activation, the layer's gain: with s_ref the slope of the unit's linear
+regime (f'(0) for sigmoid-like units - tanh, sigmoid, identity - and 1, the slope of the positive
+linear piece, for ReLU-like units - relu, gelu, silu - whose f'(0) is 0.5 or undefined),
 
-* linear:    f'(z) / s_ref >= linear_threshold (0.9). s_ref is the slope of the unit's linear
-             regime: f'(0) for sigmoid-like units (tanh, sigmoid, identity), and the slope of the
-             positive linear piece, 1, for ReLU-like units (relu, gelu, silu), whose f'(0) is 0.5
-             or undefined.
-             For relu this is z > 0 (the unit is on).
-* saturated: f'(z) / max f' <= saturated_threshold (0.1). For relu this is z <= 0 (the unit is off).
-* dead:      a unit saturated on every input of the probe batch (for relu: never on); `dead_frac` is
-             the fraction of units, the other two are fractions of (unit, input) pairs.
+    gain = E[f'(z)] / s_ref   over the (input, unit) pairs of the probe batch,
 
-Phase label of a layer (`phase_label`):
-* sigmoid-like: "linear" if linear_frac >= 0.8, "saturated" if saturated_frac >= 0.5, else "hybrid".
-* ReLU-like: "linear" if linear_frac >= 0.8 (almost every unit on its linear piece for almost every
-  input: the layer is an affine map); "saturated" if dead_frac >= 0.5 (half the units can no longer
-  learn, the ReLU analogue of saturation); else "hybrid" (a piecewise-linear map whose on/off
-  pattern depends on the input - the normal working state). An off ReLU unit on one input is
-  sparsity, not saturation: its gradient returns as soon as another input turns it on, so the
-  saturated_frac of a healthy ReLU layer sits near 0.5 and is not used for the label.
+1 for a layer that acts as its linear part, 0 for one whose units pass no gradient. For ReLU it
+is the fraction of (input, unit) pairs that are on. Per unit the gain is the mean over inputs;
+`gain_quantiles` are the 10/25/50/75/90 % quantiles of the per-unit gains.
+
+Phase label of a layer (`phase_label`, thresholds are options): "linear" if gain >= 0.8,
+"saturated" if gain <= 0.2, else "hybrid". Also reported, per (input, unit) pair:
+linear_frac (f'(z) / s_ref >= 0.9), saturated_frac (f'(z) / max f' <= 0.1; for relu: off) and
+dead_frac (the fraction of units saturated on every input of the batch).
 """
 
 from __future__ import annotations
@@ -61,62 +55,52 @@ def reference_slopes(act: str) -> tuple[float, float]:
     return float(activation_derivative(torch.zeros(1, dtype=torch.float64), act)[0]), max_slope
 
 
+GAIN_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
 def unit_regimes(
     pre: Tensor,
     act: str,
     linear_threshold: float = 0.9,
     saturated_threshold: float = 0.1,
-    linear_phase: float = 0.8,
-    saturated_phase: float = 0.5,
+    linear_gain: float = 0.8,
+    saturated_gain: float = 0.2,
 ) -> dict:
-    """Regime fractions of one layer from its pre-activations pre (..., units) over a probe batch.
+    """Regimes of one layer from its pre-activations pre (..., units) over a probe batch.
 
-    Returns {"linear_frac", "saturated_frac", "dead_frac", "phase", "act"}; rules in the module doc.
+    Returns {"gain_mean", "gain_quantiles": {"q10", "q25", "q50", "q75", "q90"}, "linear_frac",
+    "saturated_frac", "dead_frac", "phase", "act"}; definitions in the module doc.
     """
     if pre.ndim < 2:
         raise InvalidInput(f"pre-activations need shape (..., units), got {tuple(pre.shape)}")
     s_ref, max_slope = reference_slopes(act)
     slope = activation_derivative(pre.detach().double().reshape(-1, pre.shape[-1]), act)
-    linear = slope / s_ref >= linear_threshold
+    relative = slope / s_ref
     saturated = slope / max_slope <= saturated_threshold
+    per_unit = relative.mean(dim=0)
+    levels = torch.tensor(GAIN_QUANTILES, dtype=torch.float64)
+    quantiles = torch.quantile(per_unit, levels)
     result = {
-        "linear_frac": float(linear.double().mean()),
+        "gain_mean": float(relative.mean()),
+        "gain_quantiles": {
+            f"q{round(100 * q)}": float(v) for q, v in zip(GAIN_QUANTILES, quantiles, strict=True)
+        },
+        "linear_frac": float((relative >= linear_threshold).double().mean()),
         "saturated_frac": float(saturated.double().mean()),
         "dead_frac": float(saturated.all(dim=0).double().mean()),
         "act": act,
     }
-    result["phase"] = phase_label(result, act, linear_phase, saturated_phase)
+    result["phase"] = phase_label(result["gain_mean"], linear_gain, saturated_gain)
     return result
 
 
-def phase_label(
-    fractions: Mapping[str, float],
-    act: str,
-    linear_phase: float = 0.8,
-    saturated_phase: float = 0.5,
-) -> str:
-    """'linear' / 'hybrid' / 'saturated' from a layer's fractions (rule in the module doc)."""
-    if fractions["linear_frac"] >= linear_phase:
+def phase_label(gain: float, linear_gain: float = 0.8, saturated_gain: float = 0.2) -> str:
+    """'linear' (gain >= linear_gain) / 'saturated' (gain <= saturated_gain) / 'hybrid'."""
+    if gain >= linear_gain:
         return "linear"
-    key = "dead_frac" if act in RELU_LIKE else "saturated_frac"
-    if fractions[key] >= saturated_phase:
+    if gain <= saturated_gain:
         return "saturated"
     return "hybrid"
-
-
-def sign_flip_fraction(before: Tensor, middle: Tensor, after: Tensor) -> float:
-    """Fraction of parameters whose update sign flips between two consecutive intervals.
-
-    before, middle, after: flat parameter vectors (P,) at three consecutive checkpoints. Counts
-    entries with sign(after - middle) = -sign(middle - before) among entries whose two updates are
-    both non-zero (a parameter that did not move, e.g. a frozen bias, has no sign).
-    """
-    first, second = middle - before, after - middle
-    moved = (first != 0) & (second != 0)
-    if not bool(moved.any()):
-        return 0.0
-    flipped = (torch.sign(first) != torch.sign(second)) & moved
-    return float(flipped.sum() / moved.sum())
 
 
 def parameter_groups(state: Mapping[str, Tensor]) -> dict[str, list[str]]:
@@ -154,14 +138,3 @@ def weight_norms(
                 entry["rel_change_from_init"] = float((w - w0).norm() / w0.norm())
         out[layer] = entry
     return out
-
-
-def flat_parameters(state: Mapping[str, Tensor]) -> Tensor:
-    """All floating-point state-dict entries in name order as one float64 vector (P,)."""
-    return torch.cat(
-        [
-            state[n].detach().double().reshape(-1)
-            for n in sorted(state)
-            if torch.is_floating_point(state[n])
-        ]
-    )

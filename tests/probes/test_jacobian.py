@@ -1,22 +1,34 @@
-"""Jacobians against independent computations: direct autograd, closed forms, known scalings."""
+"""Jacobians against independent computations: direct autograd, closed forms, known scalings,
+a linear RNN's Lyapunov exponent, a hand-built RNN that carries beliefs, random-matrix theory."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
 import torch
 
+from hmm import load_process
+from hmm.belief_dynamics import affine_filter_process, belief_path, simplex_jacobian
 from hmm.errors import InvalidInput
 from models.rnn import RNNConfig, build_rnn
 from models.transformer import TransformerConfig, build_transformer
 from probes.jacobian import (
     chain_blocks,
+    circular_law_radius,
+    cross_position_jacobians,
     first_spectral_radius_above_1,
+    fit_belief_map,
     jacobian_diagnostics,
+    normalised_updates,
+    projected_jacobians,
     recurrent_jacobians,
+    recurrent_lyapunov,
     residual_block_jacobians,
     spectral_norm,
     spectral_radius,
+    stacked_states,
 )
 
 N_CTX = 5
@@ -35,17 +47,18 @@ def tokens():
     return torch.tensor([[0, 1, 2, 1, 0], [2, 2, 0, 1, 1], [1, 0, 0, 2, 1]])
 
 
-def _direct_jacobian(model, tokens, t, layer_in, layer_out, update=False):
-    """d resid_post_{layer_out}[t] / d resid_pre_{layer_in}[t] for one sequence, by replacing the
-    hooked activation at position t with an input and taking torch.autograd.functional.jacobian."""
+def _direct_jacobian(model, tokens, t, layer_in, layer_out, update=False, t_in=None):
+    """d resid_post_{layer_out}[t] / d resid_pre_{layer_in}[t_in] for one sequence, by replacing
+    the hooked activation at t_in (default t) and taking torch.autograd.functional.jacobian."""
+    t_in = t if t_in is None else t_in
     _, cache = model.run_with_cache(tokens)
-    x0 = cache[f"blocks.{layer_in}.hook_resid_pre"][0, t].detach()
+    x0 = cache[f"blocks.{layer_in}.hook_resid_pre"][0, t_in].detach()
 
     def f(x):
         out = []
 
         def put(resid, hook):
-            return torch.cat([resid[:, :t], x[None, None], resid[:, t + 1 :]], dim=1)
+            return torch.cat([resid[:, :t_in], x[None, None], resid[:, t_in + 1 :]], dim=1)
 
         def read(resid, hook):
             out.append(resid[0, t])
@@ -73,15 +86,58 @@ def test_full_map_radius_matches_autograd_and_numpy(transformer, tokens):
         assert spectral_norm(full[i, t]).item() == pytest.approx(expected_norm, rel=1e-4)
 
 
-def test_block_update_jacobian_matches_autograd(transformer, tokens):
+def test_block_update_and_its_normalised_form_match_autograd(transformer, tokens):
     blocks = residual_block_jacobians(transformer, tokens)
     direct = _direct_jacobian(transformer, tokens[1:2], 2, 1, 1, update=True)
     torch.testing.assert_close(blocks[1, 1, 2] - torch.eye(8), direct, atol=1e-5, rtol=1e-4)
+    _, cache = transformer.run_with_cache(tokens[1:2])
+    x = cache["blocks.1.hook_resid_pre"][0, 2]
+    u = cache["blocks.1.hook_resid_post"][0, 2] - x
+    normalised = normalised_updates(transformer, tokens, blocks)
+    torch.testing.assert_close(
+        normalised[1, 1, 2], direct * x.norm() / u.norm(), atol=1e-5, rtol=1e-4
+    )
     summary = jacobian_diagnostics(transformer, tokens)
     radii = spectral_radius(blocks[1] - torch.eye(8))
+    gains = spectral_norm(normalised[1])
     assert summary["blocks"][1]["spectral_radius_mean"] == pytest.approx(float(radii.mean()))
-    assert summary["blocks"][1]["spectral_radius_max"] == pytest.approx(float(radii.max()))
+    assert summary["blocks"][1]["normalised_spectral_norm_mean"] == pytest.approx(
+        float(gains.mean()), rel=1e-6
+    )
     assert summary["kind"] == "residual"
+
+
+def test_normalised_update_ignores_the_residual_stream_scale(transformer, tokens):
+    """With block 0's attention output zeroed, block 0 is x + mlp(LN(x)): scaling resid_pre_0 by 7
+    divides its raw update Jacobian by 7 and leaves the normalised one unchanged. (With attention
+    the MLP reads x + attn(LN x), which does not scale with x, so the invariance is approximate.)"""
+    model = copy.deepcopy(transformer)
+    state = model.state_dict()
+    state["blocks.0.attn.o.weight"].zero_()
+    state["blocks.0.attn.o.bias"].zero_()
+    model.load_state_dict(state)
+    plain = residual_block_jacobians(model, tokens)
+    plain_n = normalised_updates(model, tokens, plain)
+
+    def scale(resid, hook):
+        return 7.0 * resid
+
+    with model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", scale)]):
+        scaled = residual_block_jacobians(model, tokens)
+        scaled_n = normalised_updates(model, tokens, scaled)
+    identity = torch.eye(8)
+    torch.testing.assert_close(
+        scaled[0] - identity, (plain[0] - identity) / 7, atol=1e-5, rtol=1e-3
+    )
+    torch.testing.assert_close(scaled_n[0], plain_n[0], atol=1e-4, rtol=1e-3)
+
+
+def test_cross_position_jacobian_matches_autograd(transformer, tokens):
+    cross = cross_position_jacobians(transformer, tokens)
+    assert cross.shape == (3, N_CTX - 1, 8, 8)
+    for i, t in [(0, 1), (2, 4)]:
+        direct = _direct_jacobian(transformer, tokens[i : i + 1], t, 0, 1, t_in=t - 1)
+        torch.testing.assert_close(cross[i, t - 1], direct, atol=1e-5, rtol=1e-4)
 
 
 def test_rnn_recurrent_jacobian_is_diag_fprime_times_w_rec(tokens):
@@ -99,30 +155,99 @@ def test_rnn_recurrent_jacobian_is_diag_fprime_times_w_rec(tokens):
     torch.testing.assert_close(joint[..., :6, 6:], torch.zeros_like(joint[..., :6, 6:]))
 
 
-def test_rnn_radius_scales_with_recurrent_weights(tokens):
-    """ReLU units kept active by a large bias: dh_t/dh_{t-1} = W_rec exactly, so scaling W_rec by c
-    scales the recurrent spectral radius by c."""
-    model = build_rnn(RNNConfig(hidden=5, act_fn="relu", n_ctx=N_CTX, seed=2)).eval()
+def _linear_rnn(gain: float, hidden: int = 5):
+    """ReLU RNN kept in its linear piece (positive bias, positive W_rec): dh_t/dh_{t-1} = W_rec
+    = gain * a symmetric doubly stochastic matrix, whose spectral radius is `gain`."""
+    model = build_rnn(RNNConfig(hidden=hidden, act_fn="relu", n_ctx=N_CTX, seed=2)).eval()
     state = model.state_dict()
-    state["blocks.0.W_in.bias"] = torch.full((5,), 10.0)
-    w_rec = torch.randn(5, 5, generator=torch.Generator().manual_seed(0)) * 0.05
-    radii = []
-    for factor in (1.0, 3.0):
-        state["blocks.0.W_rec.weight"] = factor * w_rec
-        model.load_state_dict(state)
-        radii.append(jacobian_diagnostics(model, tokens)["spectral_radius_mean"])
-    expected = np.abs(np.linalg.eigvals(w_rec.double().numpy())).max()
-    assert radii[0] == pytest.approx(expected, rel=1e-5)
-    assert radii[1] == pytest.approx(3.0 * radii[0], rel=1e-5)
+    rng = np.random.default_rng(0)
+    a = rng.random((hidden, hidden))
+    sym = a + a.T
+    for _ in range(200):  # Sinkhorn on a symmetric matrix -> symmetric doubly stochastic
+        sym = sym / sym.sum(1, keepdims=True)
+        sym = (sym + sym.T) / 2
+    state["blocks.0.W_in.bias"] = torch.full((hidden,), 10.0)
+    state["blocks.0.W_in.weight"] = torch.rand(
+        hidden, hidden, generator=torch.Generator().manual_seed(0)
+    )
+    state["embed.weight"] = torch.rand(3, hidden, generator=torch.Generator().manual_seed(1))
+    state["blocks.0.W_rec.weight"] = torch.tensor(gain * sym, dtype=torch.float32)
+    model.load_state_dict(state)
+    return model, gain * sym
 
 
-def test_seed_rule_picks_first_checkpoint_above_one():
+@pytest.mark.parametrize("gain", [0.7, 1.3])
+def test_lyapunov_of_a_linear_rnn_is_log_of_its_spectral_radius(gain):
+    model, w_rec = _linear_rnn(gain)
+    assert np.abs(np.linalg.eigvals(w_rec)).max() == pytest.approx(gain, rel=1e-9)
+    long = torch.from_numpy(load_process("mess3").sample(2, 60, seed=0)[0])
+    assert recurrent_lyapunov(model, long, burn_in=20) == pytest.approx(np.log(gain), abs=1e-5)
+    radius = jacobian_diagnostics(model, long[:, :N_CTX])["spectral_radius_mean"]
+    assert radius == pytest.approx(gain, rel=1e-5)
+
+
+def _belief_rnn(contraction: float, mixing: np.ndarray, shift: float = 0.1):
+    """A ReLU RNN whose hidden state is the belief of affine_filter_process(mixing, contraction)
+    plus `shift` (once the zero initial state is forgotten): W_rec = c K^T, input (1 - c) e_x."""
+    model = build_rnn(RNNConfig(hidden=3, act_fn="relu", n_ctx=N_CTX, seed=0)).eval()
+    state = model.state_dict()
+    m_t = torch.tensor(contraction * mixing.T, dtype=torch.float32)
+    state["embed.weight"] = torch.eye(3)
+    state["blocks.0.W_in.weight"] = (1 - contraction) * torch.eye(3)
+    state["blocks.0.W_in.bias"] = shift * (torch.ones(3) - m_t.sum(1))
+    state["blocks.0.W_rec.weight"] = m_t
+    model.load_state_dict(state)
+    return model
+
+
+MIXING = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
+
+
+def test_rnn_carrying_beliefs_linearly_has_the_filters_jacobian_on_its_belief_subspace():
+    c = 0.2
+    process = affine_filter_process(MIXING, c)
+    model = _belief_rnn(c, MIXING)
+    tokens, before = belief_path(process, 6, 12, seed=1)
+    batch = torch.from_numpy(tokens)
+    _, joint = recurrent_jacobians(model, batch)
+    filter_steps = simplex_jacobian(process, before, tokens)
+    # exact belief map (the hidden state is belief + shift): projected == filter Jacobian
+    np.testing.assert_allclose(projected_jacobians(joint, np.eye(3)), filter_steps, atol=1e-6)
+    # the least-squares probe recovers that map once the zero initial state is forgotten
+    _, states = stacked_states(model, batch)
+    later = slice(5, None)
+    w = fit_belief_map(
+        states[:, later].reshape(-1, 3).double().numpy(),
+        process.beliefs(tokens)[:, later].reshape(-1, 3),
+    )
+    np.testing.assert_allclose(projected_jacobians(joint, w), filter_steps, atol=1e-3)
+    found = jacobian_diagnostics(model, batch, process=process)
+    assert found["projected_radius_mean"] == pytest.approx(
+        found["filter_radius_mean_on_batch"], rel=2e-2
+    )
+    assert found["filter_radius_mean_on_batch"] == pytest.approx(c * 0.6, rel=1e-9)
+
+
+def test_circular_law_radius_of_a_large_random_matrix():
+    """sigma sqrt(N) (Girko); at N = 500 the largest |eigenvalue| of a Gaussian matrix exceeds it
+    by about sqrt(log(N / 2 pi) / 4N) = 4.7 % (Rider 2003), within the issue's 5 %."""
+    generator = torch.Generator().manual_seed(0)
+    matrix = torch.randn(500, 500, generator=generator, dtype=torch.float64) * 0.05
+    expected = 0.05 * np.sqrt(500)
+    assert circular_law_radius(matrix) == pytest.approx(expected, rel=0.01)
+    largest = np.abs(np.linalg.eigvals(matrix.numpy())).max()
+    assert largest == pytest.approx(circular_law_radius(matrix), rel=0.05)
+
+
+def test_seed_rule_applies_to_recurrent_maps_only():
     entries = [
-        {"tokens": t, "jacobian": {"spectral_radius_mean": r}}
+        {"tokens": t, "jacobian": {"kind": "recurrent", "spectral_radius_mean": r}}
         for t, r in [(0, 0.5), (10, 0.99), (20, 1.2), (40, 0.8), (80, 1.5)]
     ]
     assert first_spectral_radius_above_1(entries) == 20
     assert first_spectral_radius_above_1(entries[:2]) is None
+    residual = [{"tokens": 0, "jacobian": {"kind": "residual", "spectral_radius_mean": 5.0}}]
+    assert first_spectral_radius_above_1(residual) is None
 
 
 def test_model_without_known_hooks_is_invalid_input(tokens):

@@ -1,11 +1,14 @@
-"""phases_run end to end on tiny runs from the trainer, and its bad-input contract."""
+"""phases_run end to end on tiny runs from the trainer, its pieces against independent
+computations, and its bad-input contract."""
 
 from __future__ import annotations
 
 import json
 import shutil
 
+import numpy as np
 import pytest
+import torch
 
 from hmm import load_process
 from hmm.errors import InvalidInput
@@ -13,25 +16,42 @@ from models.recipes import TrainConfig
 from models.rnn import RNNConfig
 from models.training import train
 from models.transformer import TransformerConfig
-from probes.phase_study import PhaseOptions, phases_run, probe_batch
+from probes.phase_study import (
+    PhaseOptions,
+    phase_setup,
+    phases_run,
+    probe_batch,
+    scalar_diagnostics,
+)
 
 N_CTX = 5
-OPTIONS = PhaseOptions(n_sequences=8, jacobian_sequences=2, sharpness_max_iter=6)
-UNIT_KEYS = {"linear_frac", "saturated_frac", "dead_frac", "phase", "act"}
+OPTIONS = PhaseOptions(
+    n_sequences=8, jacobian_sequences=2, sharpness_max_iter=6, lyapunov_length=30, null_seeds=3
+)
+UNIT_KEYS = {
+    "linear_frac",
+    "saturated_frac",
+    "dead_frac",
+    "phase",
+    "act",
+    "gain_mean",
+    "gain_quantiles",
+}
 JACOBIAN_KEYS = {"spectral_radius_mean", "spectral_radius_max", "spectral_norm_mean", "blocks"}
 
 
-def _train(path, model, optimizer="adamw"):
+def _train(path, model, optimizer="adamw", **extra):
     recipe = TrainConfig(
         tokens=9 * 16 * N_CTX,
         batch_size=16,
         warmup_steps=2,
         n_checkpoints=4,
-        exact_eval=False,
+        exact_eval="off",
         log_every=2,
         optimizer=optimizer,
         lr=3e-3 if optimizer == "adamw" else 0.05,
         schedule="cosine" if optimizer == "adamw" else "constant",
+        **extra,
     )
     train(load_process("mess3"), model, recipe, path, progress=False)
     return path
@@ -46,59 +66,136 @@ def transformer_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rnn_run(tmp_path_factory):
     model = RNNConfig(hidden=8, act_fn="sigmoid", n_ctx=N_CTX)
-    return _train(tmp_path_factory.mktemp("phases") / "r", model, optimizer="sgd")
+    return _train(
+        tmp_path_factory.mktemp("phases") / "r", model, optimizer="sgd", train_sequences=20
+    )
 
 
 def test_transformer_run_writes_the_design_schema(transformer_run):
-    (transformer_run / "probes.json").write_text(
-        json.dumps(
-            {
-                "checkpoints": [
-                    {"tokens": 0, "layers": {"concat": {"r2_heldout": 0.5}}},
-                    {"tokens": 960, "layers": {"concat": {"r2_heldout": 0.7}}},
-                ]
-            }
-        )
-    )
     result = phases_run(transformer_run, OPTIONS)
     stored = json.loads((transformer_run / "phases.json").read_text())
-    assert stored["first_spectral_radius_above_1"] == result["first_spectral_radius_above_1"]
+    assert stored["first_spectral_radius_above_1"] is None  # not applied to feed-forward maps
+    assert "feed-forward" in stored["seed_rule"]
     entries = stored["checkpoints"]
     assert [e["tokens"] for e in entries] == sorted(e["tokens"] for e in entries)
     assert entries[0]["tokens"] == 0 and len(entries) >= 4
     for entry in entries:
         assert JACOBIAN_KEYS <= set(entry["jacobian"])
-        assert len(entry["jacobian"]["blocks"]) == 2
+        assert "normalised_spectral_norm_mean" in entry["jacobian"]["blocks"][0]
+        assert "spectral_norm_mean" in entry["jacobian"]["cross_position"]
         assert set(entry["units"]) == {"blocks.0.mlp", "blocks.1.mlp"}
         assert all(UNIT_KEYS == set(u) for u in entry["units"].values())
-        assert entry["sharpness"] > 0
         assert entry["sharpness_detail"]["compared"] == "preconditioned"
-    assert entries[0]["sign_flip_frac"] is None and entries[1]["sign_flip_frac"] is None
-    assert all(0 <= e["sign_flip_frac"] <= 1 for e in entries[2:])
+    # sign flips come from the training loop's metrics.jsonl, checkpoint by checkpoint
+    logged = {}
+    for line in (transformer_run / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record.get("sign_flip_frac") is not None:
+            logged[record["tokens"]] = record["sign_flip_frac"]
+    assert logged and all(
+        e["sign_flip_frac"] == logged[e["tokens"]] for e in entries if e["tokens"] in logged
+    )
+    assert stored["sign_flip_source"].startswith("training loop")
     assert entries[0]["weight_norms"]["all"]["rel_change_from_init"] == 0.0
-    assert entries[-1]["weight_norms"]["all"]["rel_change_from_init"] > 0
-    assert entries[1]["sharpness_detail"]["preconditioned"] > 0  # Adam state exists after step 1
-    rule = stored["first_spectral_radius_above_1"]
-    first = next((e["tokens"] for e in entries if e["jacobian"]["spectral_radius_mean"] > 1), None)
-    assert rule == first
-    assert "identity" in stored["spectral_radius_meaning"]
-    assert set(stored["first_block_update_radius_above_1"]) == {"blocks.0", "blocks.1"}
+    # exact sharpness: 3**5 inputs are enumerable
+    assert stored["sharpness_loss"]["kind"] == "exact"
+    assert stored["sharpness_loss"]["n_sequences"] == 3**N_CTX
+    # nulls: the tokens-0 checkpoint and 3 re-initialised networks of the same shape
+    null = stored["null"]
+    assert len(null["seeds"]) == 3
+    key = "jacobian.blocks.0.normalised_spectral_norm_mean"
+    assert null["init"][key] == entries[0]["jacobian"]["blocks"][0]["normalised_spectral_norm_mean"]
+    band = null["reinit"][key]
+    assert band["min"] <= band["mean"] <= band["max"]
+    assert stored["belief_update"]["lyapunov"] < 0
+    assert result["cpu_seconds"] > 0
     assert (transformer_run / "figures" / "phases.png").stat().st_size > 10_000
 
 
-def test_rnn_run_uses_recurrent_jacobian_and_sgd_threshold(rnn_run):
+def test_rnn_run_reports_lyapunov_projection_and_training_set_sharpness(rnn_run):
     result = phases_run(rnn_run, OPTIONS)
     entry = result["checkpoints"][-1]
-    assert entry["jacobian"]["kind"] == "recurrent"
+    jac = entry["jacobian"]
+    assert jac["kind"] == "recurrent"
+    assert {"lyapunov", "projected_radius_mean", "filter_radius_mean_on_batch"} <= set(jac)
+    assert {"w_rec_spectral_radius", "w_rec_circular_law_radius"} <= set(jac["blocks"][0])
     assert entry["units"]["blocks.0"]["act"] == "sigmoid"
     detail = entry["sharpness_detail"]
     assert detail["compared"] == "raw" and detail["threshold"] == pytest.approx(2 / 0.05)
     assert detail["ratio"] == pytest.approx(entry["sharpness"] / detail["threshold"])
-    assert "amplified" in result["spectral_radius_meaning"]
+    assert result["sharpness_loss"]["kind"] == "training_set"
+    assert result["sharpness_loss"]["n_sequences"] == 20
+    first = next(
+        (e["tokens"] for e in result["checkpoints"] if e["jacobian"]["spectral_radius_mean"] > 1),
+        None,
+    )
+    assert result["first_spectral_radius_above_1"] == first
+    assert "Lyapunov" in result["seed_rule"]
+
+
+def test_training_set_loss_is_the_runs_fixed_set(rnn_run):
+    """The sharpness loss of a finite-data run is the mean over the very windows it trained on."""
+    from models.data import TrainingData
+
+    setup = phase_setup(rnn_run, OPTIONS)
+    data = TrainingData(load_process("mess3"), N_CTX, 16, 0, 20)
+    assert torch.equal(setup.loss.tokens, data.fixed)
+
+
+def test_exact_loss_equals_brute_force_over_every_window(transformer_run):
+    """Exact population loss == sum over every (n_ctx+1)-token window of P(window) x its mean
+    next-token loss (independent of the true-next-distribution shortcut)."""
+    from models import load_checkpoint
+    from models.loss import next_token_losses
+    from models.run_files import list_checkpoints
+
+    setup = phase_setup(transformer_run, OPTIONS)
+    model = load_checkpoint(list_checkpoints(transformer_run)[-1][1])
+    windows, probs = load_process("mess3").enumerate(N_CTX + 1)
+    windows = torch.from_numpy(windows)
+    with torch.no_grad():
+        per_window = next_token_losses(model(windows[:, :-1]), windows).double().mean(1)
+        expected = float(torch.from_numpy(probs) @ per_window)
+        assert float(setup.loss(model)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_old_runs_without_sign_flips_say_not_recorded(rnn_run, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(rnn_run, old)
+    lines = []
+    for line in (old / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        record.pop("sign_flip_frac", None)
+        record.pop("sign_flip_steps", None)
+        lines.append(json.dumps(record))
+    (old / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    options = PhaseOptions(
+        n_sequences=4,
+        jacobian_sequences=1,
+        sharpness_max_iter=2,
+        lyapunov_length=10,
+        null_seeds=0,
+        figure=False,
+    )
+    result = phases_run(old, options)
+    assert all(e["sign_flip_frac"] is None for e in result["checkpoints"])
+    assert result["sign_flip_source"].startswith("not recorded")
+
+
+def test_scalar_diagnostics_flattens_by_dotted_path():
+    entry = {"jacobian": {"a": 1.0, "blocks": [{"b": 2}], "kind": "x"}, "units": {"u": {"g": 3}}}
+    assert scalar_diagnostics(entry) == {
+        "jacobian.a": 1.0,
+        "jacobian.blocks.0.b": 2.0,
+        "units.u.g": 3.0,
+    }
 
 
 def test_probe_batch_is_fixed(rnn_run):
     assert probe_batch(rnn_run, OPTIONS).equal(probe_batch(rnn_run, OPTIONS))
+    assert np.array_equal(
+        phase_setup(rnn_run, OPTIONS).lyapunov_tokens, phase_setup(rnn_run, OPTIONS).lyapunov_tokens
+    )
 
 
 def test_no_checkpoints_or_corrupt_checkpoint_is_invalid_input(rnn_run, tmp_path):

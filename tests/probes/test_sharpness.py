@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from models.loss import next_token_losses
 from models.rnn import RNNConfig, build_rnn
-from models.training import next_token_losses
 from probes.sharpness import hessian_operator, stability_threshold, top_hessian_eigenvalue
 
 
@@ -87,3 +87,18 @@ def test_stability_thresholds():
     adam = stability_threshold("adamw", 1e-3, betas=(0.9, 0.999))
     assert adam["threshold"] == pytest.approx(38_000.0) and adam["compares"] == "preconditioned"
     assert stability_threshold("adamw", 0.0)["threshold"] is None
+
+
+def test_training_loss_picks_the_runs_loss():
+    from hmm import load_process
+    from probes.sharpness import training_loss
+
+    mess3 = load_process("mess3")
+    exact = training_loss(mess3, {}, 5)
+    assert exact.kind == "exact" and exact.tokens.shape == (3**5, 5)
+    assert float(exact.probs.sum()) == pytest.approx(1.0)
+    batch = training_loss(mess3, {}, 10, exact_max=4096, batch_sequences=64)
+    assert batch.kind == "batch" and batch.tokens.shape == (64, 11)
+    assert "3**10 inputs" in batch.description
+    finite = training_loss(mess3, {"train_sequences": 30, "seed": 2}, 10, max_sequences=25)
+    assert finite.kind == "training_set" and finite.tokens.shape == (25, 11)

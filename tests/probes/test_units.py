@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,7 +11,6 @@ from models.rnn import RNNConfig, build_rnn
 from probes.units import (
     activation_derivative,
     phase_label,
-    sign_flip_fraction,
     unit_regimes,
     weight_norms,
 )
@@ -38,17 +38,32 @@ def test_identity_units_are_all_linear():
 
 @pytest.mark.parametrize("act", ["tanh", "sigmoid"])
 def test_sigmoid_like_units_go_linear_to_saturated_with_scale(act):
-    assert unit_regimes(_z(1e-3), act) == {
-        "linear_frac": 1.0,
-        "saturated_frac": 0.0,
-        "dead_frac": 0.0,
-        "act": act,
-        "phase": "linear",
-    }
+    small = unit_regimes(_z(1e-3), act)
+    assert small["linear_frac"] == 1.0 and small["phase"] == "linear"
+    assert small["gain_mean"] == pytest.approx(1.0, abs=1e-5)
     big = unit_regimes(_z(100.0), act)
     assert big["saturated_frac"] > 0.9 and big["phase"] == "saturated"
-    middle = unit_regimes(_z(1.5), act)
-    assert middle["phase"] == "hybrid"
+    assert unit_regimes(_z(1.5), act)["phase"] == "hybrid"
+
+
+def test_tanh_gain_is_the_gaussian_expectation_of_its_slope():
+    """z ~ N(0, 1.5^2): E[1 - tanh(z)^2] by quadrature on a fine grid (independent of autodiff)."""
+    z = _z(1.5, shape=(20_000, 8))
+    grid = np.linspace(-12, 12, 200_001)
+    density = np.exp(-0.5 * (grid / 1.5) ** 2) / (1.5 * np.sqrt(2 * np.pi))
+    expected = np.trapezoid((1 - np.tanh(grid) ** 2) * density, grid)
+    found = unit_regimes(z, "tanh")
+    assert found["gain_mean"] == pytest.approx(expected, abs=5e-3)
+    per_unit = (1 - torch.tanh(z.double()) ** 2).mean(0).numpy()
+    assert found["gain_quantiles"]["q50"] == pytest.approx(np.quantile(per_unit, 0.5))
+    assert found["gain_quantiles"]["q10"] == pytest.approx(np.quantile(per_unit, 0.1))
+
+
+def test_sigmoid_gain_is_relative_to_its_slope_at_zero():
+    z = torch.tensor([[0.0], [2.0], [-1.0]], dtype=torch.float64)
+    s = 1 / (1 + np.exp(-np.array([0.0, 2.0, -1.0])))
+    expected = np.mean(s * (1 - s) / 0.25)
+    assert unit_regimes(z, "sigmoid")["gain_mean"] == pytest.approx(expected, rel=1e-9)
 
 
 def test_tanh_thresholds_are_the_documented_ones():
@@ -61,33 +76,33 @@ def test_tanh_thresholds_are_the_documented_ones():
     assert custom["linear_frac"] == pytest.approx(4 / 8)  # 1 - tanh^2 >= 0.5 iff |z| <= 0.8814
 
 
-def test_relu_regimes_and_dead_units():
+def test_relu_gain_is_the_fraction_on_and_labels_use_the_same_rule():
     z = torch.tensor([[1.0, -1.0, -2.0, 0.5], [2.0, -0.5, -1.0, -0.1], [-1.0, -3.0, -0.2, 0.3]])
     regimes = unit_regimes(z, "relu")  # 3 inputs x 4 units; units 1 and 2 never fire
+    assert regimes["gain_mean"] == pytest.approx(4 / 12)
+    assert regimes["gain_quantiles"]["q50"] == pytest.approx(1 / 3)  # per unit: 2/3, 0, 0, 2/3
     assert regimes["linear_frac"] == pytest.approx(4 / 12)
     assert regimes["saturated_frac"] == pytest.approx(8 / 12)
     assert regimes["dead_frac"] == pytest.approx(2 / 4)
-    assert regimes["phase"] == "saturated"  # half the units dead
-    healthy = unit_regimes(_z(1.0), "relu")
-    assert 0.4 < healthy["saturated_frac"] < 0.6 and healthy["dead_frac"] == 0.0
-    assert healthy["phase"] == "hybrid"
+    assert regimes["phase"] == "hybrid"
+    assert unit_regimes(_z(1.0), "relu")["phase"] == "hybrid"  # half on
+    assert unit_regimes(_z(1.0) + 5, "relu")["phase"] == "linear"  # always on: affine
+    assert unit_regimes(_z(1.0) - 2, "relu")["phase"] == "saturated"  # mostly off
 
 
-def test_phase_label_rules():
-    assert (
-        phase_label({"linear_frac": 0.8, "saturated_frac": 0.0, "dead_frac": 0}, "tanh") == "linear"
-    )
-    assert (
-        phase_label({"linear_frac": 0.1, "saturated_frac": 0.5, "dead_frac": 0}, "tanh")
-        == "saturated"
-    )
-    assert (
-        phase_label({"linear_frac": 0.4, "saturated_frac": 0.4, "dead_frac": 0}, "tanh") == "hybrid"
-    )
-    assert (
-        phase_label({"linear_frac": 0.4, "saturated_frac": 0.6, "dead_frac": 0.1}, "relu")
-        == "hybrid"
-    )
+@pytest.mark.parametrize("act", ["gelu", "silu"])
+def test_gelu_and_silu_gains_use_the_positive_piece_slope(act):
+    z = torch.tensor([[3.0, -3.0, 0.0]], dtype=torch.float64).T
+    f = {"gelu": torch.nn.functional.gelu, "silu": torch.nn.functional.silu}[act]
+    x = z.clone().requires_grad_(True)
+    (slope,) = torch.autograd.grad(f(x).sum(), x)
+    assert unit_regimes(z, act)["gain_mean"] == pytest.approx(float(slope.mean()), rel=1e-9)
+
+
+def test_phase_label_thresholds():
+    assert phase_label(0.8) == "linear" and phase_label(0.79) == "hybrid"
+    assert phase_label(0.2) == "saturated" and phase_label(0.21) == "hybrid"
+    assert phase_label(0.5, linear_gain=0.5) == "linear"
 
 
 def test_rnn_with_tiny_weights_is_linear_from_its_hooks():
@@ -97,17 +112,6 @@ def test_rnn_with_tiny_weights_is_linear_from_its_hooks():
             p.mul_(1e-3)
     _, cache = model.run_with_cache(torch.tensor([[0, 1, 2, 0, 1, 2]]))
     assert unit_regimes(cache["blocks.0.hook_pre"], "tanh")["linear_frac"] == 1.0
-
-
-def test_sign_flip_fraction_on_synthetic_sequences():
-    before = torch.zeros(5)
-    middle = torch.tensor([1.0, 1.0, 1.0, 0.0, -1.0])
-    after = torch.tensor([0.0, 2.0, 1.0, 5.0, -3.0])
-    # updates: (+, -), (+, +), (+, 0), (0, +), (-, -): two entries moved twice, one of them flipped
-    assert sign_flip_fraction(before, middle, after) == pytest.approx(1 / 3)
-    oscillating = [torch.tensor([0.0, 0.0]), torch.tensor([1.0, -1.0]), torch.tensor([0.0, 0.0])]
-    assert sign_flip_fraction(*oscillating) == 1.0
-    assert sign_flip_fraction(before, before, before) == 0.0
 
 
 def test_weight_norms_per_layer_and_relative_change():
