@@ -199,11 +199,15 @@ def connect(address: str | None, max_parallel: int):
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     try:
         if address is None:
-            ray.init(num_cpus=max_parallel, include_dashboard=False, **quiet)
+            # "local": a new instance even when another Ray runs on this machine
+            ray.init(address="local", num_cpus=max_parallel, include_dashboard=False, **quiet)
         else:
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise InvalidInput(f"cannot attach to Ray at --address {address}: {exc}") from None
+        raise InvalidInput(
+            f"cannot attach to Ray at --address {address}: {' '.join(str(exc).split())} (a "
+            "cluster with token authentication also needs RAY_AUTH_MODE=token here)"
+        ) from None
     return ray
 
 

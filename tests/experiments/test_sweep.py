@@ -1,0 +1,240 @@
+"""Sweeps: the spec's points and names, bad input before anything starts, the interval formula, and
+on a real Ray: a SIGKILLed driver resumes without training a point twice, a failing point leaves
+the others complete, a separately started cluster is driven through --address, and the summary's
+means and intervals equal a recomputation from the run folders."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.cli import main
+from experiments.sweep import POINT_FILE, expand
+from experiments.sweep_summary import interval
+from hmm.errors import InvalidInput
+
+# an RNN of hidden 8 on a context of 4 (81 input sequences) for 2,000 tokens: seconds per point
+TINY = {
+    "process": "mess3",
+    "arch": "rnn",
+    "hidden": 8,
+    "n_ctx": 4,
+    "tokens": 2000,
+    "n_checkpoints": 2,
+    "batch_size": 32,
+    "warmup_steps": 0,
+    "optimizer": "sgd",
+    "schedule": "constant",
+    "lr": 0.01,
+}
+DIVERGES = 1e30  # SGD at this rate drives the ReLU RNN's loss to NaN within two steps
+T_975_1 = 12.706204736174698  # Student t quantile 0.975 with 1 degree of freedom (tables)
+
+
+def _spec(tmp_path: Path, axes: dict, base: dict | None = None) -> Path:
+    path = tmp_path / f"spec-{len(list(tmp_path.glob('spec-*')))}.json"
+    path.write_text(json.dumps({"base": TINY if base is None else base, "axes": axes}))
+    return path
+
+
+def _exit_code(argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+# ---- without Ray ----------------------------------------------------------------------------------
+def test_points_cross_the_axes_and_link_linked_ones():
+    points = expand(
+        {"base": {"tokens": 5}, "axes": {"arch+act_fn": [["rnn", "tanh"], ["transformer", "relu"]],
+                                          "seed": [0, 1]}}  # fmt: skip
+    )
+    assert [p.name for p in points] == [
+        "arch=rnn,act_fn=tanh,seed=0",
+        "arch=rnn,act_fn=tanh,seed=1",
+        "arch=transformer,act_fn=relu,seed=0",
+        "arch=transformer,act_fn=relu,seed=1",
+    ]
+    assert points[3].settings == {"tokens": 5, "arch": "transformer", "act_fn": "relu", "seed": 1}
+    assert points[3].setting == "arch=transformer,act_fn=relu"
+    with pytest.raises(InvalidInput):
+        expand({"base": {}, "axes": {"seed": [0, 0]}})
+
+
+def test_interval_is_the_t_interval():
+    stats = interval([0.5, 0.7, None, float("nan")])
+    mean, sd = 0.6, math.sqrt(0.02)
+    assert stats["n"] == 2 and stats["mean"] == pytest.approx(mean)
+    assert stats["sd"] == pytest.approx(sd)
+    assert stats["ci95_low"] == pytest.approx(mean - T_975_1 * sd / math.sqrt(2))
+    assert stats["ci95_high"] == pytest.approx(mean + T_975_1 * sd / math.sqrt(2))
+    assert interval([1.0])["sd"] is None and interval([])["mean"] is None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "axes, base, message",
+    [
+        ({"colour": ["red"]}, None, "unknown axis"),
+        ({"seed": []}, None, "empty"),
+        ({"act_fn": ["tanh", "gelu"]}, None, "act_fn=gelu"),
+        ({"hidden": [8, -1]}, None, "hidden=-1"),
+        ({"process": ["mess3", "nonsense"]}, None, "process=nonsense"),
+        ({"config": ["no-such-recipe"]}, None, "recipe"),
+        ({"seed": [0]}, {"arch": "rnn"}, "no process"),
+    ],
+)
+def test_bad_spec_exits_2_before_anything_starts(tmp_path, capsys, axes, base, message):
+    out = tmp_path / "out"
+    assert _exit_code(["sweep", str(_spec(tmp_path, axes, base)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_different_sweep_or_an_unreachable_address_exits_2_and_loses_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sweep.json").write_text('{"format": "beliefgeo-sweep/1", "axes": {"seed": [7]}}')
+    (out / "notes.txt").write_text("mine")
+    spec = _spec(tmp_path, {"seed": [0]})
+    assert _exit_code(["sweep", str(spec), "--out", str(out)]) == 2
+    assert "different sweep" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "sweep.json"]
+    assert (out / "notes.txt").read_text() == "mine"
+    fresh = tmp_path / "fresh"
+    address = f"127.0.0.1:{_free_port()}"
+    assert _exit_code(["sweep", str(spec), "--out", str(fresh), "--address", address]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot reach" in err
+    assert not fresh.exists()
+
+
+@pytest.mark.parametrize("seeds", ["0", "x", "-2"])
+def test_reproduce_seeds_bad_input_exits_2(seeds, capsys):
+    assert _exit_code(["reproduce", "mess3", "--seeds", seeds]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--seeds" in err
+
+
+# ---- on Ray -------------------------------------------------------------------------------------
+def _file_times(out: Path) -> dict:
+    """Modification times of every checkpoint and finished-point marker under `out`."""
+    files = [*out.glob("*/checkpoints/*.pt"), *out.glob(f"*/{POINT_FILE}")]
+    return {str(f.relative_to(out)): f.stat().st_mtime_ns for f in files}
+
+
+def _env() -> dict:
+    here = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "BELIEFGEO_THREADS": "1",
+            "PYTHONPATH": here if not path else f"{here}{os.pathsep}{path}"}  # fmt: skip
+
+
+def test_sigkilled_driver_resumes_without_training_a_point_twice(tmp_path):
+    spec = _spec(tmp_path, {"seed": [0, 1]})
+    out = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "experiments.cli", "sweep", str(spec), "--out", str(out)]
+    argv += ["--max-parallel", "1"]
+    driver = subprocess.Popen(argv, env=_env(), stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not list(out.glob(f"*/{POINT_FILE}")) and time.monotonic() < deadline:
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    before = _file_times(out)
+    finished = sorted(p.parent.name for p in out.glob(f"*/{POINT_FILE}"))
+    assert finished == ["seed=0"]
+    rerun = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    after = _file_times(out)
+    assert {k: after[k] for k in before} == before  # nothing written before the kill is redone
+    assert sorted(p.parent.name for p in out.glob(f"*/{POINT_FILE}")) == ["seed=0", "seed=1"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_done"] == 2 and summary["rows"][0]["n_seeds"] == 2
+
+
+@pytest.fixture
+def ray_cluster():
+    """A Ray head started separately (`ray start --head --block`), stopped by its own process."""
+    port = _free_port()
+    ray = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen(
+        [str(ray), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+         "--node-ip-address=127.0.0.1", "--include-dashboard=false"],  # fmt: skip
+        env={**_env(), "RAY_AUTH_MODE": "disabled"},  # no token to hand to the driver
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert head.poll() is None, "ray start failed"
+            time.sleep(0.5)
+    yield f"127.0.0.1:{port}"
+    head.send_signal(signal.SIGTERM)  # `ray start --block` stops what it started on SIGTERM
+    try:
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+
+
+def test_address_cluster_failing_point_and_summary(tmp_path, ray_cluster, capsys):
+    axes = {"lr+seed": [[0.01, 0], [0.01, 1], [DIVERGES, 0]], "act_fn": ["relu"]}
+    spec = _spec(tmp_path, axes)
+    out = tmp_path / "sweep"
+    argv = ["sweep", str(spec), "--out", str(out), "--address", ray_cluster]
+    assert main([*argv, "--max-parallel", "2"]) == 1
+    err = capsys.readouterr().err
+    assert f"1 of 3 points failed: see {out / 'summary.json'}" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert [f["name"] for f in summary["failed"]] == ["lr=1e+30,seed=0,act_fn=relu"]
+    assert "diverged" in summary["failed"][0]["error"]
+    good = ["lr=0.01,seed=0,act_fn=relu", "lr=0.01,seed=1,act_fn=relu"]
+    assert all((out / name / POINT_FILE).is_file() for name in good)
+    assert all((out / name / "report.html").is_file() for name in good)
+    row = next(r for r in summary["rows"] if r["setting"] == "lr=0.01,act_fn=relu")
+    _check_row_against_run_folders(row, [out / name for name in good])
+    assert "lr=0.01,act_fn=relu" in (out / "summary.csv").read_text()
+    assert (out / "report.html").read_text().count("data:image/png;base64,") >= 1
+
+
+def _check_row_against_run_folders(row: dict, runs: list[Path]) -> None:
+    """Recompute the headline numbers from the runs' own files and their 95 % t-interval."""
+    excess, r2 = [], []
+    for run in runs:
+        lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        excess.append([m for m in lines if m.get("exact_excess_loss") is not None][-1]
+                      ["exact_excess_loss"])  # fmt: skip
+        probes = json.loads((run / "probes.json").read_text())
+        r2.append(probes["checkpoints"][-1]["layers"]["blocks.0.hook_hidden"]["r2_heldout"])
+    for name, values in (("final_exact_excess_loss", excess), ("final_r2_heldout", r2)):
+        mean = sum(values) / 2
+        sd = abs(values[0] - values[1]) / math.sqrt(2)
+        assert row[f"{name}_mean"] == pytest.approx(mean, rel=1e-12)
+        assert row[f"{name}_sd"] == pytest.approx(sd, rel=1e-9)
+        half = T_975_1 * sd / math.sqrt(2)
+        assert row[f"{name}_ci95_low"] == pytest.approx(mean - half, rel=1e-9, abs=1e-15)
+        assert row[f"{name}_ci95_high"] == pytest.approx(mean + half, rel=1e-9, abs=1e-15)
+    assert row["n_seeds"] == 2 and np.isfinite(row["final_r2_heldout_mean"])
