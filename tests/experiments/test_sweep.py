@@ -54,11 +54,13 @@ def _exit_code(argv) -> int:
         return exc.code
 
 
-# ---- without Ray ----------------------------------------------------------------------------------
+# ---- without Ray --------------------------------------------------------------------------------
 def test_points_cross_the_axes_and_link_linked_ones():
     points = expand(
-        {"base": {"tokens": 5}, "axes": {"arch+act_fn": [["rnn", "tanh"], ["transformer", "relu"]],
-                                          "seed": [0, 1]}}  # fmt: skip
+        {
+            "base": {"tokens": 5},
+            "axes": {"arch+act_fn": [["rnn", "tanh"], ["transformer", "relu"]], "seed": [0, 1]},
+        }  # fmt: skip
     )
     assert [p.name for p in points] == [
         "arch=rnn,act_fn=tanh,seed=0",
@@ -177,8 +179,16 @@ def ray_cluster():
     port = _free_port()
     ray = Path(sys.executable).with_name("ray")
     head = subprocess.Popen(
-        [str(ray), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-         "--node-ip-address=127.0.0.1", "--include-dashboard=false"],  # fmt: skip
+        [
+            str(ray),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--node-ip-address=127.0.0.1",
+            "--include-dashboard=false",
+        ],  # fmt: skip
         env={**_env(), "RAY_AUTH_MODE": "disabled"},  # no token to hand to the driver
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
