@@ -1,103 +1,203 @@
-"""RUN/figures/phases.png: the phase diagnostics of a run on one shared log-token axis.
+"""RUN/figures/phases.png: each phase diagnostic beside its reference and its null band.
 
-Panels, top to bottom: excess loss; Jacobian spectral radius / norm (full map and per block, y = 1
-line, the seed rule's checkpoint marked); unit-regime fractions per layer with phase ribbons;
-update sign-flip fraction; sharpness against the optimiser's stability threshold; and, when
-RUN/probes.json exists, the belief probe's held-out R^2. The x axis is symlog with its linear
-part below the first non-zero checkpoint, so the initial model (tokens 0) is drawn at 0.
+Panels on one shared token axis (symlog: linear below the first non-zero checkpoint, so the
+initial model sits at 0, inside the frame): excess loss; the map that is iterated (RNN: one-step
+spectral radius of the recurrent map and its Lyapunov exponent, beside the belief update's own;
+transformer: the scale-normalised block-update gains and the cross-position Jacobian); unit gain
+per layer; update sign flips; sharpness against the optimiser's threshold; and, when
+RUN/probes.json exists, the belief probe's held-out R^2. Grey bands are the range over networks
+of the same shape re-initialised with other seeds; a caption inside the PNG defines every symbol.
+Drawn on a bare matplotlib Figure (no pyplot state, no backend switch).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import textwrap
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from hmm.files import write_atomic  # noqa: E402
-from hmm.plots import OKABE_ITO_HEX  # noqa: E402
-from models.architectures import final_layer_hook  # noqa: E402
-from models.run_files import read_metrics  # noqa: E402
+from hmm.files import write_atomic
+from hmm.plots import OKABE_ITO_HEX
+from models.architectures import final_layer_hook, hook_label
+from models.run_files import read_metrics
 
 # Okabe-Ito, colour-blind safe
 OKABE_ITO = [OKABE_ITO_HEX[i] for i in (4, 0, 2, 5, 6, 1, 3, 7)]  # blue first
-PHASE_COLOURS = {"linear": "#56B4E9", "hybrid": "#F0E442", "saturated": "#D55E00"}
+NULL_GREY = "#999999"
+BELIEF_COLOUR = "#CC79A7"  # Okabe-Ito reddish purple: the belief update's exact references
+CAPTION_WIDTH = 190
+LEGEND = {"fontsize": 7, "loc": "upper left", "bbox_to_anchor": (1.01, 1.0)}
 
 
 def plot_phases(run: str | Path, phases: dict) -> Path:
-    """Draw the multi-panel phase figure of `phases` (phases_run's result) into RUN/figures/."""
+    """Draw the phase figure of `phases` (phases_run's result) into RUN/figures/phases.png."""
     run = Path(run)
     entries = phases["checkpoints"]
     tokens = np.array([e["tokens"] for e in entries], dtype=float)
-    probes = _probe_curve(run)
-    n_panels = 6 if probes else 5
-    fig, axes = plt.subplots(n_panels, 1, figsize=(12, 2.3 * n_panels + 0.8), sharex=True)
     kind = entries[0]["jacobian"]["kind"]
-
-    loss_panel(axes[0], read_metrics(run))
-    flagged = _jacobian_panel(axes[1], entries, tokens, kind, phases)
-    _units_panel(axes[2], entries, tokens)
-    _sign_flip_panel(axes[3], entries, tokens)
-    _sharpness_panel(axes[4], entries, tokens)
+    probes = _probe_curve(run)
+    panels = [lambda ax: loss_panel(ax, read_metrics(run))]
+    if kind == "recurrent":
+        panels += [
+            lambda ax: _recurrent_radius_panel(ax, tokens, phases),
+            lambda ax: _lyapunov_panel(ax, tokens, phases),
+        ]
+    else:
+        panels += [
+            lambda ax: _block_gain_panel(ax, tokens, phases),
+            lambda ax: _cross_position_panel(ax, tokens, phases),
+        ]
+    panels += [
+        lambda ax: _gain_panel(ax, tokens, phases),
+        lambda ax: _sign_flip_panel(ax, tokens, phases),
+        lambda ax: _sharpness_panel(ax, tokens, phases),
+    ]
     if probes:
-        _probe_panel(axes[5], probes)
-    for ax in axes:
-        if flagged is not None:
-            ax.axvline(flagged, color="#000000", lw=1.0, ls=":", alpha=0.8)
+        panels.append(lambda ax: _probe_panel(ax, probes))
+    caption = _caption(kind, phases)
+    caption_in = 0.14 * (caption.count("\n") + 1) + 0.6  # caption lines and the x label
+    height = 2.1 * len(panels) + caption_in + 0.5
+    fig = Figure(figsize=(12.5, height))
+    axes = fig.subplots(len(panels), 1, sharex=True)
+    for draw, ax in zip(panels, axes, strict=True):
+        draw(ax)
         ax.grid(alpha=0.25, lw=0.5)
-    positive = tokens[tokens > 0]
-    axes[-1].set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0)
-    axes[-1].set_xlim(0, tokens.max() * 1.05 if tokens.max() > 0 else 1)
-    axes[-1].set_xlabel(
-        "training tokens (symlog axis: linear below the first checkpoint, 0 = init; "
-        "dotted line = seed-rule checkpoint)"
-    )
-    fig.suptitle(_title(run, phases, flagged, kind), fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    _token_axis(axes[-1], tokens)
+    fig.suptitle(_title(run, phases, kind), fontsize=11)
+    fig.text(0.01, 0.1 / height, caption, fontsize=7.5, va="bottom", ha="left")
+    fig.tight_layout(rect=(0, (caption_in - 0.35) / height, 1, 1 - 0.35 / height))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
     return write_atomic(run / "figures" / "phases.png", buffer.getvalue())
 
 
-def _title(run: Path, phases: dict, flagged: float | None, kind: str) -> str:
-    """A title that states what the run shows: the seed rule's checkpoint and the unit phases."""
+def _title(run: Path, phases: dict, kind: str) -> str:
     entries = phases["checkpoints"]
-    first = [u["phase"] for u in entries[0]["units"].values()]
-    last = [u["phase"] for u in entries[-1]["units"].values()]
-
-    def summary(labels: list[str]) -> str:
-        return ", ".join(f"{labels.count(p)} {p}" for p in PHASE_COLOURS if labels.count(p))
-
-    where = "never" if flagged is None else f"at {int(flagged):,} tokens"
-    what = "full map" if kind == "residual" else "recurrent map"
+    what = "recurrent network" if kind == "recurrent" else "transformer"
     return (
-        f"{run.name}: mean {what} spectral radius first > 1 {where}; unit layers "
-        f"{summary(first)} at init -> {summary(last)} at the end"
+        f"{run.name}: phase diagnostics of a {what} at {len(entries)} checkpoints "
+        f"(0 to {int(entries[-1]['tokens']):,} tokens), each beside its null"
     )
 
 
+def _caption(kind: str, phases: dict) -> str:
+    """Definitions of every symbol, line and band in the figure (drawn inside the PNG)."""
+    null = phases.get("null", {})
+    seeds = len(null.get("seeds", []))
+    lines = [
+        f"Grey band: range over {seeds} networks of this shape re-initialised with other seeds "
+        "(the null: what an untrained network shows). Dotted line of a curve's colour: its "
+        "value at initialisation (tokens 0).",
+    ]
+    if kind == "recurrent":
+        lines += [
+            "J_t = d s_t / d s_(t-1): the recurrent Jacobian of the stacked hidden state s (the "
+            "map iterated token after token); radius = largest |eigenvalue|, mean over the probe "
+            "batch.",
+            "Lyapunov exponent: growth rate (nats/token) of a perturbation carried along a long "
+            "sequence by the product of the J_t; > 0 perturbations grow, < 0 they fade.",
+            "Projected J_t: Q^T W J_t W^+ Q, the recurrent map seen on the belief simplex through "
+            "the least-squares probe W (state -> belief); the belief update b' = bT[x]/(bT[x]1) "
+            "has its own radius and exponent (purple reference lines), computed exactly from the "
+            "HMM.",
+            "Circular law: sigma sqrt(H), the radius of a random H x H matrix with W_rec's entry "
+            "variance.",
+        ]
+    else:
+        lines += [
+            "U_l = d(resid_post_l - resid_pre_l)/d resid_pre_l: Jacobian of block l's update at "
+            "the same position. Gain of N_l = (|x|/|u|) U_l: largest singular value of U_l "
+            "rescaled by the",
+            "input and update norms (relative change of the update per relative change of the "
+            "input; free of the LayerNorm 1/|x| scaling). Nothing is iterated in a transformer, so "
+            "no 'radius > 1' rule is applied.",
+            "C_t = d resid_final[t] / d resid_pre0[t-1]: how the previous position's residual "
+            "stream moves this position's output (the transformer's analogue of a recurrence); "
+            "largest singular value.",
+        ]
+    lines += [
+        "Unit gain: E[f'(z)] / f'(0) over (input, unit) pairs (ReLU-like: the fraction on); "
+        "band = 25-75 % quantiles of the per-unit gains; labels: linear >= "
+        f"{phases['probe_batch'].get('linear_gain', 0.8)}, saturated <= "
+        f"{phases['probe_batch'].get('saturated_gain', 0.2)} (dashed lines).",
+        "Sign flips: share of parameters whose update sign reverses between consecutive updates, "
+        "mean over the updates since the previous checkpoint (0.5: a random walk). Sharpness: top "
+        f"Hessian eigenvalue of {phases.get('sharpness_loss', {}).get('kind', 'the')} training "
+        "loss.",
+    ]
+    return "\n".join(textwrap.fill(line, CAPTION_WIDTH, subsequent_indent="    ") for line in lines)
+
+
+def _token_axis(ax, tokens: np.ndarray) -> None:
+    """Symlog token axis whose left edge sits below 0, so the initial checkpoint is visible."""
+    positive = tokens[tokens > 0]
+    linthresh = float(positive.min()) if positive.size else 1.0
+    ax.set_xscale("symlog", linthresh=linthresh)
+    ax.set_xlim(-0.3 * linthresh, max(tokens.max(), 1.0) * 1.3)
+    ax.set_xlabel("training tokens (symlog axis: linear below the first checkpoint, 0 = init)")
+
+
+def _null_band(ax, phases: dict, key: str, label: str | None = "null: re-initialised") -> list:
+    """Grey band over the null range of `key`; returns the values it spans (for zooming)."""
+    band = phases.get("null", {}).get("reinit", {}).get(key)
+    if not band:
+        return []
+    ax.axhspan(band["min"], band["max"], color=NULL_GREY, alpha=0.25, lw=0, label=label)
+    if band["max"] - band["min"] < 1e-9:  # a band of zero width is a line
+        ax.axhline(band["min"], color=NULL_GREY, lw=2, alpha=0.6)
+    return [band["min"], band["max"]]
+
+
+def _series(ax, tokens, values, colour, label, init=True, style="o-") -> list:
+    """A curve (None values skipped) and, when asked, a dotted line at its initial value."""
+    pairs = [(t, v) for t, v in zip(tokens, values, strict=True) if v is not None]
+    if not pairs:
+        return []
+    x, y = zip(*pairs, strict=True)
+    ax.plot(x, y, style, ms=3, color=colour, lw=1.4, label=label)
+    if init and x[0] == 0:
+        ax.axhline(y[0], color=colour, lw=0.8, ls=":", label=f"{label}: at init")
+    return list(y)
+
+
+def _zoom(ax, values: list, log: bool = False, pad: float = 0.08) -> None:
+    """Y limits around the plotted values (log when asked and all positive)."""
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    if not values:
+        return
+    low, high = min(values), max(values)
+    if log and low > 0:
+        ax.set_yscale("log")
+        ax.set_ylim(low / (1 + 4 * pad), high * (1 + 4 * pad))
+        return
+    span = (high - low) or max(abs(high), 1e-3)
+    ax.set_ylim(low - pad * span, high + pad * span)
+
+
 def loss_panel(ax, records: list[dict]) -> None:
-    """Excess loss over training from metrics.jsonl records: smoothed batch losses and the exact
-    excess at checkpoints (log y; the caller chooses the x scale)."""
+    """Excess loss over training from metrics.jsonl records: batch losses (smoothed when there are
+    many) and the exact excess at checkpoints (log y; the caller chooses the x scale)."""
     if records:
         x = np.array([r["tokens"] for r in records], dtype=float)
-        y = np.array([r["excess_loss"] for r in records], dtype=float)
+        y = np.array(
+            [np.nan if r.get("excess_loss") is None else r["excess_loss"] for r in records],
+            dtype=float,
+        )
         window = max(1, len(y) // 100)  # batch losses are noisy (and dip below the optimum)
-        smooth = np.convolve(y, np.ones(window) / window, mode="same")
+        smooth = np.convolve(y, np.ones(window) / window, mode="same") if window > 1 else y
         keep = smooth > 0
+        what = f"moving mean over {window} logged steps" if window > 1 else "each logged step"
         ax.plot(
             x[keep],
             smooth[keep],
             color=OKABE_ITO[5],
             lw=0.8,
             alpha=0.8,
-            label=f"batch loss - optimal (moving mean of {window} logs)",
+            label=f"batch loss - optimal ({what})",
         )
     exact = [(r["tokens"], r.get("exact_excess_loss")) for r in records]
     exact = [(t, v) for t, v in exact if v is not None and v > 0]
@@ -110,150 +210,241 @@ def loss_panel(ax, records: list[dict]) -> None:
             label="exact expected loss - optimal (checkpoints)",
         )
     ax.set_yscale("log")
-    ax.set_ylabel("excess loss (nats)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_ylabel("excess loss\n(nats)")
+    ax.legend(**LEGEND)
 
 
-def _jacobian_panel(ax, entries, tokens, kind: str, phases: dict) -> float | None:
-    jac = [e["jacobian"] for e in entries]
-    full_label = "full map J_t" if kind == "residual" else "stacked-state map ds_t/ds_(t-1)"
-    ax.plot(
-        tokens,
-        [j["spectral_radius_mean"] for j in jac],
-        "o-",
-        ms=3,
-        color=OKABE_ITO[7],
-        label=f"{full_label}: radius (mean)",
+def _recurrent_radius_panel(ax, tokens, phases: dict) -> None:
+    jac = [e["jacobian"] for e in phases["checkpoints"]]
+    values = _null_band(ax, phases, "jacobian.spectral_radius_mean")
+    values += _series(
+        ax, tokens, [j["spectral_radius_mean"] for j in jac], OKABE_ITO[0], "J_t radius (mean)"
     )
-    ax.plot(
+    values += _series(
+        ax,
         tokens,
-        [j["spectral_norm_mean"] for j in jac],
-        "--",
-        color=OKABE_ITO[7],
-        lw=1,
-        label=f"{full_label}: norm (mean)",
+        [j.get("projected_radius_mean") for j in jac],
+        OKABE_ITO[2],
+        "projected J_t radius (mean)",
+        init=False,
+        style="s-",
     )
-    n_blocks = len(jac[0]["blocks"])
-    if kind == "residual" or n_blocks > 1:
-        what = "update U_l" if kind == "residual" else "recurrent"
-        for b in range(n_blocks):
-            ax.plot(
-                tokens,
-                [j["blocks"][b]["spectral_radius_mean"] for j in jac],
-                "-",
-                lw=1.2,
-                color=OKABE_ITO[b % 7],
-                label=f"{what} {jac[0]['blocks'][b]['hook']}: radius",
-            )
-    ax.axhline(1.0, color="#666666", lw=1, ls="-.", label="radius 1")
+    values += _series(
+        ax,
+        tokens,
+        [j["blocks"][0].get("w_rec_circular_law_radius") for j in jac],
+        OKABE_ITO[5],
+        "circular law sigma sqrt(H), layer 0",
+        init=False,
+        style="--",
+    )
+    belief = phases.get("belief_update", {}).get("spectral_radius_mean")
+    if belief is not None:
+        ax.axhline(
+            belief, color=BELIEF_COLOUR, lw=1.4, ls="-.", label="belief update radius (mean, exact)"
+        )
+        values.append(belief)
+    ax.axhline(1.0, color="#333333", lw=0.8, ls="--", label="radius 1 (seed rule)")
     flagged = phases.get("first_spectral_radius_above_1")
     if flagged is not None:
-        at = [
-            j["spectral_radius_mean"]
-            for e, j in zip(entries, jac, strict=True)
-            if e["tokens"] == flagged
+        ax.axvline(flagged, color="#333333", lw=0.8, ls=":", label="seed rule: first mean > 1")
+    _zoom(ax, values + [1.0])
+    ax.set_ylabel("one-step\nspectral radius")
+    ax.legend(**LEGEND)
+
+
+def _lyapunov_panel(ax, tokens, phases: dict) -> None:
+    jac = [e["jacobian"] for e in phases["checkpoints"]]
+    values = _null_band(ax, phases, "jacobian.lyapunov")
+    values += _series(
+        ax,
+        tokens,
+        [j.get("lyapunov") for j in jac],
+        OKABE_ITO[0],
+        "network: largest Lyapunov exponent",
+    )
+    belief = phases.get("belief_update", {}).get("lyapunov")
+    if belief is not None:
+        ax.axhline(
+            belief, color=BELIEF_COLOUR, lw=1.4, ls="-.", label="belief update (exact HMM filter)"
+        )
+        values.append(belief)
+    ax.axhline(0.0, color="#333333", lw=0.8, ls="--", label="0: neutral")
+    _zoom(ax, values + [0.0])
+    ax.set_ylabel("Lyapunov exp.\n(nats/token)")
+    ax.legend(**LEGEND)
+
+
+def _block_gain_panel(ax, tokens, phases: dict) -> None:
+    blocks = phases["checkpoints"][0]["jacobian"]["blocks"]
+    values = []
+    for b, block in enumerate(blocks):
+        key = f"jacobian.blocks.{b}.normalised_spectral_norm_mean"
+        values += _null_band(ax, phases, key, label="null: re-initialised" if b == 0 else None)
+        series = [
+            e["jacobian"]["blocks"][b]["normalised_spectral_norm_mean"]
+            for e in phases["checkpoints"]
         ]
-        ax.plot([flagged], at[:1], "*", ms=12, color=OKABE_ITO[3], label="seed rule: first > 1")
-    ax.set_yscale("log")
-    ax.set_ylabel("spectral radius /\nnorm (mean)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return None if flagged is None else float(flagged)
+        values += _series(
+            ax,
+            tokens,
+            series,
+            OKABE_ITO[b % 7],
+            f"{hook_label(block['hook'])}: gain of N_l",
+            init=False,
+        )
+    ax.axhline(1.0, color="#333333", lw=0.8, ls="--", label="gain 1")
+    _zoom(ax, values + [1.0])
+    ax.set_ylabel("block update\ngain (mean)")
+    ax.legend(**LEGEND)
 
 
-def _units_panel(ax, entries, tokens) -> None:
+def _cross_position_panel(ax, tokens, phases: dict) -> None:
+    entries = phases["checkpoints"]
+    if "cross_position" not in entries[0]["jacobian"]:
+        ax.text(
+            0.5,
+            0.5,
+            "single-position inputs: no cross-position Jacobian",
+            transform=ax.transAxes,
+            ha="center",
+        )
+        return
+    values = _null_band(ax, phases, "jacobian.cross_position.spectral_norm_mean")
+    values += _series(
+        ax,
+        tokens,
+        [e["jacobian"]["cross_position"]["spectral_norm_mean"] for e in entries],
+        OKABE_ITO[0],
+        "C_t: largest singular value",
+    )
+    _zoom(ax, values)
+    ax.set_ylabel("cross-position\ngain (mean)")
+    ax.legend(**LEGEND)
+
+
+def _gain_panel(ax, tokens, phases: dict) -> None:
+    entries = phases["checkpoints"]
     layers = list(entries[0]["units"])
-    ribbon = 0.07
-    edges = _edges(tokens)
-    handles, labels = [], []
-    for i, layer in enumerate(layers):
-        colour = OKABE_ITO[i % 7]
-        series = [e["units"][layer] for e in entries]
-        ax.plot(tokens, [u["linear_frac"] for u in series], "-", color=colour, lw=1.3)
-        ax.plot(tokens, [u["saturated_frac"] for u in series], "--", color=colour, lw=1.3)
-        ax.plot(tokens, [u["dead_frac"] for u in series], ":", color=colour, lw=1.6)
-        handles.append(plt.Line2D([], [], color=colour, lw=2))
-        labels.append(f"{layer} ({series[0]['act']})")
-        bottom = 1.02 + i * ribbon
-        for k, u in enumerate(series):
-            ax.fill_between(
-                [edges[k], edges[k + 1]],
-                bottom,
-                bottom + ribbon * 0.8,
-                color=PHASE_COLOURS[u["phase"]],
-                lw=0,
-            )
-    for style, what in (("-", "linear frac"), ("--", "saturated frac"), (":", "dead frac")):
-        handles.append(plt.Line2D([], [], color="#444444", ls=style))
-        labels.append(what)
-    for phase, colour in PHASE_COLOURS.items():
-        handles.append(plt.Rectangle((0, 0), 1, 1, color=colour))
-        labels.append(f"phase ribbon: {phase}")
-    ax.set_ylim(0, 1.02 + len(layers) * ribbon + 0.02)
-    ax.set_ylabel("fraction of\nunit x input")
-    ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(
-        "unit regimes per layer; ribbons above 1 = phase label (bottom ribbon = first layer)",
-        fontsize=8,
-    )
-
-
-def _sign_flip_panel(ax, entries, tokens) -> None:
-    pairs = [
-        (t, e["sign_flip_frac"])
-        for t, e in zip(tokens, entries, strict=True)
-        if e["sign_flip_frac"] is not None
+    reinit = phases.get("null", {}).get("reinit", {})
+    bands = [
+        reinit[f"units.{layer}.gain_mean"]
+        for layer in layers
+        if f"units.{layer}.gain_mean" in reinit
     ]
-    if pairs:
-        ax.plot(*zip(*pairs, strict=True), "o-", ms=3, color=OKABE_ITO[4])
-    ax.axhline(0.5, color="#666666", lw=0.8, ls="-.")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("update sign-flip\nfraction")
-    ax.set_title(
-        "fraction of parameters whose update sign reverses between consecutive intervals "
-        "(0.5 = uncorrelated)",
-        fontsize=8,
+    values = []
+    if bands:
+        low, high = min(b["min"] for b in bands), max(b["max"] for b in bands)
+        ax.axhspan(
+            low, high, color=NULL_GREY, alpha=0.25, lw=0, label="null: re-initialised (all layers)"
+        )
+        values += [low, high]
+    for i, layer in enumerate(layers):
+        units = [e["units"][layer] for e in entries]
+        colour = OKABE_ITO[i % 7]
+        ax.fill_between(
+            tokens,
+            [u["gain_quantiles"]["q25"] for u in units],
+            [u["gain_quantiles"]["q75"] for u in units],
+            color=colour,
+            alpha=0.15,
+            lw=0,
+        )
+        values += _series(
+            ax,
+            tokens,
+            [u["gain_mean"] for u in units],
+            colour,
+            f"{hook_label(layer)} ({units[0]['act']}): gain, 25-75 % band",
+            init=False,
+        )
+        values += [u["gain_quantiles"]["q25"] for u in units]
+        values += [u["gain_quantiles"]["q75"] for u in units]
+    probe = phases["probe_batch"]
+    for level, name in (
+        (probe.get("linear_gain", 0.8), "linear"),
+        (probe.get("saturated_gain", 0.2), "saturated"),
+    ):
+        ax.axhline(level, color="#333333", lw=0.8, ls="--")
+        sign = ">=" if name == "linear" else "<="
+        ax.text(
+            0.005,
+            level,
+            f"{name} {sign} {level:g}",
+            transform=ax.get_yaxis_transform(),
+            fontsize=7,
+            va="bottom",
+        )
+    _zoom(ax, values + [probe.get("linear_gain", 0.8), probe.get("saturated_gain", 0.2)])
+    ax.set_ylabel("unit gain\nE[f'(z)]/f'(0)")
+    ax.legend(**LEGEND)
+
+
+def _sign_flip_panel(ax, tokens, phases: dict) -> None:
+    entries = phases["checkpoints"]
+    values = _series(
+        ax,
+        tokens,
+        [e.get("sign_flip_frac") for e in entries],
+        OKABE_ITO[0],
+        "update sign-flip fraction",
+        init=False,
     )
+    ax.axhline(0.5, color="#333333", lw=0.8, ls="--", label="0.5: random walk")
+    if not values:
+        ax.text(
+            0.5,
+            0.5,
+            "not recorded for this run (trained before sign flips were logged)",
+            transform=ax.transAxes,
+            ha="center",
+            fontsize=8,
+        )
+    _zoom(ax, values + [0.5])
+    ax.set_ylabel("update sign-flip\nfraction")
+    ax.legend(**LEGEND)
 
 
-def _sharpness_panel(ax, entries, tokens) -> None:
-    details = [e["sharpness_detail"] for e in entries]
+def _sharpness_panel(ax, tokens, phases: dict) -> None:
+    details = [e["sharpness_detail"] for e in phases["checkpoints"]]
     compared = details[0]["compared"]
-    ax.plot(
+    values = _series(
+        ax,
         tokens,
         [d["raw"] for d in details],
-        "o-",
-        ms=3,
-        color=OKABE_ITO[0],
-        label="raw sharpness lambda_max(H)",
+        OKABE_ITO[0],
+        "raw sharpness lambda_max(H)",
+        init=False,
     )
     if compared == "preconditioned":
-        pre = [
-            (t, d["preconditioned"])
-            for t, d in zip(tokens, details, strict=True)
-            if d["preconditioned"] is not None
-        ]
-        if pre:
-            ax.plot(
-                *zip(*pre, strict=True),
-                "s-",
-                ms=3,
-                color=OKABE_ITO[3],
-                label="preconditioned lambda_max(P^-1 H) (Adam)",
-            )
-    thr = [(t, d["threshold"]) for t, d in zip(tokens, details, strict=True) if d["threshold"]]
-    if thr:
+        values += _series(
+            ax,
+            tokens,
+            [d["preconditioned"] for d in details],
+            OKABE_ITO[3],
+            "preconditioned lambda_max(P^-1 H) (Adam)",
+            init=False,
+            style="s-",
+        )
+    threshold = [d["threshold"] for d in details]
+    if any(threshold):
         rule = "38/lr (Adam, vs preconditioned)" if compared == "preconditioned" else "2/lr (SGD)"
-        ax.plot(*zip(*thr, strict=True), "-", color="#666666", lw=1.2, label=f"threshold {rule}")
-    ax.set_yscale("log")
+        values += _series(
+            ax, tokens, threshold, "#333333", f"threshold {rule}", init=False, style="--"
+        )
+    _zoom(ax, values, log=True)
     ax.set_ylabel("sharpness\n(top Hessian eig.)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(**LEGEND)
 
 
 def _probe_panel(ax, probes: dict) -> None:
+    values = []
     for i, (label, (x, y)) in enumerate(probes.items()):
-        ax.plot(x, y, "o-", ms=3, color=OKABE_ITO[i], label=label)
+        ax.plot(x, y, "o-", ms=3, color=OKABE_ITO[i], label=f"{hook_label(label)} probe")
+        values += list(y)
+    _zoom(ax, values)
     ax.set_ylabel("belief probe\nheld-out R^2")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(**LEGEND)
 
 
 def _probe_curve(run: Path) -> dict[str, tuple[list, list]]:
@@ -267,8 +458,10 @@ def _probe_curve(run: Path) -> dict[str, tuple[list, list]]:
         return {}
     if not checkpoints:
         return {}
-    layers = [k for k in checkpoints[0].get("layers", {}) if k != "concat"]
-    wanted = (["concat"] if "concat" in checkpoints[0].get("layers", {}) else []) + (
+    from probes.belief_study import CONCAT
+
+    layers = [k for k in checkpoints[0].get("layers", {}) if k != CONCAT]
+    wanted = ([CONCAT] if CONCAT in checkpoints[0].get("layers", {}) else []) + (
         [final_layer_hook(layers)] if layers else []
     )
     out = {}
@@ -281,13 +474,3 @@ def _probe_curve(run: Path) -> dict[str, tuple[list, list]]:
         if pairs:
             out[layer] = tuple(map(list, zip(*pairs, strict=True)))
     return out
-
-
-def _edges(tokens: np.ndarray) -> np.ndarray:
-    """Band edges halfway (geometrically where possible) between consecutive checkpoints."""
-    mids = []
-    for a, b in zip(tokens[:-1], tokens[1:], strict=True):
-        mids.append(np.sqrt(a * b) if a > 0 else b / 2)
-    first = tokens[0]
-    last = tokens[-1] * 1.05 if tokens[-1] > 0 else 1.0
-    return np.array([first, *mids, last])
