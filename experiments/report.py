@@ -59,7 +59,7 @@ def _load(run: Path, compute_fractal: bool = False) -> dict:
     data = {
         "config": config,
         "metrics": read_metrics(run),
-        "checkpoints": [tokens for tokens, _ in list_checkpoints(run)],
+        "checkpoints": _checkpoint_tokens(run),
         "probes": _optional_json(run / "probes.json"),
         "phases": _optional_json(run / "phases.json"),
         "fractal": _optional_json(run / "fractal" / "fractal.json"),
@@ -73,6 +73,13 @@ def _load(run: Path, compute_fractal: bool = False) -> dict:
         except InvalidInput as exc:  # e.g. too large for this machine: say so, keep the rest
             data["fractal_error"] = str(exc)
     return data
+
+
+def _checkpoint_tokens(run: Path) -> list[int]:
+    try:
+        return [tokens for tokens, _ in list_checkpoints(run)]
+    except InvalidInput:  # none yet: the report says so
+        return []
 
 
 def _get(obj: Any, *keys: Any) -> Any:
