@@ -1,1 +1,19 @@
-"""(file map filled in by the package owner)"""
+"""experiments — the command line, the end-to-end studies, sweeps and the reports (top floor).
+
+File map:
+    cli.py            `beliefgeo`: argument parsing (help on every argument), dispatch, exit codes
+                      (0 success, 2 bad input in one line, 1 unexpected), `beliefgeo hooks RUN`
+    closing.py        the one closing line of each command: what it wrote and its headline number
+    fractal.py        `beliefgeo processes` and `beliefgeo fractal`: ground-truth belief geometry
+                      (mixed-state presentation beside the chaos game), memory checked first
+    pipeline.py       the studies: `reproduce mess3|rrxor`, `probe-hmm` (train → probe → phases →
+                      fractal → report) and the context-length rule for a user's process
+    compare.py        `compare-phases`: several architectures × seeds on one process, compared
+    sweep.py          `beliefgeo sweep` and `reproduce --seeds`: every combination of a spec's axes
+                      as Ray tasks, one run folder each, restartable
+    sweep_summary.py  a sweep's summary.csv / summary.json (mean, sd, 95 % interval over seeds) and
+                      its report with seed bands
+    report.py         RUN/report.html: self-contained page from a run folder, and the HTML helpers
+                      (embed_image, html_page) the other reports use
+    examples/         a 4-state process spec for `probe-hmm` and sweep specs
+"""

@@ -312,7 +312,8 @@ def _analyses(run: Path, data: dict) -> tuple[str, list[str]]:
         missing.append("This folder has no checkpoint yet: train it with "
                        f"{_code(f'beliefgeo train ... --out {shown}')} (or resume it with "
                        "--resume).")
-    table = _table(["analysis", "status", "files (or the command that runs it)"], rows)
+    table = _table(["analysis", "status", "files (or the command that runs it)"], rows,
+                   cls="settings")
     return table, missing
 
 

@@ -4,6 +4,7 @@ File map:
     errors.py       InvalidInput, the one bad-input exception for every layer (a ValueError)
     files.py        atomic writes, strict JSON read/write, writable output folders (every layer)
     memory.py       check_fits: refuse a request larger than the available memory before allocating
+    progress.py     progress of long loops: a tqdm bar on a terminal, periodic plain lines in logs
     process.py      HMM: validation, sampling, predictive (the one belief update), beliefs, log_prob
     builtins.py     built-ins (mess3, rrxor, z1r, even, golden_mean, random) and their parameters
     spec.py         load_process (name, name:key=value, JSON file), JSON spec schema, save_process
