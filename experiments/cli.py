@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from hmm.errors import InvalidInput
@@ -51,6 +53,65 @@ def _positive_int(text: str) -> int:
     if value == 0:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+# the run options add_training_options adds, by argparse dest (= pipeline setting keys)
+TRAINING_OPTIONS = ("init_scale", "train_sequences", "exact_eval", "device", "d_model",
+                    "n_layers", "n_heads", "d_mlp", "hidden", "layers")  # fmt: skip
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Model-size and run options shared by train, reproduce and probe-hmm (docs/training.md)."""
+    group = parser.add_argument_group("training options (docs/training.md)")
+    group.add_argument(
+        "--init-scale",
+        type=_number,
+        default=None,
+        metavar="S",
+        help="multiply every initial weight matrix by S > 0 (default 1; recipe memorize: 0.1)",
+    )
+    group.add_argument(
+        "--train-sequences",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="train on a fixed set of N sequences revisited epoch after epoch "
+        "(default: fresh sequences every step)",
+    )
+    group.add_argument(
+        "--exact-eval",
+        choices=["every", "final", "off"],
+        default=None,
+        help="exact loss over every input sequence at every checkpoint, at the last only "
+        "(default), or never",
+    )
+    group.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=None,
+        help="where to train (default auto: cuda when torch sees a GPU)",
+    )
+    for flag, what in [
+        ("--d-model", "transformer: residual stream width (default 64)"),
+        ("--n-layers", "transformer: blocks (default 4)"),
+        ("--n-heads", "transformer: attention heads per block, 8 wide each (default 1)"),
+        ("--d-mlp", "transformer: MLP width (default 256)"),
+        ("--hidden", "rnn: hidden units per layer (default 64)"),
+        ("--layers", "rnn: stacked recurrent layers (default 1)"),
+    ]:
+        group.add_argument(flag, type=_positive_int, default=None, metavar="N", help=what)
+
+
+def training_options(args: argparse.Namespace) -> dict:
+    """The training options given on the command line, by dest; absent ones left out."""
+    return {k: getattr(args, k) for k in TRAINING_OPTIONS if getattr(args, k, None) is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,12 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="seeds the initial weights and the data stream (default 0)",
     )
     p.add_argument(
-        "--config", default=None, help="recipe name (default, paper) or a recipe .json file"
+        "--config",
+        default=None,
+        help="recipe name (default, paper, memorize) or a recipe .json file",
     )
     p.add_argument("--out", type=Path, required=True, help="run folder to write (RUN)")
     p.add_argument(
         "--resume", action="store_true", help="continue from the newest checkpoint in --out"
     )
+    add_training_options(p)
 
     p = sub.add_parser("probe", help="linear belief probes on every checkpoint of a run")
     p.add_argument("run", type=Path, help=RUN_HELP)
@@ -153,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seeds", type=_positive_int, default=1, help="seeds one after another, with intervals"
     )
+    add_training_options(p)
 
     p = sub.add_parser("probe-hmm", help="the full pipeline for a user's HMM spec file")
     p.add_argument("spec", type=Path, help="process spec .json (docs/processes.md)")
@@ -162,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tokens", type=_positive_int, default=None, help="training tokens (default 5,000,000)"
     )
+    add_training_options(p)
 
     p = sub.add_parser(
         "compare-phases", help="train several architectures and compare their phases"
@@ -215,6 +281,16 @@ def list_hooks(run: Path, every: bool = False) -> str:
     return "\n".join(lines)
 
 
+def _train_options(args: argparse.Namespace) -> dict:
+    """training_options for models.training.train_run: --layers is the RNN's n_layers."""
+    options = training_options(args)
+    if "layers" in options:
+        if options.get("n_layers", options["layers"]) != options["layers"]:
+            raise InvalidInput("give --layers (rnn) or --n-layers (transformer), not both")
+        options["n_layers"] = options.pop("layers")
+    return options
+
+
 def _dispatch(args: argparse.Namespace) -> int | None:
     from experiments import closing
 
@@ -240,6 +316,7 @@ def _dispatch(args: argparse.Namespace) -> int | None:
             seed=args.seed,
             config=args.config,
             resume=args.resume,
+            options=_train_options(args),
         )
         print(closing.train_line(Path(run)))
     elif args.command == "probe":
@@ -262,11 +339,17 @@ def _dispatch(args: argparse.Namespace) -> int | None:
     elif args.command == "reproduce":
         from experiments.pipeline import reproduce
 
-        reproduce(args.study, out=args.out, tokens=args.tokens, seeds=args.seeds)
+        reproduce(
+            args.study,
+            out=args.out,
+            tokens=args.tokens,
+            seeds=args.seeds,
+            overrides=training_options(args),
+        )
     elif args.command == "probe-hmm":
         from experiments.pipeline import probe_hmm
 
-        probe_hmm(args.spec, out=args.out, tokens=args.tokens)
+        probe_hmm(args.spec, out=args.out, tokens=args.tokens, overrides=training_options(args))
     elif args.command == "compare-phases":
         from experiments.compare import compare_phases
 
@@ -284,16 +367,39 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         return sweep(args.spec, args.out, address=args.address, max_parallel=args.max_parallel)
 
 
+@contextmanager
+def thread_budget(command: str) -> Iterator[None]:
+    """Run a command on BELIEFGEO_THREADS CPU threads (default 1), torch and BLAS/OpenMP pools
+    alike, restoring both afterwards: numpy's BLAS would otherwise use every core (probe used
+    about 1.6 of 2 cores although torch ran one thread)."""
+    if command == "processes":
+        yield
+        return
+    from models.compute import cpu_threads, torch_threads
+
+    n = cpu_threads()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # installed with scikit-learn; without it only torch is limited
+        threadpool_limits = None
+    with torch_threads(n), (threadpool_limits(limits=n) if threadpool_limits else nullcontext()):
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        status = _dispatch(args)
+        with thread_budget(args.command):
+            status = _dispatch(args)
     except InvalidInput as exc:
         print(f"beliefgeo {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("beliefgeo: interrupted; completed checkpoints and files are intact", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `beliefgeo hooks RUN | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return status or 0
 
 
