@@ -43,7 +43,7 @@ class ExactEvaluator:
     sum_input P(input) mean_t sum_x P(x | input_{<=t}) (-log q(x | input_{<=t})).
     """
 
-    def __init__(self, process: HMM, n_ctx: int, batch: int = 8192) -> None:
+    def __init__(self, process: HMM, n_ctx: int, batch: int = 2048) -> None:
         tokens, probs = process.enumerate(n_ctx)
         self.tokens = torch.from_numpy(tokens)
         self.probs = torch.from_numpy(probs)

@@ -16,7 +16,7 @@ sequence; `loss` = the batch loss of update `step`, taken before it; step 0 logs
 model on batch 0): step, tokens, loss, optimal_loss, excess_loss, lr, and every
 `loss_by_position_every` steps `loss_by_position` (n_ctx values, input positions 0..n_ctx-1).
 Checkpoint steps add `exact_loss` and `exact_excess_loss` (models/loss.py; at every checkpoint,
-at the first and last only, or never: TrainConfig.exact_eval) and `sign_flip_frac`,
+at the last only, or never: TrainConfig.exact_eval) and `sign_flip_frac`,
 `sign_flip_steps` (models/sign_flips.py). Every line also has `wall_s` (seconds since the run
 began, resumes summed), `eval_s` (the part spent in exact evaluation) and `cpu_s` (CPU seconds).
 docs/training.md describes the files.
@@ -39,7 +39,14 @@ from hmm import HMM, load_process
 from hmm.errors import InvalidInput
 from hmm.files import write_json
 from hmm.msp import enumerable
-from models.architectures import ModelConfig, arch_of, build_model, move_model, training_forward
+from models.architectures import (
+    ModelConfig,
+    arch_of,
+    build_model,
+    check_training_forward,
+    move_model,
+    training_forward,
+)
 from models.checkpoints import RUN_FORMAT, open_run, read_run_config, save_checkpoint
 from models.compute import cpu_threads, pick_device, torch_threads
 from models.data import TrainingData, data_seed, describe_stream, training_batch
@@ -201,6 +208,8 @@ class _Loop:
 
     def run(self, progress: bool | None, on_step: Callable[[int], None] | None) -> None:
         shown = Progress(self.total_steps, self.tokens_per_step, self.step, progress)
+        # the fast forward must compute the model's function: one extra forward, first batch
+        check_training_forward(self.model, self.data.batch(self.step)[:, :-1], forward=self.forward)
         with open(self.out / "metrics.jsonl", "a") as self.metrics, shown:
             if self.step == 0:  # the initial model, on batch 0
                 with torch.no_grad():
@@ -241,7 +250,7 @@ class _Loop:
         }
         if step % self.tc.loss_by_position_every == 0 or last:
             record["loss_by_position"] = losses.mean(0).tolist()
-        exact_now = self.tc.exact_eval == "every" or step in (0, self.total_steps)
+        exact_now = self.tc.exact_eval == "every" or last
         if checkpoint and self.exact is not None and exact_now:
             with self.clock.evaluating():
                 record["exact_loss"], record["exact_excess_loss"] = self.exact(

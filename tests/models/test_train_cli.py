@@ -72,7 +72,7 @@ def _metrics(run: Path) -> list[dict]:
     ]
 
 
-def test_bad_input_exits_2_and_overwrites_nothing(tmp_path, recipe, capsys):
+def test_bad_input_exits_2_and_overwrites_nothing(tmp_path, recipe, capsys, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
     (run / "keep.txt").write_text("precious")
@@ -86,6 +86,9 @@ def test_bad_input_exits_2_and_overwrites_nothing(tmp_path, recipe, capsys):
         (["--arch", "rnn", "--act-fn", "gelu", "--config", "paper"], "tanh, sigmoid, relu"),
         (["--config", "turbo"], "unknown recipe"),
         (["--resume"], "no config.json"),
+        (["--init-scale", "-1"], "--init-scale must be > 0"),
+        (["--arch", "rnn", "--d-mlp", "8"], "'d_mlp'"),
+        *([] if torch.cuda.is_available() else [(["--device", "cuda"], "no CUDA GPU")]),
     ]:
         code = main(
             [
@@ -105,10 +108,22 @@ def test_bad_input_exits_2_and_overwrites_nothing(tmp_path, recipe, capsys):
     assert main(["train", "mess3", "--config", recipe, "--out", str(blocker / "run")]) == 2
     assert "choose another --out" in capsys.readouterr().err
     assert main(["train", "nonsense-process", "--out", fresh]) == 2
-    for argv in (["--arch", "lstm"], ["--tokens", "-5"]):
+    capsys.readouterr()
+    for argv in (["--arch", "lstm"], ["--tokens", "-5"], ["--train-sequences", "0"],
+                 ["--exact-eval", "sometimes"], ["--init-scale", "big"]):  # fmt: skip
         with pytest.raises(SystemExit) as exit_info:
             main(["train", "mess3", "--out", fresh, *argv])
-        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1, (argv, err)
+    # memorize needs every input enumerable: 4 symbols at context 10 are 4**10 > 200,000
+    assert main(["train", "random:symbols=4", "--config", "memorize", "--out", fresh]) == 2
+    err = capsys.readouterr().err
+    assert "enumerable" in err and err.count("\n") == 1
+    monkeypatch.setenv("BELIEFGEO_THREADS", "two")
+    assert main(["train", "mess3", "--config", recipe, "--out", fresh]) == 2
+    err = capsys.readouterr().err
+    assert "BELIEFGEO_THREADS='two'" in err and err.count("\n") == 1
+    assert not Path(fresh).exists() or not any(Path(fresh).iterdir())
 
 
 def test_resume_refuses_contradicting_flags(tmp_path, recipe, capsys):
@@ -117,3 +132,33 @@ def test_resume_refuses_contradicting_flags(tmp_path, recipe, capsys):
     assert main(["train", "mess3", "--out", str(run), "--resume", "--seed", "9"]) == 2
     assert "--seed 9" in capsys.readouterr().err
     assert main(["train", "rrxor", "--out", str(run), "--resume"]) == 2
+    assert "process rrxor" in capsys.readouterr().err
+    assert main(["train", "mess3", "--out", str(run), "--resume", "--config", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert "--config paper (run has default+tiny.json)" in err and err.count("\n") == 1
+    assert main(["train", "mess3", "--out", str(run), "--resume", "--init-scale", "0.5"]) == 2
+    assert "--init-scale 0.5 (run has 1.0)" in capsys.readouterr().err
+    # the run's own recipe, or where it computes, is no clash
+    assert main(["train", "mess3", "--out", str(run), "--resume", "--config", recipe]) == 0
+    assert main(["train", "mess3", "--out", str(run), "--resume", "--device", "cpu"]) == 0
+
+
+def test_training_options_reach_the_run(tmp_path, recipe):
+    run = tmp_path / "run"
+    argv = ["train", "mess3", "--config", recipe, "--out", str(run), "--arch", "rnn",
+            "--hidden", "6", "--layers", "2", "--init-scale", "0.5", "--train-sequences", "16",
+            "--exact-eval", "off", "--device", "cpu", "--tokens", "64"]  # fmt: skip
+    assert main(argv) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["model"]["hidden"], config["model"]["n_layers"]) == (6, 2)
+    assert config["model"]["init_scale"] == 0.5
+    assert (config["train"]["train_sequences"], config["train"]["exact_eval"]) == (16, "off")
+    assert config["train"]["device"] == "cpu" and config["environment"]["device"] == "cpu"
+    assert config["exact_eval"] is False
+    assert "16" in config["data"]["batch"]  # the fixed set, described
+    transformer = tmp_path / "transformer"
+    argv = ["train", "mess3", "--config", recipe, "--out", str(transformer), "--d-model", "12",
+            "--n-layers", "2", "--n-heads", "3", "--d-mlp", "20", "--tokens", "32"]  # fmt: skip
+    assert main(argv) == 0
+    model = json.loads((transformer / "config.json").read_text())["model"]
+    assert [model[k] for k in ("d_model", "n_layers", "n_heads", "d_mlp")] == [12, 2, 3, 20]

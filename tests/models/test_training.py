@@ -10,7 +10,7 @@ from models import load_checkpoint, load_run_process, read_run_config
 from models.checkpoints import read_checkpoint, trained_positions
 from models.data import data_seed, training_batch
 from models.loss import ExactEvaluator, next_token_losses
-from models.run_files import list_checkpoints
+from models.run_files import list_checkpoints, read_metrics
 from models.schedules import checkpoint_steps, lr_multiplier
 from models.training import train
 
@@ -116,6 +116,7 @@ def test_mess3_optimal_loss_at_paper_context(mess3):
 
 
 def test_train_writes_run(tmp_path, mess3, tiny_transformer, tiny_train):
+    tiny_train.exact_eval = "every"
     run = train(mess3, tiny_transformer, tiny_train, tmp_path / "run", progress=False)
     config = read_run_config(run)
     assert config["arch"] == "transformer" and config["model"]["d_model"] == 8
@@ -203,3 +204,130 @@ def test_format_1_runs_load_but_do_not_resume(tmp_path, mess3, tiny_transformer,
     assert load_checkpoint(list_checkpoints(run)[-1][1]) is not None
     with pytest.raises(InvalidInput, match="beliefgeo-run/1 run"):
         train(mess3, tiny_transformer, tiny_train, run, resume=True, progress=False)
+
+
+def test_sign_flips_of_a_known_update_sequence():
+    from models.sign_flips import SignFlips
+
+    param = torch.nn.Parameter(torch.zeros(4))
+    flips = SignFlips([param])
+
+    def update(delta):
+        flips.snapshot()
+        with torch.no_grad():
+            param.add_(torch.tensor(delta, dtype=torch.float32))
+        flips.record()
+
+    assert flips.summary() == {"sign_flip_frac": None, "sign_flip_steps": 0}
+    update([1.0, -1.0, 0.0, 2.0])  # first update: no pair yet
+    assert flips.summary() == {"sign_flip_frac": None, "sign_flip_steps": 0}
+    update([1.0, 1.0, 3.0, -1.0])  # vs previous: same, flip, (zero before), flip -> 2/3
+    update([-1.0, 1.0, 1.0, 0.0])  # flip, same, same, (zero now) -> 1/3
+    summary = flips.summary()
+    assert summary["sign_flip_steps"] == 2
+    assert summary["sign_flip_frac"] == pytest.approx((2 / 3 + 1 / 3) / 2)
+    kept = flips.state()  # a checkpoint here; a resumed copy continues identically
+    copy = SignFlips([param])
+    copy.load_state(kept)
+    update([-1.0, -1.0, -1.0, -1.0])  # same, flip, flip, (zero before) -> 2/3
+    assert flips.summary() == {"sign_flip_frac": pytest.approx(2 / 3), "sign_flip_steps": 1}
+    assert torch.equal(copy.previous, torch.tensor([-1, 1, 1, 0], dtype=torch.int8))
+
+
+def test_sign_flips_and_exact_eval_in_the_metrics(tmp_path, mess3, tiny_transformer, tiny_train):
+    tiny_train.exact_eval = "every"
+    run = train(mess3, tiny_transformer, tiny_train, tmp_path / "every", progress=False)
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    checkpoints = [line for line in lines if "sign_flip_steps" in line]
+    assert [c["step"] for c in checkpoints] == read_run_config(run)["checkpoints"]["steps"]
+    # update pairs (k-1, k) for k = 2..30, each counted in exactly one interval
+    assert sum(c["sign_flip_steps"] for c in checkpoints) == 30 - 1
+    for before, line in zip(checkpoints, checkpoints[1:], strict=False):
+        assert line["sign_flip_steps"] == line["step"] - max(before["step"], 1)
+        assert (line["sign_flip_frac"] is None) == (line["sign_flip_steps"] == 0)
+    assert all("exact_loss" in c for c in checkpoints)
+    for mode, expected in [("final", [30]), ("off", [])]:
+        tiny_train.exact_eval = mode
+        other = train(mess3, tiny_transformer, tiny_train, tmp_path / mode, progress=False)
+        with_exact = [m["step"] for m in read_metrics(other) if "exact_loss" in m]
+        assert with_exact == expected
+        # exact evaluation reads the model only: the training itself is unchanged
+        assert [m["loss"] for m in read_metrics(other)] == [m["loss"] for m in lines]
+
+
+def test_finite_training_set_epochs_and_resume(tmp_path, mess3, tiny_transformer, tiny_train):
+    from models.data import TrainingData, finite_rows
+
+    n, batch = 20, 8
+    rows = np.concatenate([finite_rows(3, step, batch, n) for step in range(5)])  # 40 = 2 epochs
+    assert sorted(rows[:n]) == list(range(n)) and sorted(rows[n:]) == list(range(n))
+    assert not np.array_equal(rows[:n], rows[n:])  # each epoch its own seeded order
+    data = TrainingData(mess3, 4, batch, 3, n)
+    fixed = {tuple(r) for r in data.fixed.tolist()}
+    assert all(tuple(r) in fixed for step in range(6) for r in data.batch(step).tolist())
+    assert data.fixed.shape == (n, 5)
+
+    tiny_train.train_sequences = 24
+    whole = train(mess3, tiny_transformer, tiny_train, tmp_path / "whole", progress=False)
+
+    def crash(step):
+        if step == 13:
+            raise KeyboardInterrupt
+
+    broken = tmp_path / "broken"
+    with pytest.raises(KeyboardInterrupt):
+        train(mess3, tiny_transformer, tiny_train, broken, progress=False, on_step=crash)
+    train(mess3, tiny_transformer, tiny_train, broken, resume=True, progress=False)
+    a, b = (torch.load(list_checkpoints(r)[-1][1], weights_only=True) for r in (whole, broken))
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    drop = ("wall_s", "eval_s", "cpu_s")
+    strip = [[{k: v for k, v in m.items() if k not in drop} for m in read_metrics(r)]
+             for r in (whole, broken)]  # fmt: skip
+    assert strip[0] == strip[1]
+
+
+def test_train_leaves_torch_threads_and_rng_alone(tmp_path, mess3, tiny_transformer, tiny_train):
+    tiny_train.tokens = 64
+    run = train(mess3, tiny_transformer, tiny_train, tmp_path / "run", progress=False)
+    (run / "checkpoints" / "tokens_000000000064.pt").unlink()  # make the resume do work
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    try:
+        train(mess3, tiny_transformer, tiny_train, run, resume=True, progress=False)
+        assert torch.get_num_threads() == 3
+        assert torch.equal(torch.get_rng_state(), before)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_bad_threads_env_and_device(monkeypatch):
+    from models.compute import cpu_threads, pick_device
+
+    for bad in ("x", "0", "-2", "1.5"):
+        monkeypatch.setenv("BELIEFGEO_THREADS", bad)
+        with pytest.raises(InvalidInput, match="BELIEFGEO_THREADS"):
+            cpu_threads()
+    monkeypatch.setenv("BELIEFGEO_THREADS", "2")
+    assert cpu_threads() == 2
+    assert pick_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidInput, match="no CUDA GPU"):
+            pick_device("cuda")
+        assert pick_device("auto").type == "cpu"
+
+
+def test_metrics_reader_skips_a_half_written_line(tmp_path):
+    from models.run_files import trim_metrics
+
+    run = tmp_path / "run"
+    run.mkdir()
+    good = [{"step": 0, "loss": 1.0}, {"step": 10, "loss": 0.9}, {"step": 20, "loss": 0.8}]
+    text = "".join(json.dumps(r) + "\n" for r in good)
+    (run / "metrics.jsonl").write_text(text + '{"step": 30, "lo')  # killed mid-write
+    assert read_metrics(run) == good
+    trim_metrics(run, keep_through=10)
+    assert (run / "metrics.jsonl").read_text() == "".join(json.dumps(r) + "\n" for r in good[:2])
+    assert read_metrics(tmp_path / "absent") == []
