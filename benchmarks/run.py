@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-MODULES = ("bench_hmm", "bench_training", "bench_probes", "bench_phases")
+MODULES = ("bench_hmm", "bench_training", "bench_probes", "bench_phases", "bench_sweep")
 RESULTS = Path(__file__).with_name("results.json")
 
 
