@@ -1,14 +1,15 @@
-"""Cost of the phase diagnostics (issue 5 target: every checkpoint of a default Mess3 run in < 10 %
-of that run's training time).
+"""Cost of the phase diagnostics (target: every checkpoint of a default Mess3 run, nulls and figure
+included, in <= 10 % of that run's training time), in CPU seconds (time.process_time), which a
+busy machine distorts far less than wall time.
 
 `run()` returns a flat dict merged into benchmarks/results.json by benchmarks/run.py. Without a run
 directory it trains a stand-in run with the default recipe's model, batch and checkpoint count
 (40 checkpoints, one per step, exact evaluation off: only the checkpoints matter here), times
-`phases_run` on it end to end (figure included), and compares that with the training time of the
-default 10 M-token recipe projected from the seconds per training step measured in the same
-process (no checkpoint writes or exact evaluation, so the projection is a lower bound). With a
-run directory (`run(run_dir)` or env BELIEFGEO_BENCH_RUN) it times `phases_run` on a copy of that
-run instead and compares with the run's own logged wall time when present.
+`phases_run` on it end to end, and compares that with the training CPU time of the default
+10 M-token recipe projected from the CPU seconds per training step measured in the same process
+on the threads `beliefgeo train` uses (no checkpoint writes or exact evaluation, so the projection
+is a lower bound). With a run directory (`run(run_dir)` or env BELIEFGEO_BENCH_RUN) it times
+`phases_run` on a copy of that run and compares with the run's own logged CPU time when present.
 """
 
 from __future__ import annotations
@@ -46,22 +47,23 @@ def run(run_dir: str | None = None) -> dict:
                 tokens=steps * tokens_per_step,
                 n_checkpoints=DEFAULT_CHECKPOINTS,
                 warmup_steps=10,
-                exact_eval=False,
+                exact_eval="off",
             )
             train(load_process("mess3"), TransformerConfig(), recipe, work, progress=False)
             training_s = _training_step_seconds() * default.tokens / tokens_per_step
             source = f"stand-in: default model, {steps} steps, one checkpoint per step"
-        began = time.perf_counter()
+        began = time.process_time()
         result = phases_run(work)
-        phases_s = time.perf_counter() - began
+        phases_s = time.process_time() - began
     n_checkpoints = len(result["checkpoints"])
     fraction = phases_s / training_s if training_s else None
     out = {
         "phases.source": source,
         "phases.n_checkpoints": n_checkpoints,
-        "phases.seconds_all_checkpoints": phases_s,
-        "phases.seconds_per_checkpoint": phases_s / n_checkpoints,
-        "phases.training_s_default_recipe": training_s,
+        "phases.cpu_seconds_all_checkpoints": phases_s,
+        "phases.cpu_seconds_per_checkpoint": phases_s / n_checkpoints,
+        "phases.cpu_seconds_null": result["cpu_seconds_null"],
+        "phases.training_cpu_s_default_recipe": training_s,
         "phases.fraction_of_training": fraction,
         "phases.fraction_of_training_target": TARGETS["phases.fraction_of_training"],
         "phases.ok": fraction is not None and fraction < TARGETS["phases.fraction_of_training"],
@@ -70,48 +72,58 @@ def run(run_dir: str | None = None) -> dict:
             f"{result['probe_batch']['jacobian_sequences']}) x {result['probe_batch']['n_ctx']}"
         ),
     }
-    for part, seconds in result["seconds_by_part"].items():
-        out[f"phases.seconds_{part}"] = seconds
+    for part in ("jacobian_units", "sharpness"):
+        out[f"phases.cpu_seconds_{part}"] = sum(
+            e["cpu_seconds"][part] for e in result["checkpoints"]
+        )
     return out
 
 
 def _training_step_seconds(rounds: int = 3, steps: int = 10) -> float:
-    """Median seconds per default-recipe AdamW step (128 x 10 Mess3 tokens, paper-shape model),
-    on torch's default threads as `beliefgeo train` runs, without checkpoint writes."""
+    """Median CPU seconds per default-recipe AdamW step (128 windows of 11 Mess3 tokens,
+    paper-shape model) on the training forward and the threads `beliefgeo train` uses
+    (BELIEFGEO_THREADS), without checkpoint writes."""
     import statistics
 
     import torch
 
     from hmm import load_process
     from models import TransformerConfig, build_model
-    from models.training import next_token_losses, training_batch
+    from models.architectures import training_forward
+    from models.compute import cpu_threads, torch_threads
+    from models.data import training_batch
+    from models.loss import next_token_losses
 
     model = build_model(TransformerConfig())
+    forward = training_forward(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     tokens = training_batch(load_process("mess3"), 128, 10, seed=0, step=0)
     per_step = []
-    for round_ in range(rounds + 1):
-        began = time.perf_counter()
-        for _ in range(steps):
-            loss = next_token_losses(model(tokens), tokens).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        if round_:  # the first round warms up
-            per_step.append((time.perf_counter() - began) / steps)
+    with torch_threads(cpu_threads()):
+        for round_ in range(rounds + 1):
+            began = time.process_time()
+            for _ in range(steps):
+                loss = next_token_losses(forward(tokens[:, :-1]), tokens).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            if round_:  # the first round warms up
+                per_step.append((time.process_time() - began) / steps)
     return statistics.median(per_step)
 
 
 def _logged_training_seconds(run: Path) -> float | None:
-    """The run's training wall time from the last metrics.jsonl line's wall_s, if it was logged."""
+    """The run's training CPU time from the last metrics.jsonl line's cpu_s (wall_s for runs that
+    did not log it), if it was logged."""
     path = run / "metrics.jsonl"
     if not path.is_file():
         return None
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     if not lines:
         return None
-    wall = json.loads(lines[-1]).get("wall_s")
-    return float(wall) if wall is not None else None
+    last = json.loads(lines[-1])
+    seconds = last.get("cpu_s", last.get("wall_s"))
+    return float(seconds) if seconds is not None else None
 
 
 if __name__ == "__main__":

@@ -178,13 +178,10 @@ def chain_blocks(blocks: Tensor) -> Tensor:
     return full
 
 
-def normalised_updates(model: torch.nn.Module, tokens: Tensor, blocks: Tensor) -> Tensor:
-    """N_{l,t} = (||x|| / ||u||) (B_{l,t} - I), x = resid_pre_l[t], u = resid_post_l[t] - x.
-
-    blocks: residual_block_jacobians(model, tokens) -> same shape. Scale-free: rescaling the
-    residual stream entering a pre-LayerNorm block leaves N unchanged (tested).
-    """
-    n_layers = blocks.shape[0]
+def update_scales(model: torch.nn.Module, tokens: Tensor) -> Tensor:
+    """r_{l,t} = ||x|| / ||u|| with x = resid_pre_l[t], u = resid_post_l[t] - x: tokens (n, L) ->
+    (n_layers, n, L)."""
+    n_layers = n_blocks(model, "residual")
     names = [f"blocks.{b}.hook_resid_{w}" for b in range(n_layers) for w in ("pre", "post")]
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=names)
@@ -193,8 +190,15 @@ def normalised_updates(model: torch.nn.Module, tokens: Tensor, blocks: Tensor) -
         x = cache[f"blocks.{b}.hook_resid_pre"]
         u = cache[f"blocks.{b}.hook_resid_post"] - x
         ratios.append(x.norm(dim=-1) / u.norm(dim=-1).clamp_min(1e-30))
+    return torch.stack(ratios)
+
+
+def normalised_updates(model: torch.nn.Module, tokens: Tensor, blocks: Tensor) -> Tensor:
+    """N_{l,t} = r_{l,t} (B_{l,t} - I) (update_scales): blocks from
+    residual_block_jacobians(model, tokens) -> same shape. Scale-free: rescaling the input of a
+    pre-LayerNorm map leaves N unchanged (tested)."""
     identity = torch.eye(blocks.shape[-1], dtype=blocks.dtype)
-    return torch.stack(ratios)[..., None, None] * (blocks - identity)
+    return update_scales(model, tokens)[..., None, None] * (blocks - identity)
 
 
 def cross_position_jacobians(model: torch.nn.Module, tokens: Tensor) -> Tensor:
@@ -359,7 +363,10 @@ def belief_projection(
 # ---- summaries -----------------------------------------------------------------------------
 def _summary(matrices: Tensor, prefix: str = "") -> dict[str, float]:
     """Mean and max spectral radius and norm (largest singular value) over the leading indices."""
-    radius, norm = spectral_radius(matrices), spectral_norm(matrices)
+    return _stats(spectral_radius(matrices), spectral_norm(matrices), prefix)
+
+
+def _stats(radius: Tensor, norm: Tensor, prefix: str = "") -> dict[str, float]:
     return {
         f"{prefix}spectral_radius_mean": float(radius.mean()),
         f"{prefix}spectral_radius_max": float(radius.max()),
@@ -370,19 +377,19 @@ def _summary(matrices: Tensor, prefix: str = "") -> dict[str, float]:
 
 def residual_diagnostics(model: torch.nn.Module, tokens: Tensor) -> dict:
     """The `jacobian` entry for a transformer on tokens (n, L): full map J_t at the top level,
-    per block the update U_l raw and scale-normalised (`normalised_*`), the block map B_l
-    (`block_map_*`), and `cross_position` (C_t)."""
+    per block the update U_l raw and scale-normalised (`normalised_*`: N_l = r U_l with the
+    scalar r = ||x|| / ||u|| of each position, so its radius and gain are r times U_l's), and
+    `cross_position` (C_t)."""
     block_maps = residual_block_jacobians(model, tokens)
-    normalised = normalised_updates(model, tokens, block_maps)
     identity = torch.eye(block_maps.shape[-1], dtype=block_maps.dtype)
+    updates = block_maps - identity
+    scales = update_scales(model, tokens)
+    radius, norm = spectral_radius(updates), spectral_norm(updates)
     blocks = []
-    for b, block in enumerate(block_maps):
+    for b in range(len(block_maps)):
         entry = {"hook": f"blocks.{b}", "map": "update U = d(resid_post-resid_pre)/d resid_pre"}
-        entry.update(_summary(block - identity))
-        entry.update(_summary(normalised[b], "normalised_"))
-        mapped = _summary(block)
-        entry["block_map_spectral_radius_mean"] = mapped["spectral_radius_mean"]
-        entry["block_map_spectral_norm_mean"] = mapped["spectral_norm_mean"]
+        entry.update(_stats(radius[b], norm[b]))
+        entry.update(_stats(scales[b] * radius[b], scales[b] * norm[b], "normalised_"))
         blocks.append(entry)
     out = {"kind": "residual", **_summary(chain_blocks(block_maps)), "blocks": blocks}
     if tokens.shape[1] > 1:

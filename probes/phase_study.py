@@ -15,19 +15,18 @@ Every key of phases.json is defined in docs/phases.md.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from hmm import HMM
 from hmm.belief_dynamics import belief_update_dynamics
 from hmm.errors import InvalidInput
 from hmm.files import write_json
+from hmm.progress import progress
 from models import build_model, load_checkpoint, load_run_process, read_run_config, unit_hooks
 from models.checkpoints import model_config_of_run, read_checkpoint, trained_positions
 from models.compute import cpu_threads, torch_threads
@@ -51,7 +50,7 @@ class PhaseOptions:
     """Probe batch, unit thresholds, null seeds and the sharpness budget (docs/phases.md)."""
 
     n_sequences: int = 32
-    jacobian_sequences: int = 4
+    jacobian_sequences: int = 2
     lyapunov_sequences: int = 2
     lyapunov_length: int = 200
     null_seeds: int = 3
@@ -63,7 +62,7 @@ class PhaseOptions:
     sharpness_max_iter: int = 20
     sharpness_tol: float = 1e-2
     sharpness_exact_max: int = 4096
-    sharpness_batch: int = 256
+    sharpness_batch: int = 64
     figure: bool = True
 
     def __post_init__(self) -> None:
@@ -177,7 +176,7 @@ def _phases_run(run: Path, options: PhaseOptions) -> dict:
     setup = phase_setup(run, options)
     metrics = _metrics_at(run)
     entries, model = [], None
-    bar = tqdm(checkpoints, desc="phases", unit="ckpt", disable=not sys.stderr.isatty())
+    bar = progress(checkpoints, "phase diagnostics", unit="ckpt")
     for n_tokens, path in bar:
         model = _load(path, model)
         entry = measure_checkpoint(model, read_checkpoint(path), setup)

@@ -81,7 +81,7 @@ def training_loss(
     positions: int,
     exact_max: int = 4096,
     max_sequences: int = 4096,
-    batch_sequences: int = 256,
+    batch_sequences: int = 64,
 ) -> TrainingLoss:
     """The run's training loss for the Hessian (rules in the module doc). train: config.json's
     "train" dict; positions: trained input positions (n_ctx for current runs)."""
