@@ -1,0 +1,162 @@
+"""The command line surface: --version, help on every argument, `hooks`, the thread budget, and
+for every long command its progress lines and its closing 'wrote ...' line (captured output)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+
+import pytest
+
+from experiments.cli import build_parser
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_version_is_the_installed_distribution(cli):
+    code, out, _ = cli(["--version"])
+    assert code == 0 and out.strip() == f"beliefgeo {importlib.metadata.version('beliefgeo')}"
+
+
+def test_every_subcommand_and_argument_has_help():
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helped = {c.dest for c in action._choices_actions if c.help}
+    commands = _subparsers(parser)
+    assert set(commands) == helped
+    missing = [
+        f"{name} {a.option_strings or a.dest}"
+        for name, sub in commands.items()
+        for a in sub._actions
+        if not isinstance(a, argparse._HelpAction) and not a.help
+    ]
+    assert missing == []
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _metrics(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_shows_progress_and_ends_with_what_it_wrote(tiny_run):
+    run = tiny_run["run"]
+    code, out, err = tiny_run["train"]
+    assert code == 0, err
+    last = _metrics(run)[-1]
+    assert last["exact_excess_loss"] is not None
+    assert _lines(out)[-1] == (
+        f"wrote {run}: {last['tokens']:,} tokens, exact excess loss "
+        f"{last['exact_excess_loss']:.5f} nats"
+    )
+    assert f"tokens {last['tokens']:,}" in err  # the plain progress line of the last step
+
+
+def test_probe_shows_progress_and_ends_with_the_final_layer_score(tiny_run):
+    run = tiny_run["run"]
+    code, out, err = tiny_run["probe"]
+    assert code == 0, err
+    probes = json.loads((run / "probes.json").read_text())
+    n = len(probes["checkpoints"])
+    assert n == len(list((run / "checkpoints").glob("tokens_*.pt")))
+    assert f"probing checkpoints: 0/{n} ckpt" in err
+    assert f"probing checkpoints: {n}/{n} ckpt in" in err
+    layers = probes["checkpoints"][-1]["layers"]
+    assert _lines(out)[-1] == (
+        f"wrote {run / 'probes.json'}: final-layer (block 1 hidden) held-out R² "
+        f"{layers['blocks.1.hook_hidden']['r2_heldout']:.4f}, all layers "
+        f"{layers['concat']['r2_heldout']:.4f} at {probes['checkpoints'][-1]['tokens']:,} tokens"
+    )
+
+
+def test_phases_shows_progress_and_ends_with_the_flagged_checkpoint(tiny_run):
+    run = tiny_run["run"]
+    code, out, err = tiny_run["phases"]
+    assert code == 0, err
+    phases = json.loads((run / "phases.json").read_text())
+    n = len(phases["checkpoints"])
+    assert f"phase diagnostics: {n}/{n} ckpt in" in err
+    flagged = phases["first_spectral_radius_above_1"]
+    when = "never" if flagged is None else f"at {flagged:,} tokens"
+    line = _lines(out)[-1]
+    assert line.startswith(
+        f"wrote {run / 'phases.json'}: {n} checkpoints; first mean spectral radius > 1 {when}"
+    )
+    units = phases["checkpoints"][-1]["units"]
+    assert line.endswith(", ".join(f"{k} {v['phase']}" for k, v in units.items()))
+
+
+def test_report_ends_with_what_it_wrote(tiny_run):
+    run = tiny_run["run"]
+    code, out, err = tiny_run["report"]
+    assert code == 0, err
+    assert (run / "report.html").is_file() and (run / "fractal" / "fractal.json").is_file()
+    line = _lines(out)[-1]
+    excess = _metrics(run)[-1]["exact_excess_loss"]
+    assert line.startswith(f"wrote {run / 'report.html'}: final-layer (block 1 hidden)")
+    assert line.endswith(f"exact excess loss {excess:.5f} nats (open it in a browser)")
+
+
+def test_fractal_ends_with_the_distinct_beliefs(cli, tmp_path):
+    out_dir = tmp_path / "f"
+    code, out, err = cli(["fractal", "rrxor", "--depth", "6", "--points", "2000",
+                              "--out", str(out_dir)])
+    assert code == 0, err
+    summary = json.loads((out_dir / "fractal.json").read_text())
+    assert _lines(out) == [
+        f"wrote {out_dir / 'fractal.png'} and fractal.json: {summary['n_distinct_beliefs']:,} "
+        f"distinct beliefs to depth 6, entropy rate {summary['entropy_rate']:.4f} nats/symbol"
+    ]
+
+
+def test_hooks_lists_the_models_hooks_with_their_labels(cli, tiny_run):
+    from models.architectures import build_model, hook_label, residual_hooks, unit_hooks
+    from models.checkpoints import model_config_of_run, read_run_config
+
+    run = tiny_run["run"]
+    model = build_model(model_config_of_run(read_run_config(run)))
+    code, out, _ = cli(["hooks", str(run)])
+    assert code == 0
+    lines = [line.split() for line in out.splitlines()]
+    for hook in residual_hooks(model):
+        assert [hook, *hook_label(hook).split()] in lines
+    for layer, (hook, act) in unit_hooks(model).items():
+        assert [hook, layer, f"({act})"] in lines
+
+
+def test_hooks_of_a_folder_that_is_not_a_run_exits_2(cli, tmp_path):
+    code, _, err = cli(["hooks", str(tmp_path)])
+    assert code == 2 and len(_lines(err)) == 1 and "no config.json" in err
+
+
+def test_commands_run_on_the_thread_budget_and_restore_it(cli, monkeypatch, tmp_path):
+    import torch
+    from threadpoolctl import threadpool_info
+
+    import probes.belief_study
+
+    seen = {}
+
+    def fake_probe_run(run, **kwargs):
+        seen["torch"] = torch.get_num_threads()
+        seen["blas"] = {pool["num_threads"] for pool in threadpool_info()}
+
+    monkeypatch.setattr(probes.belief_study, "probe_run", fake_probe_run)
+    monkeypatch.setenv("BELIEFGEO_THREADS", "1")
+    before = torch.get_num_threads(), {p["num_threads"] for p in threadpool_info()}
+    cli(["probe", str(tmp_path)])
+    assert seen == {"torch": 1, "blas": {1}}
+    assert (torch.get_num_threads(), {p["num_threads"] for p in threadpool_info()}) == before
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_bad_thread_count_exits_2(cli, monkeypatch, tmp_path, value):
+    monkeypatch.setenv("BELIEFGEO_THREADS", value)
+    code, _, err = cli(["probe", str(tmp_path)])
+    assert code == 2 and "BELIEFGEO_THREADS" in err and len(_lines(err)) == 1
