@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -43,13 +44,16 @@ class ExactEvaluator:
     sum_input P(input) mean_t sum_x P(x | input_{<=t}) (-log q(x | input_{<=t})).
     """
 
-    def __init__(self, process: HMM, n_ctx: int, batch: int = 2048) -> None:
+    def __init__(self, process: HMM, n_ctx: int, batch: int = 2048, optimal=None) -> None:
+        """`optimal`: the optimal loss by position if the caller has it (computed otherwise)."""
         tokens, probs = process.enumerate(n_ctx)
         self.tokens = torch.from_numpy(tokens)
         self.probs = torch.from_numpy(probs)
         beliefs = process.beliefs(tokens)
         self.true_next = torch.from_numpy(process.predictive(beliefs))  # (N, n_ctx, V)
-        self.optimal = process.optimal_loss(n_ctx + 1)[1:]
+        self.optimal = (
+            process.optimal_loss(n_ctx + 1)[1:] if optimal is None else np.asarray(optimal, float)
+        )
         self.batch = batch
 
     @torch.inference_mode()

@@ -192,7 +192,11 @@ class _Loop:
         self.data = TrainingData(
             process, data["n_ctx"], tc.batch_size, tc.seed, tc.train_sequences, device
         )
-        self.exact = ExactEvaluator(process, data["n_ctx"]) if config["exact_eval"] else None
+        self.exact = (
+            ExactEvaluator(process, data["n_ctx"], optimal=config["optimal_loss_by_position"])
+            if config["exact_eval"]
+            else None
+        )
         self.flips = SignFlips(self.model.parameters())
         self.step, self.clock = 0, RunClock()
         if state is not None:
