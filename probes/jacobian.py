@@ -63,6 +63,7 @@ SEED_RULE = {
     ),
 }
 LYAPUNOV_BURN_IN = 20
+CROSS_POSITIONS = 3  # positions t at which the cross-position Jacobian is summarised
 
 
 def spectral_radius(matrices: Tensor) -> Tensor:
@@ -201,23 +202,26 @@ def normalised_updates(model: torch.nn.Module, tokens: Tensor, blocks: Tensor) -
     return update_scales(model, tokens)[..., None, None] * (blocks - identity)
 
 
-def cross_position_jacobians(model: torch.nn.Module, tokens: Tensor) -> Tensor:
-    """C_t = d resid_final[t] / d resid_pre_0[t-1] for t = 1..L-1: tokens (n, L) ->
-    (n, L-1, d_model, d_model); resid_final = blocks.{L-1}.hook_resid_post.
+def cross_position_jacobians(
+    model: torch.nn.Module, tokens: Tensor, positions: list[int] | None = None
+) -> Tensor:
+    """C_t = d resid_final[t] / d resid_pre_0[t-1] at positions t (default 1..L-1): tokens (n, L)
+    -> (n, len(positions), d_model, d_model); resid_final = blocks.{L-1}.hook_resid_post.
 
-    Copy t-1 of the batch gets a variable added to resid_pre_0 at position t-1 and is read at
-    position t; one vjp and a pull-back vmapped over the basis, as residual_block_jacobians.
+    One copy of the batch per position t gets a variable added to resid_pre_0 at t-1 and is read
+    at t; one vjp and a pull-back vmapped over the basis, as residual_block_jacobians.
     """
     _require(model, "residual", "cross_position_jacobians")
     last = n_blocks(model, "residual") - 1
     n, length = tokens.shape
-    if length < 2:
-        raise InvalidInput("the cross-position Jacobian needs sequences of >= 2 tokens")
+    positions = list(range(1, length)) if positions is None else positions
+    if length < 2 or not all(1 <= t < length for t in positions):
+        raise InvalidInput(f"cross-position Jacobians need positions in 1..{length - 1}")
     d_model, dtype = _d_model(model, tokens)
-    copies = tokens.repeat(length - 1, 1)
-    source = torch.arange(length - 1).repeat_interleave(n)
+    copies = tokens.repeat(len(positions), 1)
+    source = (torch.tensor(positions) - 1).repeat_interleave(n)
     at_source = torch.nn.functional.one_hot(source, length).to(dtype)
-    rows_index = torch.arange((length - 1) * n)
+    rows_index = torch.arange(len(positions) * n)
 
     def final_at_next(v: Tensor) -> Tensor:
         outputs: list[Tensor] = []
@@ -234,9 +238,9 @@ def cross_position_jacobians(model: torch.nn.Module, tokens: Tensor) -> Tensor:
             model(copies)
         return outputs[0][None]
 
-    rows = _pull_back_rows(final_at_next, 1, (length - 1) * n, d_model, dtype)[:, 0]
-    rows = rows.reshape(d_model, length - 1, n, d_model)
-    return rows.permute(2, 1, 0, 3)  # (n, L-1, d_out, d_in)
+    rows = _pull_back_rows(final_at_next, 1, len(positions) * n, d_model, dtype)[:, 0]
+    rows = rows.reshape(d_model, len(positions), n, d_model)
+    return rows.permute(2, 1, 0, 3)  # (n, positions, d_out, d_in)
 
 
 # ---- recurrent (RNN) maps ------------------------------------------------------------------
@@ -392,8 +396,11 @@ def residual_diagnostics(model: torch.nn.Module, tokens: Tensor) -> dict:
         entry.update(_stats(scales[b] * radius[b], scales[b] * norm[b], "normalised_"))
         blocks.append(entry)
     out = {"kind": "residual", **_summary(chain_blocks(block_maps)), "blocks": blocks}
-    if tokens.shape[1] > 1:
-        out["cross_position"] = _summary(cross_position_jacobians(model, tokens))
+    length = tokens.shape[1]
+    if length > 1:  # a few evenly spaced positions: the summary, at a quarter of the cost
+        positions = sorted({int(t) for t in np.linspace(1, length - 1, CROSS_POSITIONS)})
+        cross = cross_position_jacobians(model, tokens, positions)
+        out["cross_position"] = {**_summary(cross), "positions": positions}
     return out
 
 

@@ -28,6 +28,7 @@ from hmm.errors import InvalidInput
 from hmm.files import write_json
 from hmm.progress import progress
 from models import build_model, load_checkpoint, load_run_process, read_run_config, unit_hooks
+from models.architectures import training_forward
 from models.checkpoints import model_config_of_run, read_checkpoint, trained_positions
 from models.compute import cpu_threads, torch_threads
 from models.run_files import list_checkpoints, read_metrics
@@ -59,7 +60,7 @@ class PhaseOptions:
     saturated_threshold: float = 0.1
     linear_gain: float = 0.8
     saturated_gain: float = 0.2
-    sharpness_max_iter: int = 20
+    sharpness_max_iter: int = 12
     sharpness_tol: float = 1e-2
     sharpness_exact_max: int = 4096
     sharpness_batch: int = 64
@@ -273,7 +274,8 @@ def scalar_diagnostics(entry: dict) -> dict[str, float]:
     def walk(prefix: str, value: object) -> None:
         if isinstance(value, dict):
             for key, inner in value.items():
-                walk(f"{prefix}.{key}", inner)
+                if key != "positions":  # where a quantity was measured, not a measurement
+                    walk(f"{prefix}.{key}", inner)
         elif isinstance(value, list):
             for index, inner in enumerate(value):
                 walk(f"{prefix}.{index}", inner)
@@ -309,8 +311,8 @@ def _sharpness(model: torch.nn.Module, state: dict, setup: PhaseSetup) -> dict:
     (setup.loss), warm-started from the previous checkpoint's eigenvectors (setup.warm)."""
     train, options = setup.config.get("train", {}), setup.options
     params = list(model.parameters())
-    with torch.enable_grad():
-        hessian = hessian_operator(setup.loss(model), params)
+    with torch.enable_grad():  # the training forward: same function, no hook dispatch
+        hessian = hessian_operator(setup.loss(training_forward(model)), params)
     optimizer_state = state.get("optimizer") or {}
     groups = optimizer_state.get("param_groups") or [{}]
     lr = groups[0].get("lr", train.get("lr"))  # the rate of the next update from this checkpoint
