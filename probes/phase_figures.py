@@ -59,7 +59,7 @@ def plot_phases(run: str | Path, phases: dict) -> Path:
     if probes:
         panels.append(lambda ax: _probe_panel(ax, probes))
     caption = _caption(kind, phases)
-    caption_in = 0.14 * (caption.count("\n") + 1) + 0.6  # caption lines and the x label
+    caption_in = 0.125 * (caption.count("\n") + 1) + 0.45  # caption lines and the x label
     height = 2.1 * len(panels) + caption_in + 0.5
     fig = Figure(figsize=(12.5, height))
     axes = fig.subplots(len(panels), 1, sharex=True)
@@ -89,7 +89,8 @@ def _caption(kind: str, phases: dict) -> str:
     null = phases.get("null", {})
     seeds = len(null.get("seeds", []))
     lines = [
-        f"Grey band: range over {seeds} networks of this shape re-initialised with other seeds "
+        f"Grey band (or a light band of a curve's colour): range over {seeds} networks of this "
+        "shape re-initialised with other seeds "
         "(the null: what an untrained network shows). Dotted line of a curve's colour: its "
         "value at initialisation (tokens 0).",
     ]
@@ -111,7 +112,7 @@ def _caption(kind: str, phases: dict) -> str:
         lines += [
             "U_l = d(resid_post_l - resid_pre_l)/d resid_pre_l: Jacobian of block l's update at "
             "the same position. Gain of N_l = (|x|/|u|) U_l: largest singular value of U_l "
-            "rescaled by the",
+            "rescaled by the "
             "input and update norms (relative change of the update per relative change of the "
             "input; free of the LayerNorm 1/|x| scaling). Nothing is iterated in a transformer, so "
             "no 'radius > 1' rule is applied.",
@@ -141,12 +142,15 @@ def _token_axis(ax, tokens: np.ndarray) -> None:
     ax.set_xlabel("training tokens (symlog axis: linear below the first checkpoint, 0 = init)")
 
 
-def _null_band(ax, phases: dict, key: str, label: str | None = "null: re-initialised") -> list:
-    """Grey band over the null range of `key`; returns the values it spans (for zooming)."""
+def _null_band(
+    ax, phases: dict, key: str, label: str | None = "null: re-initialised", colour=NULL_GREY
+) -> list:
+    """Band over the null range of `key`; returns the values it spans (for zooming)."""
     band = phases.get("null", {}).get("reinit", {}).get(key)
     if not band:
         return []
-    ax.axhspan(band["min"], band["max"], color=NULL_GREY, alpha=0.25, lw=0, label=label)
+    alpha = 0.25 if colour == NULL_GREY else 0.15
+    ax.axhspan(band["min"], band["max"], color=colour, alpha=alpha, lw=0, label=label)
     if band["max"] - band["min"] < 1e-9:  # a band of zero width is a line
         ax.axhline(band["min"], color=NULL_GREY, lw=2, alpha=0.6)
     return [band["min"], band["max"]]
@@ -280,7 +284,10 @@ def _block_gain_panel(ax, tokens, phases: dict) -> None:
     values = []
     for b, block in enumerate(blocks):
         key = f"jacobian.blocks.{b}.normalised_spectral_norm_mean"
-        values += _null_band(ax, phases, key, label="null: re-initialised" if b == 0 else None)
+        name = hook_label(block["hook"])
+        values += _null_band(
+            ax, phases, key, f"{name}: null band (re-initialised)", OKABE_ITO[b % 7]
+        )
         series = [
             e["jacobian"]["blocks"][b]["normalised_spectral_norm_mean"]
             for e in phases["checkpoints"]
