@@ -1,0 +1,163 @@
+"""The repository documents itself: nothing points outside it, and the key lists of
+docs/run-files.md are exactly the keys a real run writes (both directions, so docs cannot drift).
+
+The documented lists are read from the ```keys FILE blocks of docs/run-files.md (notation there);
+the written keys come from one tiny run through the CLI (tests/experiments/conftest.py) and a
+sweep summary of two copies of it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_FILES = ROOT / "docs" / "run-files.md"
+# built from parts so this file does not match itself
+OUTSIDE = [".." + "/", "shared/" + "DESIGN", "DESIGN" + ".md", "FINDINGS" + ".md"]
+
+
+def _repository_files() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split("\n")  # fmt: skip
+    return [ROOT / name for name in listed if name and (ROOT / name).is_file()]
+
+
+def test_no_file_refers_to_a_path_outside_the_repository():
+    found = []
+    for path in _repository_files():
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, OSError):
+            continue  # binary files (figures, checkpoints)
+        for number, line in enumerate(text.splitlines(), 1):
+            found += [f"{path.relative_to(ROOT)}:{number}: {word}" for word in OUTSIDE
+                      if word in line]
+    assert found == []
+
+
+def test_every_document_the_readme_links_exists():
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(((?:docs/)?[\w./-]+\.md)(?:#[\w-]+)?\)", readme)
+    assert {"docs/processes.md", "docs/recipes.md", "docs/run-files.md"} <= set(links)
+    assert [link for link in links if not (ROOT / link).is_file()] == []
+
+
+# ---- documented keys ---------------------------------------------------------------------------
+def documented_keys(name: str) -> list[tuple[str, str]]:
+    """(pattern, tag) of every key listed in the ```keys NAME block; braces expanded."""
+    blocks = dict(re.findall(r"```keys (\S+)\n(.*?)```", RUN_FILES.read_text(), flags=re.S))
+    assert name in blocks, f"docs/run-files.md has no ```keys {name} block"
+    keys = []
+    for line in blocks[name].splitlines():
+        if line.strip():
+            pattern, _, tag = line.strip().partition(" ")
+            keys += [(p, tag.strip()) for p in _expand(pattern)]
+    return keys
+
+
+def _expand(pattern: str) -> list[str]:
+    match = re.search(r"\{([^{}]*)\}", pattern)
+    if not match:
+        return [pattern]
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    return [x for choice in match.group(1).split(",") for x in _expand(head + choice + tail)]
+
+
+def _regex(pattern: str, names: dict[str, list[str]]) -> re.Pattern:
+    parts = re.split(r"(<\w+>)", pattern)
+    out = []
+    for part in parts:
+        if re.fullmatch(r"<\w+>", part):
+            assert part in PLACEHOLDERS or part in names, f"undocumented placeholder {part}"
+            choices = "|".join(map(re.escape, names.get(part, [])))
+            out.append(PLACEHOLDERS.get(part) or f"(?:{choices})")
+        else:
+            out.append(re.escape(part))
+    return re.compile("".join(out))
+
+
+PLACEHOLDERS = {"<k>": r"\d+", "<layer>": r"blocks\.\d+(?:\.mlp)?", "<key>": r".+"}
+
+
+EMPTY = " (empty object)"
+
+
+def written_keys(obj, prefix: str = "") -> set[str]:
+    """Leaf paths of a JSON value: keys joined by '.', each object of a list under '[]'; an empty
+    object is marked, and counts as written for every documented key inside it."""
+    if isinstance(obj, dict):
+        if not obj:
+            return {prefix + EMPTY}
+        return set().union(*(written_keys(v, f"{prefix}.{k}" if prefix else k)
+                             for k, v in obj.items()))
+    if isinstance(obj, list) and any(isinstance(x, dict) for x in obj):
+        return set().union(*(written_keys(x, prefix + "[]") for x in obj if isinstance(x, dict)))
+    return {prefix}
+
+
+def compare(name: str, written: set[str], arch: str, names: dict[str, list[str]]) -> None:
+    documented = [(p, tag, _regex(p, names), _regex(p.rpartition(".")[0], names))
+                  for p, tag in documented_keys(name)]  # fmt: skip
+    empty = {w.removesuffix(EMPTY) for w in written if w.endswith(EMPTY)}
+    undocumented = sorted(
+        w for w in written - {e + EMPTY for e in empty}
+        if not any(rx.fullmatch(w) for _, _, rx, _ in documented)
+    ) + sorted(e for e in empty if not any(parent.fullmatch(e) for *_, parent in documented))
+    applies = [(p, rx, parent) for p, tag, rx, parent in documented
+               if tag not in ("(optional)", "(rnn)", "(transformer)") or tag == f"({arch})"]
+    stale = [p for p, rx, parent in applies if not any(rx.fullmatch(w) for w in written)
+             and not any(parent.fullmatch(e) for e in empty)]
+    assert (undocumented, stale) == ([], []), (
+        f"{name}: written but not in docs/run-files.md: {undocumented}; documented but not "
+        f"written: {stale}"
+    )
+
+
+@pytest.fixture(scope="module")
+def run_names(tiny_run):
+    run = tiny_run["run"]
+    config = json.loads((run / "config.json").read_text())
+    probes = json.loads((run / "probes.json").read_text())
+    return run, config, {"<hook>": probes["hooks"] + ["concat"],
+                         "<symbol>": config["process"]["symbols"]}
+
+
+@pytest.mark.parametrize("name", ["config.json", "probes.json", "phases.json"])
+def test_documented_keys_are_the_written_keys(run_names, name):
+    run, config, names = run_names
+    compare(name, written_keys(json.loads((run / name).read_text())), config["arch"], names)
+
+
+def test_documented_metrics_keys_are_the_written_keys(run_names):
+    run, config, names = run_names
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    compare("metrics.jsonl", set().union(*map(written_keys, lines)), config["arch"], names)
+
+
+def test_documented_fractal_keys_are_the_written_keys(run_names):
+    run, config, names = run_names  # the report computed RUN/fractal
+    written = written_keys(json.loads((run / "fractal" / "fractal.json").read_text()))
+    compare("fractal.json", written, config["arch"], names)
+
+
+def test_documented_summary_columns_are_the_written_columns(run_names, tmp_path):
+    from experiments.sweep import expand
+    from experiments.sweep_summary import write_summary
+
+    run, config, names = run_names
+    points = expand({"base": {}, "axes": {"act_fn": ["tanh"], "seed": [0, 1]}})
+    for point in points:
+        shutil.copytree(run, tmp_path / point.name)
+    write_summary(tmp_path, points, {p.name: {"status": "done"} for p in points}, {})
+    with open(tmp_path / "summary.csv", newline="") as handle:
+        header = next(csv.reader(handle))
+    compare("summary.csv", set(header), config["arch"], {**names, "<axis>": ["act_fn"]})
