@@ -1,16 +1,24 @@
-"""Probe inputs, belief targets and residual activations, collected through hook names only.
+"""Probe inputs, belief targets, the fit / held-out split and residual activations by hook name.
 
 Rows are prefixes. A causal model's activation at position t depends only on the prefix x_0..x_t, so
 when every sequence is enumerated the (sequence, position) rows that share a prefix are identical:
 they are stored once, with weights that count them. This is exact (weighted least squares on the
 collapsed rows equals least squares on all (sequence, position) rows) and cuts Mess3's 590,490 rows
-to 88,572. Two weights per row and half of the sequence split:
+to 88,572; the model runs one token step per row (models.prefix_forward, a KV cache over the
+prefix tree) where it can, else one batched forward per sequence. Two weights per row and half:
   count  number of (sequence, position) rows of that half with this prefix (the unweighted scores);
   prob   summed probability of those sequences, i.e. the prefix probability restricted to the half
-         (the probability-weighted scores; summing a sequence's probability over its continuations
-         gives the probability of its prefix).
+         (the probability-weighted scores).
 With a sample instead of the full enumeration each (sequence, position) is its own row with equal
 weights, so the two scores coincide.
+
+Splits (by whole sequences, seeded):
+  subtree  (default) the distinct first-m-token prefixes (m = prefix_len, default 2) are split in
+           two and every sequence goes with its first m tokens, so a held-out prefix longer than m
+           is never fitted: held-out scores measure generalisation to unseen branches of the tree.
+  random   a random half of the sequences. Short prefixes are shared by both halves, so most of
+           the held-out weight sits on prefixes that were also fitted (Mess3, 10 positions: ~0.87).
+`shared_prefix_weight`: the held-out probability weight on prefixes that also occur in the fit half.
 """
 
 from __future__ import annotations
@@ -21,9 +29,14 @@ import numpy as np
 import torch
 
 from hmm.errors import InvalidInput
+from models.prefix_forward import prefix_activations
 
 MAX_ENUMERATED = 200_000
 SAMPLE_SEQUENCES = 20_000
+SPLITS = ("subtree", "random")
+DEFAULT_SPLIT = "subtree"
+DEFAULT_PREFIX_LEN = 2
+BYTES_PER_ACTIVATION = 16  # float32 activations + float32 fit copy + float64 held-out copy
 
 
 @dataclass
@@ -32,12 +45,13 @@ class ProbeInputs:
 
     tokens (N, L) int64 input sequences; seq_probs (N,) their weight (exact probability, or 1/N
     for a sample); enumerated_total how many sequences the enumeration had (None: sampled; > N:
-    a subset was kept); fit_sequences (N,) bool, the seeded half used for fitting; row_of (N, L)
-    int64 the row of each (sequence, position); stored (N, L) bool where that row's activation is
-    taken from (one True per row); beliefs (R, S) exact belief after each row's prefix;
-    positions (R,) its last position t;
-    fit_count, heldout_count, fit_prob, heldout_prob (R,) the row weights of each half (module doc);
-    shuffled_beliefs (R, S) the control target of the fit rows (see `shuffled_row_beliefs`).
+    a subset was kept); fit_sequences (N,) bool, the fit half; row_of (N, L) int64 the row of each
+    (sequence, position); stored (N, L) bool where that row's activation is taken from (one True
+    per row); beliefs (R, S) exact belief after each row's prefix; positions (R,) its last
+    position t; last_token (R,) its last token; ancestors (R, L) ancestors[r, j] the row of its
+    length-(j+1) prefix (j <= t); fit_count, heldout_count, fit_prob, heldout_prob (R,) the row
+    weights of each half (module doc); shuffled_beliefs (R, S) the control target of the fit rows
+    (see `shuffled_row_beliefs`); split {"kind", "prefix_len", "shared_prefix_weight", "seed"}.
     """
 
     tokens: np.ndarray
@@ -49,11 +63,14 @@ class ProbeInputs:
     stored: np.ndarray
     beliefs: np.ndarray
     positions: np.ndarray
+    last_token: np.ndarray
+    ancestors: np.ndarray
     fit_count: np.ndarray
     heldout_count: np.ndarray
     fit_prob: np.ndarray
     heldout_prob: np.ndarray
     shuffled_beliefs: np.ndarray
+    split: dict
 
     @property
     def n_rows(self) -> int:
@@ -89,6 +106,25 @@ def split_sequences(n: int, seed: int = 0) -> np.ndarray:
     return mask
 
 
+def split_subtrees(tokens: np.ndarray, prefix_len: int, seed: int = 0) -> np.ndarray:
+    """(N,) bool fit mask: sequences whose first `prefix_len` tokens are in a seeded half
+    (ceil(K/2) of the K distinct prefixes present) fit, the others are held out."""
+    if not 1 <= prefix_len <= tokens.shape[1]:
+        raise InvalidInput(
+            f"split prefix length must be between 1 and the probed length {tokens.shape[1]}, "
+            f"got {prefix_len}"
+        )
+    prefixes, which = np.unique(tokens[:, :prefix_len], axis=0, return_inverse=True)
+    if len(prefixes) < 2:
+        raise InvalidInput(
+            f"only one distinct first-{prefix_len}-token prefix occurs, so a split by prefix "
+            "subtree has no held-out half; use a longer split prefix or the random split"
+        )
+    order = np.random.default_rng(seed).permutation(len(prefixes))
+    fit_prefixes = order[: len(prefixes) - len(prefixes) // 2]
+    return np.isin(which.ravel(), fit_prefixes)
+
+
 def probe_inputs(
     process,
     length: int,
@@ -96,20 +132,62 @@ def probe_inputs(
     max_enumerated: int = MAX_ENUMERATED,
     n_samples: int = SAMPLE_SEQUENCES,
     max_sequences: int | None = None,
+    split: str = DEFAULT_SPLIT,
+    prefix_len: int = DEFAULT_PREFIX_LEN,
 ) -> ProbeInputs:
     """All positive-probability sequences of `length` if V**length <= max_enumerated, else a sample.
 
-    process: an hmm.HMM. The split into fit / held-out halves is by sequence, seeded by `seed` (the
-    sample is seeded by `seed` too). max_sequences: keep a seeded uniform subset of that many
-    enumerated sequences (weights stay their exact probabilities) — a cheaper, documented
-    approximation for long checkpoint sweeps; None keeps all.
+    process: an hmm.HMM; length: the probed positions 0..length-1 (only trained ones). The split
+    (module doc) is seeded by `seed`, as is the sample. max_sequences: keep a seeded uniform subset
+    of that many enumerated sequences (weights stay their exact probabilities), a cheaper,
+    documented approximation; None keeps all.
     """
     if length < 1:
         raise InvalidInput(f"probe sequence length must be >= 1, got {length}")
     if max_sequences is not None and max_sequences < 2:
         raise InvalidInput(f"max_sequences must be >= 2 (one per half), got {max_sequences}")
-    exact = process.n_symbols**length <= max_enumerated
-    if exact:
+    if split not in SPLITS:
+        raise InvalidInput(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    tokens, probs, total = _sequences(process, length, seed, max_enumerated, n_samples,
+                                      max_sequences)
+    exact = total is not None
+    if split == "random":
+        fit = split_sequences(len(tokens), seed)
+    else:
+        fit = split_subtrees(tokens, prefix_len, seed)
+    beliefs = np.asarray(process.beliefs(tokens), dtype=np.float64)
+    row_of, stored = _prefix_rows(tokens, process.n_symbols, exact)
+    n, length = tokens.shape
+    n_rows = int(row_of.max()) + 1
+    flat_rows, seq_of = row_of.ravel(), np.repeat(np.arange(n), length)
+
+    def per_row(values: np.ndarray) -> np.ndarray:
+        return np.bincount(flat_rows, weights=values[seq_of], minlength=n_rows)
+
+    seqs, ts = np.nonzero(stored)
+    rows = row_of[seqs, ts]
+    order = np.argsort(rows)
+    ancestors = np.empty((n_rows, length), dtype=np.int64)
+    ancestors[rows] = row_of[seqs]
+    fit_count, heldout_prob = per_row(fit.astype(np.float64)), per_row(np.where(fit, 0.0, probs))
+    shared = heldout_prob[fit_count > 0].sum() / max(heldout_prob.sum(), np.finfo(float).tiny)
+    return ProbeInputs(
+        tokens=tokens, seq_probs=probs, exact=exact, enumerated_total=total,
+        fit_sequences=fit, row_of=row_of, stored=stored,
+        beliefs=beliefs[seqs, ts][order], positions=ts[order],
+        last_token=tokens[seqs, ts][order], ancestors=ancestors,
+        fit_count=fit_count, heldout_count=per_row((~fit).astype(np.float64)),
+        fit_prob=per_row(np.where(fit, probs, 0.0)), heldout_prob=heldout_prob,
+        shuffled_beliefs=shuffled_row_beliefs(beliefs[seqs, ts][order], row_of[fit], fit_count,
+                                              seed),
+        split={"kind": split, "prefix_len": prefix_len if split == "subtree" else None,
+               "seed": seed, "shared_prefix_weight": float(shared)},
+    )
+
+
+def _sequences(process, length, seed, max_enumerated, n_samples, max_sequences):
+    """(tokens (N, L) int64, weights (N,), enumerated total or None for a sample)."""
+    if process.n_symbols**length <= max_enumerated:
         tokens, probs = process.enumerate(length)
         probs = np.asarray(probs, dtype=np.float64)
         total = len(tokens)
@@ -121,52 +199,28 @@ def probe_inputs(
         tokens, _ = process.sample(n_samples, length, seed=seed)
         probs = np.full(len(tokens), 1.0 / len(tokens))
         total = None
-    tokens = np.asarray(tokens, dtype=np.int64)
-    n, length = tokens.shape
-    fit = split_sequences(n, seed)
-    beliefs = np.asarray(process.beliefs(tokens), dtype=np.float64)
+    return np.asarray(tokens, dtype=np.int64), probs, total
 
+
+def _prefix_rows(tokens: np.ndarray, n_symbols: int, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+    """row_of (N, L), stored (N, L): one row per distinct prefix (enumerated) or per (seq, t),
+    numbered level by level (every row of position t before any of t + 1)."""
+    n, length = tokens.shape
     row_of = np.empty((n, length), dtype=np.int64)
     stored = np.zeros((n, length), dtype=bool)
-    if exact:
-        code = np.zeros(n, dtype=np.int64)
-        offset = 0
-        for t in range(length):
-            code = code * process.n_symbols + tokens[:, t]
-            _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
-            row_of[:, t] = offset + inverse
-            stored[first, t] = True
-            offset += len(first)
-    else:
-        row_of[:] = np.arange(n * length).reshape(n, length)
+    if not exact:
+        row_of[:] = np.arange(n * length).reshape(length, n).T  # level by level
         stored[:] = True
-    n_rows = int(row_of.max()) + 1
-
-    flat_rows = row_of.ravel()
-    seq_of = np.repeat(np.arange(n), length)
-
-    def per_row(values: np.ndarray) -> np.ndarray:
-        return np.bincount(flat_rows, weights=values[seq_of], minlength=n_rows)
-
-    order = np.argsort(row_of[stored])
-    row_beliefs = beliefs[stored][order]
-    fit_count = per_row(fit.astype(np.float64))
-    return ProbeInputs(
-        tokens=tokens,
-        seq_probs=probs,
-        exact=exact,
-        enumerated_total=total,
-        fit_sequences=fit,
-        row_of=row_of,
-        stored=stored,
-        beliefs=row_beliefs,
-        positions=np.nonzero(stored)[1][order],
-        fit_count=fit_count,
-        heldout_count=per_row((~fit).astype(np.float64)),
-        fit_prob=per_row(np.where(fit, probs, 0.0)),
-        heldout_prob=per_row(np.where(fit, 0.0, probs)),
-        shuffled_beliefs=shuffled_row_beliefs(row_beliefs, row_of[fit], fit_count, seed),
-    )
+        return row_of, stored
+    code = np.zeros(n, dtype=np.int64)
+    offset = 0
+    for t in range(length):
+        code = code * n_symbols + tokens[:, t]
+        _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+        row_of[:, t] = offset + inverse
+        stored[first, t] = True
+        offset += len(first)
+    return row_of, stored
 
 
 def shuffled_row_beliefs(
@@ -188,6 +242,24 @@ def shuffled_row_beliefs(
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / count[:, None]
+
+
+def kgram_cells(inputs: ProbeInputs, k: int) -> np.ndarray:
+    """(R,) int64 cell of each row for a lookup of its last k tokens, truncated at the sequence
+    start: rows share a cell iff their last min(t + 1, k) tokens (and that length) agree."""
+    if k < 1:
+        raise InvalidInput(f"k-gram length must be >= 1, got {k}")
+    t = inputs.positions
+    base = int(inputs.last_token.max(initial=0)) + 2  # digit 0 = before the sequence start
+    if base**k >= 2**62:
+        raise InvalidInput(f"a {k}-gram over {base - 1} symbols is too large to key")
+    code = np.zeros(inputs.n_rows, dtype=np.int64)
+    for back in range(k):  # digit `back` = the token `back` steps before the last one, plus 1
+        has = t >= back
+        digit = np.zeros(inputs.n_rows, dtype=np.int64)
+        digit[has] = 1 + inputs.last_token[inputs.ancestors[np.flatnonzero(has), t[has] - back]]
+        code = code * base + digit
+    return np.unique(code, return_inverse=True)[1].ravel().astype(np.int64)
 
 
 @dataclass
@@ -212,44 +284,78 @@ def check_hooks(model, hooks: list[str]) -> None:
         raise InvalidInput("no hooks to probe; give at least one hook name")
 
 
+def check_memory(inputs: ProbeInputs, width: int) -> None:
+    """InvalidInput before allocating R x width activations (and the probe's copies) that do not
+    fit in memory; says how many sequences would (hmm.memory.check_fits)."""
+    from hmm.memory import check_fits
+
+    per_sequence = BYTES_PER_ACTIVATION * width * inputs.n_rows / max(len(inputs.tokens), 1)
+    check_fits(
+        int(BYTES_PER_ACTIVATION * width * inputs.n_rows),
+        f"probing {inputs.n_rows:,} prefixes x {width} activation columns",
+        lambda available: f"--max-sequences {int(available // max(per_sequence, 1))}",
+    )
+
+
 def collect_activations(
     model, inputs: ProbeInputs, hooks: list[str], batch_size: int = 2048
 ) -> Activations:
-    """Run every input sequence through `model` in batches (no grad) and keep each row's activation.
-
-    Only the requested hooks are cached (names_filter) and each batch is reduced to the rows it
-    stores before the next one runs, so memory is R x (sum of hook widths) float32 plus one batch.
-    """
+    """Every row's activation at each hook (no grad): one token step per prefix through
+    models.prefix_forward when it covers the model, else batched run_with_cache per sequence,
+    keeping only the rows each batch stores. Memory: R x (sum of hook widths) float32."""
     check_hooks(model, hooks)
+    _check_shapes(model, inputs, hooks)
+    fast = prefix_activations(
+        model, inputs.last_token, inputs.positions, inputs.ancestors, hooks
+    )
+    if fast is not None:
+        acts, logits = fast
+        return Activations(
+            hooks={h: acts[h].numpy() for h in hooks},
+            next_token=torch.softmax(logits, dim=-1).numpy(),
+        )
+    return _collect_by_sequence(model, inputs, hooks, batch_size)
+
+
+def _check_shapes(model, inputs: ProbeInputs, hooks: list[str]) -> None:
+    """One sequence through run_with_cache: every hook is (batch, position, width); memory fits."""
+    wanted = set(hooks)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(
+            torch.from_numpy(inputs.tokens[:1]), names_filter=lambda name: name in wanted
+        )
+    for name in hooks:
+        if cache[name].ndim != 3 or cache[name].shape[:2] != inputs.tokens[:1].shape:
+            raise InvalidInput(
+                f"hook {name} gives activations of shape {tuple(cache[name].shape)}; "
+                "belief probes need (batch, position, width), e.g. a residual hook"
+            )
+    check_memory(inputs, sum(int(cache[name].shape[-1]) for name in hooks))
+
+
+def _collect_by_sequence(model, inputs: ProbeInputs, hooks: list[str], batch_size: int):
     wanted = set(hooks)
     buffers: dict[str, np.ndarray] = {}
     next_token = None
-    n_rows = inputs.n_rows
     with torch.no_grad():
         for start in range(0, len(inputs.tokens), batch_size):
-            stop = min(start + batch_size, len(inputs.tokens))
-            keep = inputs.stored[start:stop]
+            keep = inputs.stored[start : start + batch_size]
             if not keep.any():
                 continue
-            rows = inputs.row_of[start:stop][keep]
+            rows = inputs.row_of[start : start + batch_size][keep]
             logits, cache = model.run_with_cache(
-                torch.from_numpy(inputs.tokens[start:stop]),
+                torch.from_numpy(inputs.tokens[start : start + batch_size]),
                 names_filter=lambda name: name in wanted,
             )
             keep_t = torch.from_numpy(keep)
             for name in hooks:
-                if cache[name].shape[:2] != keep.shape or cache[name].ndim != 3:
-                    raise InvalidInput(
-                        f"hook {name} gives activations of shape {tuple(cache[name].shape)}; "
-                        "belief probes need (batch, position, width), e.g. a residual hook"
-                    )
                 act = cache[name][keep_t].float().numpy()
                 if name not in buffers:
-                    buffers[name] = np.empty((n_rows, act.shape[-1]), dtype=np.float32)
+                    buffers[name] = np.empty((inputs.n_rows, act.shape[-1]), dtype=np.float32)
                 buffers[name][rows] = act
             probs = torch.softmax(logits.float(), dim=-1)[keep_t].numpy()
             if next_token is None:
-                next_token = np.empty((n_rows, probs.shape[-1]), dtype=np.float32)
+                next_token = np.empty((inputs.n_rows, probs.shape[-1]), dtype=np.float32)
             next_token[rows] = probs
             del cache, logits
     return Activations(hooks=buffers, next_token=next_token)

@@ -1,30 +1,33 @@
-"""Belief-probe figures (PNG/GIF bytes): true vs predicted simplex, R² by layer, emergence, GIF.
+"""Belief-probe figures (PNG/GIF bytes) drawn from probes.json: simplex, layers, emergence,
+positions, and the simplex animation. Each PNG carries a caption under the plot that defines every
+line, band and marker. Accuracy is drawn as the unexplained variance 1 - R² on a log axis, where
+the change between 0.99 and 0.999 is as visible as the one between 0.7 and 0.9.
 
 Points are coloured by their TRUE belief (hmm.plots.belief_colors) in every panel and frame, so a
-predicted point sits in the colour of the belief it should be at. Lines use the Okabe-Ito palette.
+predicted point sits in the colour of the belief it should be at. No backend is switched at import:
+figures are `matplotlib.figure.Figure` objects on an Agg canvas.
 """
 
 from __future__ import annotations
 
 import io
 import tempfile
+import textwrap
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.animation import FuncAnimation, PillowWriter
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
-
-from hmm.plots import OKABE_ITO_HEX, belief_colors, plot_simplex, simplex_xy  # noqa: E402
-from models.architectures import hook_label  # noqa: E402
+from hmm.plots import OKABE_ITO_HEX, belief_colors, plot_simplex, simplex_vertices, simplex_xy
+from models.architectures import final_layer_hook, hook_label
 
 OKABE_ITO = [OKABE_ITO_HEX[i] for i in (7, 0, 1, 2, 3, 4, 5, 6)]  # black first
-CEILING_NOTE = (
-    "logit ceiling: R² of a probe from the optimal next-token logits; a model that keeps only what "
-    "its unembedding needs sits near it"
-)
+KGRAM_SHOWN = 3  # k-gram lookup baselines drawn as lines: k = 1..KGRAM_SHOWN
+FLOOR = 1e-6  # 1 - R² is drawn no lower than this (log axis)
+SPLIT_NAMES = {"subtree": "held-out prefix subtrees", "random": "held-out random half of sequences"}
 
 
 def simplex_comparison(
@@ -37,88 +40,158 @@ def simplex_comparison(
     """Side by side: true beliefs (n, S) and each probe's predictions (n, S), same point colours."""
     colors = belief_colors(true)
     n = 1 + len(predictions)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.4))
+    fig = _figure(4.3 * n, 5.3)
+    axes = fig.subplots(1, n)
     size = _point_size(len(true))
     # few distinct beliefs (RRXOR: 36) each stack on one spot: size true points by distinct count
     distinct = len(np.unique(np.round(true, 6), axis=0))
-    plot_simplex(axes[0], true, colors, "exact belief states (held-out prefixes)",
-                 s=max(size, _point_size(distinct)), labels=labels)
+    _simplex(axes[0], true, colors, "exact beliefs", max(size, _point_size(distinct)), labels)
     for ax, (name, pred) in zip(axes[1:], predictions.items(), strict=True):
-        plot_simplex(ax, pred, colors, f"probe from {name}\nheld-out R² = {r2[name]:.4f}",
-                     s=size, labels=labels)
-    fig.suptitle(
-        "A linear probe of the residual stream recovers the belief geometry "
-        f"({tokens:,} training tokens)",
-        fontsize=11,
-    )
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.82, wspace=0.05)
+        _simplex(ax, pred, colors, f"probe from {hook_label(name)}\nheld-out R² = {r2[name]:.4f}",
+                 size, labels)
+    fig.suptitle(f"Exact beliefs of held-out prefixes and their linear-probe predictions "
+                 f"({tokens:,} training tokens)", fontsize=11)
+    _caption(fig, (
+        "Each point is one held-out prefix, coloured by its exact belief (RGB = the probabilities "
+        "of the three states), placed at its exact belief (left) or at the belief a linear probe "
+        "(OLS with intercept, fit on the other half of the prefixes) reads from the named layer. "
+        "R² is the held-out R², mean over belief coordinates."
+    ))
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.17, top=0.83, wspace=0.05)
     return _png(fig)
 
 
-def layer_bars(record: dict, ceiling: dict) -> bytes:
-    """Held-out R² (unweighted, probability-weighted) per hook and concat; control; ceiling."""
-    names = list(record["layers"])
-    layers = record["layers"]
+def layer_bars(probes: dict) -> bytes:
+    """Newest checkpoint: 1 - held-out R² per hook (log) beside the untrained model and k-gram
+    lookups; right panel: within-k-gram R² of the final layer (and concat) against k."""
+    last = probes["checkpoints"][-1]
+    names = list(last["layers"])
+    base = probes.get("baselines", {})
+    fig = _figure(max(8.5, 0.9 * len(names) + 6), 5.6)
+    ax, ax_k = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(len(names), 3), 3]})
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(names) + 2), 5.6))
-    width = 0.27
-    ax.bar(x - width, [layers[h]["r2_heldout"] for h in names], width, color=OKABE_ITO[5],
-           label="held-out R² (each sequence position counts once)")
-    ax.bar(x, [layers[h]["r2_heldout_weighted"] for h in names], width, color=OKABE_ITO[2],
-           label="held-out R², weighted by prefix probability")
-    ax.bar(x + width, [max(layers[h]["r2_shuffle"], 0.0) for h in names], width, color=OKABE_ITO[6],
-           label="shuffled-belief control (negative shown as 0)")
-    ax.axhline(ceiling["optimal_logits_r2_heldout"], color=OKABE_ITO[0], ls="--", lw=1,
-               label=f"logit ceiling = {ceiling['optimal_logits_r2_heldout']:.4f}")
-    nt = record.get("next_token", {})
-    if "r2_heldout" in nt:
-        ax.axhline(nt["r2_heldout"], color=OKABE_ITO[1], ls=":", lw=1.2,
-                   label=f"probe from the model's next-token distribution = {nt['r2_heldout']:.4f}")
-    for xi, h in zip(x, names, strict=True):
-        ax.text(xi - width, layers[h]["r2_heldout"] + 0.01, f"{layers[h]['r2_heldout']:.3f}",
-                ha="center", va="bottom", fontsize=7, rotation=90)
-    ax.set_xticks(x, [hook_label(h) for h in names], rotation=20, ha="right")
-    ax.set_ylabel("R² (mean over belief coordinates)")
-    ax.set_ylim(0, 1.1)
-    ax.set_title(
-        f"Beliefs are linearly decodable from the residual stream ({record['tokens']:,} tokens)",
-        fontsize=11,
-    )
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
-    fig.text(0.01, 0.01, CEILING_NOTE, fontsize=7, color="0.3")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    ax.plot(x, _error([last["layers"][h]["r2_heldout"] for h in names]), "o", color=OKABE_ITO[5],
+            ms=7, label="trained model", zorder=3)
+    untrained = base.get("random_init", {})
+    if untrained:
+        mean = np.array([untrained.get(h, {}).get("r2_mean", np.nan) for h in names], dtype=float)
+        sd = np.array([untrained.get(h, {}).get("r2_sd") or 0.0 for h in names], dtype=float)
+        low, high = _error(mean + sd), _error(mean - sd)
+        centre = _error(mean)
+        ax.errorbar(x, centre, yerr=[centre - low, high - centre], fmt="s", mfc="white",
+                    color="0.35", ms=6, capsize=3, label="untrained model, mean ± sd over seeds")
+    _kgram_lines(ax, base, horizontal=True)
+    nt = last.get("next_token", {}).get("r2_heldout")
+    if nt is not None:
+        ax.axhline(_error1(nt), color=OKABE_ITO[6], ls="-.", lw=1,
+                   label="probe from the model's next-token distribution")
+    ax.set_yscale("log")
+    ax.invert_yaxis()
+    ax.set_xticks(x, [hook_label(h) for h in names])
+    ax.set_ylabel("1 − held-out R²  (log; higher on the plot = better)")
+    ax.set_title("Unexplained belief variance by layer", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3, axis="y", which="both")
+    _within_panel(ax_k, probes, last)
+    fig.suptitle(f"Linear probes of the beliefs at each layer ({last['tokens']:,} training tokens, "
+                 f"{SPLIT_NAMES.get(probes['split']['kind'], probes['split']['kind'])})",
+                 fontsize=11)
+    _caption(fig, _baseline_caption(probes) + (
+        " Right: within-k-gram R² = 1 − SSE(probe) / SSE(best lookup of the last k tokens) on the "
+        "held-out prefixes: 0 = no better than a table of the last k tokens, 1 = exact. The "
+        "resolution depth is the largest k at or above the dotted 0.5 line."
+    ))
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.3, top=0.88, wspace=0.25)
     return _png(fig)
 
 
-def emergence(checkpoints: list[dict], ceiling: dict) -> bytes:
-    """Held-out R² vs training tokens (symlog x, 0 = initialisation): hooks, concat, control."""
+def emergence(probes: dict) -> bytes:
+    """1 - held-out R² vs training tokens per hook with baselines; within-k-gram R² of the final
+    layer vs training tokens."""
+    checkpoints = probes["checkpoints"]
     tokens = np.array([c["tokens"] for c in checkpoints], dtype=float)
     names = list(checkpoints[-1]["layers"])
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    cmap = plt.get_cmap("viridis")
+    final = final_layer_hook(probes["hooks"])
+    fig = _figure(13, 5.8)
+    ax, ax_k = fig.subplots(1, 2)
     singles = [h for h in names if h != "concat"]
+    cmap = colormaps["viridis"]
     for i, h in enumerate(singles):
-        r2 = [c["layers"].get(h, {}).get("r2_heldout", np.nan) for c in checkpoints]
-        ax.plot(tokens, _none_to_nan(r2), marker=".", ms=3, lw=1.2,
+        r2 = [c["layers"].get(h, {}).get("r2_heldout") for c in checkpoints]
+        ax.plot(tokens, _error(r2), marker=".", ms=3, lw=2 if h == final else 1.1,
                 color=cmap(i / max(1, len(singles) - 1) * 0.9), label=hook_label(h))
     if "concat" in names:
-        ax.plot(tokens, _none_to_nan([c["layers"]["concat"]["r2_heldout"] for c in checkpoints]),
-                color=OKABE_ITO[0], lw=2, label="concat (all hooks)")
-    shuffle = [max(c["layers"][h]["r2_shuffle"] or 0.0 for h in c["layers"]) for c in checkpoints]
-    ax.plot(tokens, shuffle, color=OKABE_ITO[6], ls="--", lw=1.2,
-            label="shuffled-belief control (max over hooks)")
-    ax.axhline(ceiling["optimal_logits_r2_heldout"], color="0.4", ls=":", lw=1,
-               label="logit ceiling (probe from optimal logits)")
-    positive = tokens[tokens > 0]
-    ax.set_xscale("symlog", linthresh=positive.min() if len(positive) else 1.0)
-    ax.set_xlim(left=0)
-    ax.set_xlabel("training tokens (symlog; 0 = initialisation)")
-    ax.set_ylabel("held-out R² (mean over belief coordinates)")
-    ax.set_ylim(min(-0.05, min(shuffle) - 0.05), 1.02)
-    ax.set_title("Belief geometry emerges in the residual stream during training", fontsize=11)
-    ax.legend(fontsize=7, loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+        ax.plot(tokens, _error([c["layers"]["concat"]["r2_heldout"] for c in checkpoints]),
+                color=OKABE_ITO[0], lw=1.5, ls="--", label="concat (all hooks)")
+    untrained = probes.get("baselines", {}).get("random_init", {}).get(final)
+    if untrained:
+        mean, sd = untrained["r2_mean"], untrained["r2_sd"] or 0.0
+        ax.axhspan(_error1(mean + sd), _error1(mean - sd), color="0.6", alpha=0.35,
+                   label=f"untrained {hook_label(final)}, mean ± sd")
+    _kgram_lines(ax, probes.get("baselines", {}), horizontal=True)
+    _token_axis(ax, tokens)
+    ax.set_yscale("log")
+    ax.invert_yaxis()
+    ax.set_ylabel("1 − held-out R²  (log; higher on the plot = better)")
+    ax.set_title("Unexplained belief variance during training", fontsize=10)
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    ax.grid(alpha=0.3, which="both")
+    within = [c["layers"][final]["r2_within_kgram"] for c in checkpoints]
+    for i, k in enumerate(sorted(within[-1], key=int)):
+        ax_k.plot(tokens, _none_to_nan([w.get(k) for w in within]), marker=".", ms=3,
+                  color=OKABE_ITO[1 + i % 7], label=f"k = {k}")
+    ax_k.axhline(0.5, color="0.3", ls=":", lw=1, label="0.5 (resolution threshold)")
+    ax_k.axhline(0.0, color="0.6", lw=0.8)
+    _token_axis(ax_k, tokens)
+    ax_k.set_ylim(max(-1.0, ax_k.get_ylim()[0]), 1.02)
+    ax_k.set_ylabel(f"within-k-gram R² of {hook_label(final)}")
+    ax_k.set_title("Fine structure: beyond a table of the last k tokens", fontsize=10)
+    ax_k.legend(fontsize=7, loc="lower right")
+    ax_k.grid(alpha=0.3)
+    fig.suptitle("Belief probes over training "
+                 f"({SPLIT_NAMES.get(probes['split']['kind'], probes['split']['kind'])})",
+                 fontsize=11)
+    _caption(fig, _baseline_caption(probes) + (
+        " Right: within-k-gram R² (values below −1 are cut off) = 1 − SSE(probe) / SSE(best "
+        "lookup of the last k tokens) on the held-out prefixes; the dotted line is the 0.5 "
+        "threshold of the resolution depth."
+    ))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.28, top=0.88, wspace=0.22)
+    return _png(fig)
+
+
+def position_heatmap(probes: dict) -> bytes:
+    """Final layer: 1 - held-out R² at each position t (one line per t) vs training tokens."""
+    checkpoints = probes["checkpoints"]
+    final = final_layer_hook(probes["hooks"])
+    probed = probes["positions"]["probed"]
+    tokens = np.array([c["tokens"] for c in checkpoints], dtype=float)
+    by_position = np.array(
+        [_none_to_nan(c["layers"][final]["r2_by_position"]) for c in checkpoints]
+    )
+    fig = _figure(8.5, 6.0)
+    ax = fig.subplots()
+    cmap = colormaps["viridis"]
+    n = by_position.shape[1]
+    for t in range(n):
+        ax.plot(tokens, _error(by_position[:, t]), marker=".", ms=3, lw=1.2,
+                color=cmap(t / max(1, n - 1) * 0.95), label=f"t = {t}")
+    _token_axis(ax, tokens)
+    ax.set_yscale("log")
+    ax.invert_yaxis()
+    ax.set_ylabel("1 − held-out R² at position t  (log; higher = better)")
+    ax.legend(fontsize=7, ncol=2, loc="lower left", title="position", title_fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(f"Probe of {hook_label(final)} by context position", fontsize=11)
+    _caption(fig, (
+        f"Held-out R² of the {hook_label(final)} probe (one probe for all positions) computed on "
+        "the held-out prefixes of length t + 1 only; t is the depth in the belief fractal. "
+        f"Positions probed: {probed[0]}..{probed[-1]} "
+        f"(trained: 0..{probes['positions']['trained'] - 1}). "
+        "Prefixes no longer than the split prefix are shared with the fit half (see probes.json "
+        "split.shared_prefix_weight)."
+    ))
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.24, top=0.92)
     return _png(fig)
 
 
@@ -130,8 +203,9 @@ def simplex_animation(
 ) -> bytes:
     """GIF of the predicted simplex over checkpoints: frames = [(tokens, pred (n, S), scores)]."""
     colors = belief_colors(true)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    plot_simplex(ax, frames[0][1], colors, s=_point_size(len(true)) * 2, labels=labels)
+    fig = _figure(5, 5.4)
+    ax = fig.subplots()
+    _simplex(ax, frames[0][1], colors, None, _point_size(len(true)) * 2, labels)
     scatter = ax.collections[-1]
     title = ax.set_title("")
 
@@ -146,20 +220,116 @@ def simplex_animation(
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "anim.gif"
         anim.save(path, writer=PillowWriter(fps=fps), dpi=90)
-        plt.close(fig)
         return path.read_bytes()
+
+
+def _simplex(ax, beliefs, colors, title, size, labels) -> None:
+    """plot_simplex with corner labels moved outside the point cloud on a white box."""
+    plot_simplex(ax, beliefs, colors, title, s=size, labels=labels)
+    for text in list(ax.texts):
+        text.remove()
+    verts = simplex_vertices(beliefs.shape[1])
+    centre = verts.mean(axis=0)
+    labels = labels or [f"state {k}" for k in range(len(verts))]
+    for label, v in zip(labels, verts, strict=True):
+        ax.annotate(f"P({label}) = 1", v + (v - centre) * 0.28, ha="center", va="center",
+                    fontsize=8, zorder=5,
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.7", "alpha": 0.9})
+    pad = 0.35
+    ax.set_xlim(verts[:, 0].min() - pad, verts[:, 0].max() + pad)
+    ax.set_ylim(verts[:, 1].min() - pad, verts[:, 1].max() + pad)
+
+
+def _within_panel(ax, probes: dict, last: dict) -> None:
+    final = final_layer_hook(probes["hooks"])
+    shown = [final] + (["concat"] if "concat" in last["layers"] else [])
+    for i, h in enumerate(shown):
+        within = last["layers"][h]["r2_within_kgram"]
+        ks = sorted(within, key=int)
+        ax.plot([int(k) for k in ks], _none_to_nan([within[k] for k in ks]), "o-",
+                color=OKABE_ITO[5] if i == 0 else OKABE_ITO[0], ms=5,
+                label=f"{hook_label(h)} (depth {last['layers'][h]['resolution_depth']})")
+    untrained = probes.get("baselines", {}).get("random_init", {}).get(final, {})
+    mean = untrained.get("r2_within_kgram_mean")
+    if mean:
+        ks = sorted(mean, key=int)
+        ax.plot([int(k) for k in ks], [mean[k] for k in ks], "s--", mfc="white", color="0.35",
+                ms=5, label=f"untrained {hook_label(final)} (mean)")
+    ax.axhline(0.5, color="0.3", ls=":", lw=1)
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    ax.set_ylim(max(-1.0, ax.get_ylim()[0]), 1.02)
+    ax.set_xlabel("k (tokens in the lookup table)")
+    ax.set_ylabel("within-k-gram R²")
+    ax.set_title("Fine structure (below −1 cut off)", fontsize=10)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.grid(alpha=0.3)
+
+
+def _kgram_lines(ax, baselines: dict, horizontal: bool) -> None:
+    kgram, features = baselines.get("kgram", {}), baselines.get("kgram_features", {})
+    styles = ["--", ":", (0, (5, 1, 1, 1))]
+    for i, k in enumerate(sorted(kgram, key=int)[:KGRAM_SHOWN]):
+        ax.axhline(_error1(kgram[k]), color=OKABE_ITO[2 + i], ls=styles[i % 3], lw=1.2,
+                   label=f"{k}-gram lookup ({features.get(k, '?')} features)")
+
+
+def _baseline_caption(probes: dict) -> str:
+    base = probes.get("baselines", {})
+    n_seeds = next(iter(base.get("random_init", {}).values()), {}).get("n_seeds")
+    split = probes["split"]
+    where = ("prefixes whose first " f"{split.get('prefix_len')} tokens were held out"
+             if split["kind"] == "subtree" else "a random half of the sequences")
+    text = (
+        "Left: 1 − R² of a linear probe (OLS with intercept) from each layer to the exact belief, "
+        f"fit on half of the prefixes and scored on {where} "
+        f"(held-out weight on prefixes also fitted: {split['shared_prefix_weight']:.2f}). "
+    )
+    if n_seeds:
+        text += f"Grey: the same architecture untrained ({n_seeds} init seeds, mean ± sd). "
+    if base.get("kgram"):
+        text += ("Coloured horizontal lines: the k-gram lookup, OLS on one-hot cells of the last k "
+                 "tokens (no network), same split. ")
+    return text + (f"The optimal next-token logits give R² {probes.get('optimal_logit_r2', 0):.4f}"
+                   " (a reference, not a bound).")
+
+
+def _token_axis(ax, tokens: np.ndarray) -> None:
+    positive = tokens[tokens > 0]
+    ax.set_xscale("symlog", linthresh=positive.min() if len(positive) else 1.0)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("training tokens (symlog; 0 = initialisation)")
+
+
+def _error(r2) -> np.ndarray:
+    """1 - R² of a sequence of R² values, floored at FLOOR for the log axis (None -> NaN)."""
+    return np.maximum(1.0 - _none_to_nan(r2), FLOOR)
+
+
+def _error1(r2: float) -> float:
+    """1 - R² of one value (see `_error`)."""
+    return float(_error([r2])[0])
+
+
+def _caption(fig, text: str) -> None:
+    width = int(fig.get_figwidth() * 15)
+    fig.text(0.01, 0.01, textwrap.fill(text, width), fontsize=7.5, color="0.2", va="bottom")
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _point_size(n: int) -> float:
     return float(np.clip(3000.0 / max(n, 1), 0.3, 6.0))
 
 
-def _none_to_nan(values: list) -> np.ndarray:
+def _none_to_nan(values) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=130)
-    plt.close(fig)
     return buffer.getvalue()

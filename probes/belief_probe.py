@@ -28,19 +28,22 @@ GRAM_CHUNK = 16_384
 @dataclass
 class Moments:
     """Weighted sufficient statistics of (X, Y): total weight, means (d,), (S,), centred cross
-    products xx = sum w (x - mx)(x - mx)^T (d, d) and xy = sum w (x - mx)(y - my)^T (d, S)."""
+    products xx = sum w (x - mx)(x - mx)^T (d, d), xy = sum w (x - mx)(y - my)^T (d, S) and
+    yy = sum w (y - my)(y - my)^T (S, S)."""
 
     weight: float
     x_mean: np.ndarray
     y_mean: np.ndarray
     xx: np.ndarray
     xy: np.ndarray
+    yy: np.ndarray
 
-    def select(self, columns: np.ndarray | slice) -> Moments:
-        """Moments of the feature subset `columns` (a probe on fewer features, same rows)."""
+    def select(self, columns: np.ndarray | slice, targets: slice = slice(None)) -> Moments:
+        """Moments of the feature subset `columns` and target subset `targets` (same rows)."""
         return Moments(
-            self.weight, self.x_mean[columns], self.y_mean,
-            self.xx[columns][:, columns], self.xy[columns],
+            self.weight, self.x_mean[columns], self.y_mean[targets],
+            self.xx[columns][:, columns], self.xy[columns][:, targets],
+            self.yy[targets, targets],
         )
 
 
@@ -56,14 +59,17 @@ def moments(X: np.ndarray, Y: np.ndarray, weights: np.ndarray | None = None) -> 
     # torch's float64 matmul is ~1.5x numpy's OpenBLAS here, and this Gram is the probe's main cost
     xx = torch.zeros((d, d), dtype=torch.float64)
     xy = torch.zeros((d, Y.shape[1]), dtype=torch.float64)
+    yy = torch.zeros((Y.shape[1], Y.shape[1]), dtype=torch.float64)
     mx, my = torch.from_numpy(x_mean), torch.from_numpy(y_mean)
     for start in range(0, len(X), GRAM_CHUNK):
         stop = start + GRAM_CHUNK
         root_w = torch.from_numpy(np.sqrt(w[start:stop]))[:, None]
         xs = (torch.from_numpy(np.ascontiguousarray(X[start:stop])).double() - mx) * root_w
+        ys = (torch.from_numpy(Y[start:stop]) - my) * root_w
         xx += xs.T @ xs
-        xy += xs.T @ ((torch.from_numpy(Y[start:stop]) - my) * root_w)
-    return Moments(float(total), x_mean, y_mean, xx.numpy(), xy.numpy())
+        xy += xs.T @ ys
+        yy += ys.T @ ys
+    return Moments(float(total), x_mean, y_mean, xx.numpy(), xy.numpy(), yy.numpy())
 
 
 def solve(m: Moments, alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +79,9 @@ def solve(m: Moments, alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         raise InvalidInput("activations contain NaN or inf; the checkpoint is probably diverged")
     # symmetric PSD: eigh is several times faster than lstsq's SVD; directions with eigenvalue
     # <= SOLVE_RCOND * largest are dropped, which gives the minimum-norm solution
-    values, vectors = np.linalg.eigh(gram)
+    # torch's eigh follows torch's thread setting; numpy's OpenBLAS spun every core for 20x the
+    # CPU time of one on this 384 x 384 matrix
+    values, vectors = (t.numpy() for t in torch.linalg.eigh(torch.from_numpy(gram)))
     keep = values > SOLVE_RCOND * max(values.max(initial=0.0), np.finfo(float).tiny)
     coef = vectors[:, keep] @ ((vectors[:, keep].T @ m.xy) / values[keep, None])
     return coef, m.y_mean - m.x_mean @ coef
@@ -131,8 +139,64 @@ def r2_per_coordinate(
 
 def r2_score(Y: np.ndarray, Y_pred: np.ndarray, weights: np.ndarray | None = None) -> float:
     """Mean over non-constant coordinates of the weighted R²; NaN if all are constant."""
-    per = r2_per_coordinate(Y, Y_pred, weights)
+    return _mean_defined(r2_per_coordinate(Y, Y_pred, weights))
+
+
+def r2_pooled(Y: np.ndarray, Y_pred: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """1 - sum_k SSE_k / sum_k SST_k over belief coordinates k (weighted): every coordinate counts
+    by its variance, instead of equally as in the coordinate mean `r2_score`."""
+    Y = np.asarray(Y, dtype=np.float64)
+    w = np.ones(len(Y)) if weights is None else np.asarray(weights, dtype=np.float64)
+    sst = (w @ (Y - w @ Y / w.sum()) ** 2).sum()
+    return float(1.0 - (w @ (Y - Y_pred) ** 2).sum() / sst) if sst > 0 else float("nan")
+
+
+def r2_insample(m: Moments, coef: np.ndarray) -> float:
+    """R² (coordinate mean, module rule) of the least-squares `coef` (d, S) on the very rows of
+    `m` it was fit on, from the moments alone: SSE_k = yy_kk - (xy^T coef)_kk."""
+    sst = np.diag(m.yy)
+    sse = sst - np.einsum("ds,ds->s", m.xy, coef)
+    defined = sst > CONSTANT_VARIANCE * max(sst.max(initial=0.0), np.finfo(float).tiny)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _mean_defined(np.where(defined, 1.0 - sse / np.where(defined, sst, 1.0), np.nan))
+
+
+def _mean_defined(per: np.ndarray) -> float:
     return float(np.nanmean(per)) if np.isfinite(per).any() else float("nan")
+
+
+def cell_means(cells: np.ndarray, Y: np.ndarray, weights: np.ndarray, n_cells: int) -> tuple:
+    """Weighted mean of Y (n, S) within each cell (n,) ints < n_cells -> (means (C, S) with NaN
+    for empty cells, cell weights (C,))."""
+    total = np.bincount(cells, weights=weights, minlength=n_cells)
+    sums = np.stack(
+        [np.bincount(cells, weights=weights * Y[:, k], minlength=n_cells)
+         for k in range(Y.shape[1])],
+        axis=1,
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return sums / total[:, None], total
+
+
+def within_cell_sse(cells: np.ndarray, Y: np.ndarray, weights: np.ndarray) -> float:
+    """sum_rows w * |y - mean of y over the row's cell|^2 (means with the same weights): the
+    smallest weighted squared error any function of the cell reaches on these rows."""
+    means, _ = cell_means(cells, Y, weights, int(cells.max()) + 1)
+    return float(weights @ ((Y - means[cells]) ** 2).sum(axis=1))
+
+
+def lookup_predictions(
+    cells_fit: np.ndarray, Y_fit: np.ndarray, w_fit: np.ndarray, cells_query: np.ndarray
+) -> np.ndarray:
+    """OLS with intercept on one-hot cell indicators, fit on (cells_fit, Y_fit, w_fit), predicting
+    `cells_query` -> (n_query, S). Closed form of the minimum-norm solution: a cell seen in the fit
+    rows gets its weighted fit mean; an unseen cell (an all-zero fit column) the unweighted mean of
+    the seen cells' means."""
+    n_cells = int(max(cells_fit.max(), cells_query.max())) + 1
+    means, weight = cell_means(cells_fit, Y_fit, w_fit, n_cells)
+    seen = weight > 0
+    means[~seen] = means[seen].mean(axis=0)
+    return means[cells_query]
 
 
 def mse(Y: np.ndarray, Y_pred: np.ndarray, weights: np.ndarray | None = None) -> float:

@@ -9,7 +9,13 @@ import torch
 from hmm import load_process
 from hmm.errors import InvalidInput
 from models.transformer import TransformerConfig, build_transformer, transformer_residual_hooks
-from probes.activations import collect_activations, probe_inputs, split_sequences
+from probes.activations import (
+    _collect_by_sequence,
+    collect_activations,
+    kgram_cells,
+    probe_inputs,
+    split_sequences,
+)
 from probes.belief_probe import BeliefProbe, moments
 
 
@@ -20,7 +26,12 @@ def mess3():
 
 @pytest.fixture(scope="module")
 def inputs(mess3):
-    return probe_inputs(mess3, 5, seed=3)
+    return probe_inputs(mess3, 5, seed=3, split="random")
+
+
+@pytest.fixture(scope="module")
+def subtree(mess3):
+    return probe_inputs(mess3, 5, seed=3, split="subtree", prefix_len=2)
 
 
 def test_enumerated_rows_are_unique_prefixes(mess3, inputs):
@@ -49,7 +60,7 @@ def test_row_weights_are_counts_and_prefix_probabilities(mess3, inputs):
     assert prob[inputs.row_of[seq, t]] == pytest.approx(np.exp(mess3.log_prob(prefix))[0])
 
 
-def test_split_is_by_sequence_and_seeded(inputs):
+def test_random_split_is_by_sequence_and_seeded(inputs):
     fit = inputs.fit_sequences
     assert fit.sum() == len(fit) // 2
     # a length-5 row belongs to one sequence, so it sits on exactly one side
@@ -57,6 +68,60 @@ def test_split_is_by_sequence_and_seeded(inputs):
     assert ((inputs.fit_count[last] > 0) != (inputs.heldout_count[last] > 0)).all()
     np.testing.assert_array_equal(split_sequences(100, seed=1), split_sequences(100, seed=1))
     assert (split_sequences(100, seed=1) != split_sequences(100, seed=2)).any()
+
+
+def _prefixes(tokens: np.ndarray, longer_than: int = 0) -> set:
+    return {tuple(seq[: t + 1]) for seq in tokens for t in range(longer_than, len(seq))}
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_subtree_split_never_fits_a_heldout_prefix_longer_than_m(mess3, m):
+    inputs = probe_inputs(mess3, 5, seed=1, split="subtree", prefix_len=m)
+    fit, held = inputs.tokens[inputs.fit_sequences], inputs.tokens[~inputs.fit_sequences]
+    assert len(fit) and len(held)
+    assert not _prefixes(fit, m) & _prefixes(held, m)  # prefixes of length > m
+    # every sequence goes with its first m tokens
+    heads = {tuple(s[:m]) for s in fit}
+    assert not heads & {tuple(s[:m]) for s in held}
+    # the row weights agree: rows of length > m sit on one side only
+    deep = inputs.positions >= m
+    assert not ((inputs.fit_count[deep] > 0) & (inputs.heldout_count[deep] > 0)).any()
+
+
+@pytest.mark.parametrize("split", ["random", "subtree"])
+def test_shared_prefix_weight_by_brute_force(mess3, split):
+    inputs = probe_inputs(mess3, 4, seed=2, split=split)
+    fitted = _prefixes(inputs.tokens[inputs.fit_sequences])
+    shared = total = 0.0
+    held = ~inputs.fit_sequences
+    for seq, p in zip(inputs.tokens[held], inputs.seq_probs[held], strict=True):
+        for t in range(len(seq)):
+            total += p
+            shared += p * (tuple(seq[: t + 1]) in fitted)
+    assert inputs.split["shared_prefix_weight"] == pytest.approx(shared / total)
+    assert inputs.split["kind"] == split
+
+
+def test_subtree_split_shares_less_than_random(mess3):
+    random = probe_inputs(mess3, 8, split="random").split["shared_prefix_weight"]
+    subtree = probe_inputs(mess3, 8, split="subtree").split["shared_prefix_weight"]
+    assert subtree < 0.3 < random
+    with pytest.raises(InvalidInput, match="prefix length"):
+        probe_inputs(mess3, 3, split="subtree", prefix_len=4)
+    with pytest.raises(InvalidInput, match="unknown split"):
+        probe_inputs(mess3, 3, split="sideways")
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_kgram_cells_by_brute_force(subtree, k):
+    cells = kgram_cells(subtree, k)
+    keys = {}
+    for (seq, t) in zip(*np.nonzero(subtree.stored), strict=True):
+        key = tuple(subtree.tokens[seq, max(0, t - k + 1) : t + 1])
+        keys.setdefault(key, set()).add(int(cells[subtree.row_of[seq, t]]))
+    # one cell per distinct truncated key, and distinct keys get distinct cells
+    assert all(len(c) == 1 for c in keys.values())
+    assert len({next(iter(c)) for c in keys.values()}) == len(keys) == cells.max() + 1
 
 
 def test_collapsed_rows_give_the_same_fit_as_all_rows(inputs):
@@ -105,6 +170,11 @@ def test_activations_are_those_of_run_with_cache(inputs):
     for name in hooks:
         np.testing.assert_allclose(acts.hooks[name][rows], cache[name].numpy(), atol=1e-5)
     np.testing.assert_allclose(acts.next_token[rows], torch.softmax(logits, -1).numpy(), atol=1e-5)
+    # the prefix-tree forward (one token step per prefix) equals whole-sequence forwards
+    slow = _collect_by_sequence(model, inputs, hooks, batch_size=50)
+    for name in hooks:
+        np.testing.assert_allclose(acts.hooks[name], slow.hooks[name], atol=1e-5)
+    np.testing.assert_allclose(acts.next_token, slow.next_token, atol=1e-5)
     with pytest.raises(InvalidInput, match="unknown hook"):
         collect_activations(model, inputs, ["blocks.7.hook_resid_post"])
     with pytest.raises(InvalidInput, match="position, width"):

@@ -10,11 +10,15 @@ from sklearn.metrics import r2_score as sk_r2
 from hmm.errors import InvalidInput
 from probes.belief_probe import (
     BeliefProbe,
+    lookup_predictions,
     moments,
     mse,
     pairwise_distance_correlation,
+    r2_insample,
     r2_per_coordinate,
+    r2_pooled,
     r2_score,
+    within_cell_sse,
 )
 
 
@@ -113,3 +117,52 @@ def test_distance_correlation():
     same, scaled, noise = pairwise_distance_correlation(B, B, 3 * B + 1, rng.random((500, 3)))
     assert same == pytest.approx(1.0) and scaled == pytest.approx(1.0)
     assert abs(noise) < 0.1
+
+
+def test_pooled_r2_is_one_minus_total_sse_over_total_sst(data):
+    _, Y, w = data
+    Y = Y * [1.0, 10.0, 0.1]  # coordinates of very different variance
+    pred = Y + np.random.default_rng(6).normal(scale=0.5, size=Y.shape)
+    mean = (w[:, None] * Y).sum(0) / w.sum()
+    sse = sum(w[i] * ((Y[i] - pred[i]) ** 2).sum() for i in range(len(Y)))
+    sst = sum(w[i] * ((Y[i] - mean) ** 2).sum() for i in range(len(Y)))
+    assert r2_pooled(Y, pred, w) == pytest.approx(1 - sse / sst)
+    assert r2_pooled(Y, pred, w) != pytest.approx(r2_score(Y, pred, w))
+
+
+def test_insample_r2_from_moments_equals_scoring_the_fit_rows(data):
+    X, Y, w = data
+    m = moments(X, Y, w)
+    probe = BeliefProbe().fit_moments(m)
+    assert r2_insample(m, probe.coef_) == pytest.approx(probe.score(X, Y, w), abs=1e-12)
+
+
+def test_lookup_is_ols_on_one_hot_cells_with_unseen_cells():
+    rng = np.random.default_rng(7)
+    cells_fit = rng.integers(0, 6, size=300)  # cells 6 and 7 are never fitted
+    Y_fit = rng.dirichlet(np.ones(3), size=300)
+    w_fit = rng.uniform(0.5, 2.0, size=300)
+    query = np.concatenate([np.arange(8), rng.integers(0, 8, size=50)])
+    onehot = np.eye(8)
+    ols = BeliefProbe().fit(onehot[cells_fit], Y_fit, sample_weight=w_fit)
+    np.testing.assert_allclose(
+        lookup_predictions(cells_fit, Y_fit, w_fit, query), ols.predict(onehot[query]), atol=1e-10
+    )
+    # a seen cell predicts its weighted fit mean
+    c = cells_fit == 2
+    np.testing.assert_allclose(
+        lookup_predictions(cells_fit, Y_fit, w_fit, np.array([2]))[0],
+        (w_fit[c, None] * Y_fit[c]).sum(0) / w_fit[c].sum(),
+    )
+
+
+def test_within_cell_sse_by_brute_force():
+    rng = np.random.default_rng(8)
+    cells = rng.integers(0, 5, size=200)
+    Y, w = rng.random((200, 3)), rng.uniform(0.1, 1.0, size=200)
+    expected = 0.0
+    for c in np.unique(cells):
+        rows = cells == c
+        mean = (w[rows, None] * Y[rows]).sum(0) / w[rows].sum()
+        expected += (w[rows] * ((Y[rows] - mean) ** 2).sum(1)).sum()
+    assert within_cell_sse(cells, Y, w) == pytest.approx(expected)
