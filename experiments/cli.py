@@ -193,6 +193,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="probe a seeded subset of this many enumerated sequences (default: all)",
     )
+    p.add_argument(
+        "--positions",
+        type=_positive_int,
+        default=None,
+        help="probe positions 0..N-1 (default: every position the run trained; more exits 2)",
+    )
+    p.add_argument(
+        "--split",
+        choices=["subtree", "random"],
+        default="subtree",
+        help="held-out half: whole prefix subtrees (default; no held-out prefix longer than "
+        "--split-prefix is fitted) or a random half of the sequences (docs/probes.md)",
+    )
+    p.add_argument(
+        "--split-prefix",
+        type=_positive_int,
+        default=2,
+        help="length m of the prefixes the subtree split holds out (default 2)",
+    )
 
     p = sub.add_parser("phases", help="Jacobian phase diagnostics on every checkpoint of a run")
     p.add_argument("run", type=Path, help=RUN_HELP)
@@ -323,7 +342,8 @@ def _dispatch(args: argparse.Namespace) -> int | None:
         from probes.belief_study import probe_run
 
         hooks = args.hooks.split(",") if args.hooks else None
-        probe_run(args.run, last=args.last, hooks=hooks, max_sequences=args.max_sequences)
+        probe_run(args.run, last=args.last, hooks=hooks, max_sequences=args.max_sequences,
+                  positions=args.positions, split=args.split, prefix_len=args.split_prefix)
         print(closing.probe_line(args.run))
     elif args.command == "phases":
         from probes.phase_study import phases_run
