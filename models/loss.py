@@ -44,7 +44,9 @@ class ExactEvaluator:
     sum_input P(input) mean_t sum_x P(x | input_{<=t}) (-log q(x | input_{<=t})).
     """
 
-    def __init__(self, process: HMM, n_ctx: int, batch: int = 2048, optimal=None) -> None:
+    def __init__(
+        self, process: HMM, n_ctx: int, batch: int = 2048, optimal: list[float] | None = None
+    ) -> None:
         """`optimal`: the optimal loss by position if the caller has it (computed otherwise)."""
         tokens, probs = process.enumerate(n_ctx)
         self.tokens = torch.from_numpy(tokens)
