@@ -248,3 +248,18 @@ def _check_row_against_run_folders(row: dict, runs: list[Path]) -> None:
         assert row[f"{name}_ci95_low"] == pytest.approx(mean - half, rel=1e-9, abs=1e-15)
         assert row[f"{name}_ci95_high"] == pytest.approx(mean + half, rel=1e-9, abs=1e-15)
     assert row["n_seeds"] == 2 and np.isfinite(row["final_r2_heldout_mean"])
+
+
+@pytest.mark.slow
+def test_reproduce_with_seeds_trains_each_seed_and_summarises(tmp_path, capsys):
+    out = tmp_path / "mess3"
+    argv = ["reproduce", "mess3", "--seeds", "2", "--tokens", "3000", "--out", str(out)]
+    argv += ["--n-layers", "1", "--d-model", "16", "--d-mlp", "32"]
+    assert main(argv) == 0
+    assert sorted(p.parent.name for p in out.glob(f"*/{POINT_FILE}")) == ["seed=0", "seed=1"]
+    configs = [json.loads((out / s / "config.json").read_text()) for s in ("seed=0", "seed=1")]
+    assert [c["train"]["seed"] for c in configs] == [0, 1]
+    assert all(c["model"]["d_model"] == 16 and c["model"]["n_layers"] == 1 for c in configs)
+    (row,) = json.loads((out / "summary.json").read_text())["rows"]
+    assert row["n_seeds"] == 2 and row["final_r2_heldout_ci95_low"] is not None
+    assert "data:image/png;base64," in (out / "report.html").read_text()
