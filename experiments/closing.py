@@ -78,10 +78,15 @@ def phases_part(run: Path) -> str | None:
     phases = _read(run / "phases.json")
     if not isinstance(phases, dict) or not phases.get("checkpoints"):
         return None
+    from experiments.report import radius_rule_applies
+
     flagged = phases.get("first_spectral_radius_above_1")
     text = f"{len(phases['checkpoints'])} checkpoints; first mean spectral radius > 1 " + (
         f"at {flagged:,} tokens" if isinstance(flagged, int) else "never"
     )
+    if not radius_rule_applies(phases):
+        text = f"{len(phases['checkpoints'])} checkpoints (transformer: no iterated map, so no "
+        text += "spectral-radius rule)"
     units = phases["checkpoints"][-1].get("units") or {}
     final = [f"{k} {v['phase']}" for k, v in units.items() if isinstance(v, dict) and "phase" in v]
     if final:

@@ -186,6 +186,7 @@ def run_numbers(run: Path, data: dict | None = None) -> dict:
         numbers["phase_line"] = (
             "first checkpoint with mean spectral radius > 1: "
             + (f"{flagged:,} tokens" if isinstance(flagged, int) else "none")
+            + ("" if radius_rule_applies(phases) else " (not applied to a transformer)")
             + f"; final radius {_num(numbers['final_radius'], 3)}"
             + (
                 "; final unit phases: "
@@ -195,6 +196,13 @@ def run_numbers(run: Path, data: dict | None = None) -> dict:
             )
         )
     return numbers
+
+
+def radius_rule_applies(phases: dict) -> bool:
+    """Whether 'first mean spectral radius above 1' is measured: only for iterated (recurrent)
+    maps; phases.json marks a transformer's Jacobian `kind: "residual"`."""
+    kinds = {_get(c, "jacobian", "kind") for c in phases.get("checkpoints") or []}
+    return "residual" not in kinds
 
 
 def _baseline_sentence(probes: dict, head: str, r2: Any) -> str:
@@ -236,13 +244,14 @@ def html_page(title: str, body: str) -> str:
     )
 
 
-def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
-    """An HTML table; cells are escaped here."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+def _table(header: list[str] | None, rows: list[list[str]], cls: str = "") -> str:
+    """An HTML table (no header row when `header` is None); cells are escaped here."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header or [])
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
     )
-    return f"<table{f' class={cls!r}' if cls else ''}><tr>{head}</tr>{body}</table>"
+    head = f"<tr>{head}</tr>" if head else ""
+    return f"<table{f' class={cls!r}' if cls else ''}>{head}{body}</table>"
 
 
 def _code(command: str) -> str:
@@ -476,7 +485,7 @@ def _probes(run: Path, probes: dict) -> list[str]:
                       f"{_value(inputs.get('heldout_sequences'))} held-out sequences; "
                       f"shared-prefix weight {_num(split.get('shared_prefix_weight'), 3)}"])
     if facts:
-        parts.append(_table(["", ""], facts, cls="settings"))
+        parts.append(_table(None, facts, cls="settings"))
     parts.append(f"<h3>Scores at the newest checkpoint ({final['tokens']:,} tokens)</h3>")
     parts.append(_probe_table(probes))
     baselines = _baseline_table(probes)
@@ -519,6 +528,8 @@ def _phases(run: Path, phases: dict) -> list[str]:
     init = _get(phases, "null", "init") or {}
     flagged = phases.get("first_spectral_radius_above_1")
     when = f"<b>{flagged:,} tokens</b>" if isinstance(flagged, int) else "none"
+    if not radius_rule_applies(phases):
+        when = "not applied: a transformer iterates no map (see the rule below)"
     parts.append(f"<p>First checkpoint whose mean spectral radius exceeds 1: {when}.</p>")
     rows = []
     for key, label in (("jacobian.spectral_radius_mean", "spectral radius (mean over batch)"),
