@@ -322,13 +322,23 @@ def fit_belief_map(states: np.ndarray, beliefs: np.ndarray) -> np.ndarray:
     return coef.T
 
 
-def projected_jacobians(jacobians: Tensor | np.ndarray, belief_map: np.ndarray) -> np.ndarray:
-    """P = Q^T W J W^+ Q: state Jacobians (..., D, D) seen on the belief simplex through the probe
-    W (S, D) -> (..., S-1, S-1) (Q: hmm.belief_dynamics.tangent_basis)."""
+def projected_jacobians(
+    jacobians: Tensor | np.ndarray, belief_map: np.ndarray, embedding: np.ndarray | None = None
+) -> np.ndarray:
+    """P = Q^T W J E Q: state Jacobians (..., D, D) seen on the belief simplex through the probe
+    W (S, D) -> (..., S-1, S-1) (Q: hmm.belief_dynamics.tangent_basis). E (D, S) maps a belief
+    perturbation into the state: W^+ (the minimum-norm inverse of the probe) by default, or the
+    least-squares belief -> state map (the directions in which beliefs actually vary)."""
     jac = np.asarray(jacobians, dtype=np.float64)
     q = tangent_basis(belief_map.shape[0])
-    left, right = q.T @ belief_map, np.linalg.pinv(belief_map) @ q
-    return left @ jac @ right
+    embedding = np.linalg.pinv(belief_map) if embedding is None else embedding
+    return (q.T @ belief_map) @ jac @ (embedding @ q)
+
+
+def _radius_and_error(projected: np.ndarray, filter_steps: np.ndarray) -> tuple[np.ndarray, float]:
+    radius = np.abs(np.linalg.eigvals(projected)).max(-1)
+    gap = np.linalg.norm(projected - filter_steps, axis=(-2, -1)).mean()
+    return radius, float(gap / np.linalg.norm(filter_steps, axis=(-2, -1)).mean())
 
 
 def belief_projection(
@@ -336,30 +346,33 @@ def belief_projection(
 ) -> dict:
     """The recurrent Jacobian on the probe's belief subspace vs the belief update's Jacobian.
 
-    The probe W is fitted on every position of fit_tokens (n_fit, L); joint (from
-    recurrent_jacobians(model, tokens)) is projected at every position of tokens and compared
-    with the filter's Jacobian at the same (belief before the token, token).
+    The probe W (state -> belief) and the embedding E (belief -> state) are least-squares fits
+    on every position of fit_tokens (n_fit, L); joint (from recurrent_jacobians(model, tokens))
+    is projected at every position of tokens, as W J W^+ (`projected_*`) and W J E
+    (`embedded_*`), and compared with the filter's Jacobian at the same (belief before the
+    token, token).
     """
     _, fit_states = stacked_states(model, fit_tokens)
-    beliefs = process.beliefs(fit_tokens.numpy())
-    w = fit_belief_map(
-        fit_states.flatten(2).reshape(-1, joint.shape[-1]).double().numpy(),
-        beliefs.reshape(-1, process.n_states),
-    )
-    projected = projected_jacobians(joint, w)
+    states = fit_states.flatten(2).reshape(-1, joint.shape[-1]).double().numpy()
+    beliefs = process.beliefs(fit_tokens.numpy()).reshape(-1, process.n_states)
+    w = fit_belief_map(states, beliefs)
+    embedding = solve(moments(beliefs, states))[0].T  # (D, S)
     symbols = tokens.numpy()
     after = process.beliefs(symbols)
     start = np.broadcast_to(process.initial, (len(symbols), 1, process.n_states))
     filter_steps = simplex_jacobian(process, np.concatenate([start, after[:, :-1]], 1), symbols)
-    radius = np.abs(np.linalg.eigvals(projected)).max(-1)
-    filter_radius = np.abs(np.linalg.eigvals(filter_steps)).max(-1)
-    gap = np.linalg.norm(projected - filter_steps, axis=(-2, -1))
+    radius, error = _radius_and_error(projected_jacobians(joint, w), filter_steps)
+    embedded, embedded_error = _radius_and_error(
+        projected_jacobians(joint, w, embedding), filter_steps
+    )
     return {
         "projected_radius_mean": float(radius.mean()),
         "projected_radius_max": float(radius.max()),
-        "filter_radius_mean_on_batch": float(filter_radius.mean()),
-        "projected_vs_filter_rel_error": float(
-            gap.mean() / np.linalg.norm(filter_steps, axis=(-2, -1)).mean()
+        "projected_vs_filter_rel_error": error,
+        "embedded_radius_mean": float(embedded.mean()),
+        "embedded_vs_filter_rel_error": embedded_error,
+        "filter_radius_mean_on_batch": float(
+            np.abs(np.linalg.eigvals(filter_steps)).max(-1).mean()
         ),
     }
 

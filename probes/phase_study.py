@@ -51,7 +51,8 @@ class PhaseOptions:
     """Probe batch, unit thresholds, null seeds and the sharpness budget (docs/phases.md)."""
 
     n_sequences: int = 32
-    jacobian_sequences: int = 2
+    jacobian_sequences: int = 1
+    fit_sequences: int = 256
     lyapunov_sequences: int = 2
     lyapunov_length: int = 200
     null_seeds: int = 3
@@ -61,7 +62,7 @@ class PhaseOptions:
     linear_gain: float = 0.8
     saturated_gain: float = 0.2
     sharpness_max_iter: int = 12
-    sharpness_tol: float = 1e-2
+    sharpness_tol: float = 2e-2
     sharpness_exact_max: int = 4096
     sharpness_batch: int = 64
     figure: bool = True
@@ -74,7 +75,11 @@ class PhaseOptions:
             )
         if self.sharpness_max_iter < 2:
             raise InvalidInput("sharpness_max_iter must be >= 2")
-        if self.null_seeds < 0 or self.lyapunov_length < 2 or self.lyapunov_sequences < 1:
+        if (
+            self.null_seeds < 0
+            or self.lyapunov_length < 2
+            or min(self.lyapunov_sequences, self.fit_sequences) < 1
+        ):
             raise InvalidInput(
                 "need null_seeds >= 0, lyapunov_length >= 2, lyapunov_sequences >= 1"
             )
@@ -88,6 +93,7 @@ class PhaseSetup:
     config: dict
     options: PhaseOptions
     tokens: torch.Tensor  # (n_sequences, n_ctx) probe batch
+    fit_tokens: torch.Tensor  # (fit_sequences, n_ctx): state <-> belief least-squares fits
     lyapunov_tokens: torch.Tensor  # (lyapunov_sequences, lyapunov_length)
     loss: TrainingLoss
     initial: dict | None = None  # weights at tokens 0
@@ -110,6 +116,7 @@ def phase_setup(run: str | Path, options: PhaseOptions) -> PhaseSetup:
     long, _ = process.sample(
         options.lyapunov_sequences, options.lyapunov_length, seed=options.seed + 1
     )
+    fit, _ = process.sample(options.fit_sequences, int(config["model"]["n_ctx"]), options.seed + 2)
     loss = training_loss(
         process,
         config.get("train", {}),
@@ -118,7 +125,13 @@ def phase_setup(run: str | Path, options: PhaseOptions) -> PhaseSetup:
         batch_sequences=options.sharpness_batch,
     )
     return PhaseSetup(
-        process, config, options, probe_batch(run, options), torch.from_numpy(long), loss
+        process,
+        config,
+        options,
+        probe_batch(run, options),
+        torch.from_numpy(fit),
+        torch.from_numpy(long),
+        loss,
     )
 
 
@@ -130,7 +143,7 @@ def measure_model(model: torch.nn.Module, setup: PhaseSetup) -> dict:
         model,
         setup.tokens[: options.jacobian_sequences],
         process=setup.process,
-        fit_tokens=setup.tokens,
+        fit_tokens=setup.fit_tokens,
         lyapunov_tokens=setup.lyapunov_tokens,
     )
     return {"jacobian": jacobian, "units": _units(model, setup.tokens, options)}
@@ -179,8 +192,9 @@ def _phases_run(run: Path, options: PhaseOptions) -> dict:
     entries, model = [], None
     bar = progress(checkpoints, "phase diagnostics", unit="ckpt")
     for n_tokens, path in bar:
-        model = _load(path, model)
-        entry = measure_checkpoint(model, read_checkpoint(path), setup)
+        state = read_checkpoint(path)
+        model = _load(path, state, model)
+        entry = measure_checkpoint(model, state, setup)
         entry.update(metrics.get(n_tokens, _NOT_RECORDED))
         entries.append(entry)
     result = _assemble(entries, setup, metrics)
@@ -196,12 +210,13 @@ def _phases_run(run: Path, options: PhaseOptions) -> dict:
     return result
 
 
-def _load(path: Path, model: torch.nn.Module | None) -> torch.nn.Module:
-    """The model of checkpoint `path`: built once, later checkpoints only swap the weights."""
+def _load(path: Path, state: dict, model: torch.nn.Module | None) -> torch.nn.Module:
+    """The model of checkpoint `path` (its dict: `state`): built once, later checkpoints only
+    swap the weights."""
     if model is None:
         return load_checkpoint(path)
     try:
-        model.load_state_dict(read_checkpoint(path)["model"])
+        model.load_state_dict(state["model"])
     except (KeyError, RuntimeError) as exc:
         raise InvalidInput(f"{path} does not match the run's model ({exc})") from None
     return model.eval()

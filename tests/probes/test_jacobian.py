@@ -213,6 +213,8 @@ def test_rnn_carrying_beliefs_linearly_has_the_filters_jacobian_on_its_belief_su
     filter_steps = simplex_jacobian(process, before, tokens)
     # exact belief map (the hidden state is belief + shift): projected == filter Jacobian
     np.testing.assert_allclose(projected_jacobians(joint, np.eye(3)), filter_steps, atol=1e-6)
+    embedded = projected_jacobians(joint, np.eye(3), np.eye(3))
+    np.testing.assert_allclose(embedded, filter_steps, atol=1e-6)
     # the least-squares probe recovers that map once the zero initial state is forgotten
     _, states = stacked_states(model, batch)
     later = slice(5, None)
@@ -223,6 +225,9 @@ def test_rnn_carrying_beliefs_linearly_has_the_filters_jacobian_on_its_belief_su
     np.testing.assert_allclose(projected_jacobians(joint, w), filter_steps, atol=1e-3)
     found = jacobian_diagnostics(model, batch, process=process)
     assert found["projected_radius_mean"] == pytest.approx(
+        found["filter_radius_mean_on_batch"], rel=2e-2
+    )
+    assert found["embedded_radius_mean"] == pytest.approx(
         found["filter_radius_mean_on_batch"], rel=2e-2
     )
     assert found["filter_radius_mean_on_batch"] == pytest.approx(c * 0.6, rel=1e-9)
