@@ -258,7 +258,7 @@ class _Loop:
         if checkpoint and self.exact is not None and exact_now:
             with self.clock.evaluating():
                 record["exact_loss"], record["exact_excess_loss"] = self.exact(
-                    self.forward, self.device
+                    self.forward, self.device, model=self.model
                 )
         if checkpoint:
             record.update(self.flips.summary())

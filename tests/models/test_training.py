@@ -97,6 +97,9 @@ def test_exact_evaluator_matches_brute_force_and_oracle(mess3, tiny_transformer)
     brute = float(probs @ losses.double().mean(1).numpy())
     loss, excess = evaluator(model)
     assert loss == pytest.approx(brute, abs=1e-6)
+    # one forward step per distinct prefix (models.prefix_forward): the same sum, grouped
+    assert evaluator(model, model=model)[0] == pytest.approx(brute, abs=1e-6)
+    assert len(evaluator.tree[0]) == sum(3**t for t in range(1, n_ctx + 1))
     optimum = mess3.optimal_loss(n_ctx + 1)[1:].mean()
     assert excess == pytest.approx(brute - optimum, abs=1e-6)
     # the oracle's brute-force loss over the same positions is the optimum
@@ -151,6 +154,12 @@ def test_train_writes_run(tmp_path, mess3, tiny_transformer, tiny_train):
 
 def test_rnn_trains(tmp_path, mess3, tiny_rnn, tiny_train):
     run = train(mess3, tiny_rnn, tiny_train, tmp_path / "rnn", progress=False)
+    # the RNN has no prefix-tree path: the evaluator falls back to whole sequences
+    final = read_metrics(run)[-1]
+    model = load_checkpoint(list_checkpoints(run)[-1][1])
+    evaluator = ExactEvaluator(mess3, 4)
+    assert evaluator(model, model=model) == evaluator(model)
+    assert final["exact_loss"] == pytest.approx(evaluator(model)[0], abs=1e-6)
     model = load_checkpoint(list_checkpoints(run)[-1][1])
     _, cache = model.run_with_cache(torch.tensor([[0, 1, 2, 0]]))
     assert cache["blocks.1.hook_hidden"].shape == (1, 4, 8)
