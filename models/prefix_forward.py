@@ -100,6 +100,7 @@ def _step(plain: PlainForward, tokens, t: int, earlier, caches, rows):
         h = F.linear(plain._ln(x, b + "ln2"), p[b + "mlp.in.weight"], p[b + "mlp.in.bias"])
         x = x + F.linear(plain.act(h), p[b + "mlp.out.weight"], p[b + "mlp.out.bias"])
         acts[b + "hook_resid_post"] = x
+    # the bridge's hook holds the stream normalised *before* the final LayerNorm's gain and bias
+    acts["ln_final.hook_normalized"] = F.layer_norm(x, (plain.d_model,), eps=plain.eps)
     final = plain._ln(x, "ln_final")
-    acts["ln_final.hook_normalized"] = final
     return acts, F.linear(final, p["unembed.weight"], p.get("unembed.bias"))
