@@ -292,5 +292,7 @@ def summary(run: Path, seconds: float | None = None) -> str:
         lines.append(numbers["r2_verdict"])
     if numbers.get("phase_line"):
         lines.append(numbers["phase_line"])
-    lines.append(f"report: {run / 'report.html'}")
+    from experiments.closing import report_line
+
+    lines.append(report_line(run / "report.html"))  # last: what was written, headline numbers
     return "\n".join(lines)
