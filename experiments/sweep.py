@@ -313,7 +313,7 @@ def run_sweep(
     summarise: bool = True,
 ) -> int:
     """Run the unfinished points as Ray tasks, then write the summary; returns 1 if any failed."""
-    from experiments.sweep_summary import write_summary
+    from experiments.sweep_summary import headline_lines, write_summary
 
     if max_parallel is not None and (isinstance(max_parallel, bool) or max_parallel < 1):
         raise InvalidInput(f"--max-parallel must be >= 1, got {max_parallel}")
@@ -333,7 +333,8 @@ def run_sweep(
             ray.shutdown()
     failed = [r for r in results.values() if r.get("status") != "done"]
     if summarise:
-        write_summary(out, points, results, record)
+        rows = write_summary(out, points, results, record)
+        print("\n".join(headline_lines(rows[:20])))
     line = f"{len(points) - len(failed)} of {len(points)} points done"
     if failed:
         print(f"{len(failed)} of {len(points)} points failed: see {out / 'summary.json'}",

@@ -162,6 +162,15 @@ def write_summary(out: Path, points, results: dict, record: dict) -> list[dict]:
     return rows
 
 
+def headline_lines(rows: list[dict]) -> list[str]:
+    """One terminal line per setting: excess loss and final-layer R², mean [95 % interval]."""
+    return [
+        f"{row['setting']} ({row['n_seeds']} seeds): exact excess loss "
+        f"{_cell(row, 'final_exact_excess_loss')}, final-layer R² {_cell(row, 'final_r2_heldout')}"
+        for row in rows
+    ]
+
+
 def rows_csv(rows: list[dict]) -> str:
     fields: list[str] = []
     for row in rows:
