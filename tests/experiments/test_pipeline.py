@@ -124,7 +124,8 @@ def test_compare_phases_writes_table_figure_and_report(tmp_path):
     assert [r["run"] for r in rows] == ["transformer-relu", "rnn-sigmoid"]
     for row in rows:
         assert -1 <= float(row["final_r2"]) <= 1 and row["final_phase"] and row["n_seeds"] == "1"
-        assert float(row["final_r2"]) == pytest.approx(float(row["final_r2_heldout_mean"]), abs=1e-4)
+        mean = float(row["final_r2_heldout_mean"])
+        assert float(row["final_r2"]) == pytest.approx(mean, abs=1e-4)
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert "arch=rnn,act_fn=sigmoid,seed=0/report.html" in (out / "report.html").read_text()
     summary = json.loads((out / "summary.json").read_text())
