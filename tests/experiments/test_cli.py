@@ -160,3 +160,18 @@ def test_a_bad_thread_count_exits_2(cli, monkeypatch, tmp_path, value):
     monkeypatch.setenv("BELIEFGEO_THREADS", value)
     code, _, err = cli(["probe", str(tmp_path)])
     assert code == 2 and "BELIEFGEO_THREADS" in err and len(_lines(err)) == 1
+
+
+@pytest.mark.slow  # about 25 CPU seconds: a whole study, shrunk to a 1-layer model and 4,000 tokens
+def test_reproduce_shows_each_stage_and_ends_with_the_report_line(cli, tmp_path):
+    out_dir = tmp_path / "study"
+    code, out, err = cli(["reproduce", "mess3", "--tokens", "4000", "--d-model", "16",
+                          "--n-layers", "1", "--d-mlp", "32", "--out", str(out_dir)])
+    assert code == 0, err
+    for stage in ("training", "probing every checkpoint", "phase diagnostics", "report"):
+        assert f"[reproduce mess3] {stage} ..." in err
+    assert "probing checkpoints: 5/5 ckpt in" in err and "phase diagnostics: 5/5 ckpt in" in err
+    excess = _metrics(out_dir)[-1]["exact_excess_loss"]
+    line = _lines(out)[-1]
+    assert line.startswith(f"wrote {out_dir / 'report.html'}: final-layer (block 0) held-out R² ")
+    assert line.endswith(f"exact excess loss {excess:.5f} nats (open it in a browser)")
