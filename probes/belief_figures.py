@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, ticker
 from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -27,6 +27,8 @@ from models.architectures import final_layer_hook, hook_label
 OKABE_ITO = [OKABE_ITO_HEX[i] for i in (7, 0, 1, 2, 3, 4, 5, 6)]  # black first
 KGRAM_SHOWN = 3  # k-gram lookup baselines drawn as lines: k = 1..KGRAM_SHOWN
 FLOOR = 1e-6  # 1 - R² is drawn no lower than this (log axis)
+BASELINE_COLORS = [OKABE_ITO[1], OKABE_ITO[6], OKABE_ITO[7]]  # orange, vermillion, pink
+R2_AXIS = "held-out R²  (axis: log of 1 − R²)"
 SPLIT_NAMES = {"subtree": "held-out prefix subtrees", "random": "held-out random half of sequences"}
 
 
@@ -52,10 +54,10 @@ def simplex_comparison(
     fig.suptitle(f"Exact beliefs of held-out prefixes and their linear-probe predictions "
                  f"({tokens:,} training tokens)", fontsize=11)
     _caption(fig, (
-        "Each point is one held-out prefix, coloured by its exact belief (RGB = the probabilities "
-        "of the three states), placed at its exact belief (left) or at the belief a linear probe "
-        "(OLS with intercept, fit on the other half of the prefixes) reads from the named layer. "
-        "R² is the held-out R², mean over belief coordinates."
+        "Each point is one held-out prefix, coloured by its exact belief (with three states, "
+        "RGB = the state probabilities), placed at its exact belief (left) or at the belief a "
+        "linear probe (OLS with intercept, fit on the other half of the prefixes) reads from the "
+        "named layer. R² is the held-out R², mean over belief coordinates."
     ))
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.17, top=0.83, wspace=0.05)
     return _png(fig)
@@ -83,13 +85,11 @@ def layer_bars(probes: dict) -> bytes:
     _kgram_lines(ax, base, horizontal=True)
     nt = last.get("next_token", {}).get("r2_heldout")
     if nt is not None:
-        ax.axhline(_error1(nt), color=OKABE_ITO[6], ls="-.", lw=1,
+        ax.axhline(_error1(nt), color=OKABE_ITO[0], ls="-.", lw=1,
                    label="probe from the model's next-token distribution")
-    ax.set_yscale("log")
-    ax.invert_yaxis()
+    _r2_axis(ax, R2_AXIS)
     ax.set_xticks(x, [hook_label(h) for h in names])
-    ax.set_ylabel("1 − held-out R²  (log; higher on the plot = better)")
-    ax.set_title("Unexplained belief variance by layer", fontsize=10)
+    ax.set_title("Held-out R² by layer", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3, axis="y", which="both")
     _within_panel(ax_k, probes, last)
@@ -130,10 +130,8 @@ def emergence(probes: dict) -> bytes:
                    label=f"untrained {hook_label(final)}, mean ± sd")
     _kgram_lines(ax, probes.get("baselines", {}), horizontal=True)
     _token_axis(ax, tokens)
-    ax.set_yscale("log")
-    ax.invert_yaxis()
-    ax.set_ylabel("1 − held-out R²  (log; higher on the plot = better)")
-    ax.set_title("Unexplained belief variance during training", fontsize=10)
+    _r2_axis(ax, R2_AXIS)
+    ax.set_title("Held-out R² during training", fontsize=10)
     ax.legend(fontsize=7, loc="lower left", ncol=2)
     ax.grid(alpha=0.3, which="both")
     within = [c["layers"][final]["r2_within_kgram"] for c in checkpoints]
@@ -177,9 +175,7 @@ def position_heatmap(probes: dict) -> bytes:
         ax.plot(tokens, _error(by_position[:, t]), marker=".", ms=3, lw=1.2,
                 color=cmap(t / max(1, n - 1) * 0.95), label=f"t = {t}")
     _token_axis(ax, tokens)
-    ax.set_yscale("log")
-    ax.invert_yaxis()
-    ax.set_ylabel("1 − held-out R² at position t  (log; higher = better)")
+    _r2_axis(ax, "held-out R² at position t  (axis: log of 1 − R²)")
     ax.legend(fontsize=7, ncol=2, loc="lower left", title="position", title_fontsize=7)
     ax.grid(alpha=0.3, which="both")
     ax.set_title(f"Probe of {hook_label(final)} by context position", fontsize=11)
@@ -269,7 +265,7 @@ def _kgram_lines(ax, baselines: dict, horizontal: bool) -> None:
     kgram, features = baselines.get("kgram", {}), baselines.get("kgram_features", {})
     styles = ["--", ":", (0, (5, 1, 1, 1))]
     for i, k in enumerate(sorted(kgram, key=int)[:KGRAM_SHOWN]):
-        ax.axhline(_error1(kgram[k]), color=OKABE_ITO[2 + i], ls=styles[i % 3], lw=1.2,
+        ax.axhline(_error1(kgram[k]), color=BASELINE_COLORS[i], ls=styles[i % 3], lw=1.3,
                    label=f"{k}-gram lookup ({features.get(k, '?')} features)")
 
 
@@ -280,7 +276,8 @@ def _baseline_caption(probes: dict) -> str:
     where = ("prefixes whose first " f"{split.get('prefix_len')} tokens were held out"
              if split["kind"] == "subtree" else "a random half of the sequences")
     text = (
-        "Left: 1 − R² of a linear probe (OLS with intercept) from each layer to the exact belief, "
+        "Left: held-out R² of a linear probe (OLS with intercept) from each layer to the exact "
+        "belief, drawn on a log scale of 1 − R² (0.99 → 0.999 shows as clearly as 0.9 → 0.99), "
         f"fit on half of the prefixes and scored on {where} "
         f"(held-out weight on prefixes also fitted: {split['shared_prefix_weight']:.2f}). "
     )
@@ -291,6 +288,16 @@ def _baseline_caption(probes: dict) -> str:
                  "tokens (no network), same split. ")
     return text + (f"The optimal next-token logits give R² {probes.get('optimal_logit_r2', 0):.4f}"
                    " (a reference, not a bound).")
+
+
+def _r2_axis(ax, label: str) -> None:
+    """y = 1 - R² on a log axis, inverted (better is higher), ticks labelled with R² itself."""
+    ax.set_yscale("log")
+    ax.invert_yaxis()
+    ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{1 - v:.6g}"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_ylabel(label)
 
 
 def _token_axis(ax, tokens: np.ndarray) -> None:
