@@ -3,11 +3,13 @@ models' public recurrence interface, models.architectures.recurrent_step; never 
 
 File map:
     activations.py     probe inputs (every sequence, or a seeded sample), prefix rows and their
-                       weights, the split by sequence, the exact row-shuffle control, hook capture
-    belief_probe.py    BeliefProbe (OLS / ridge from sufficient statistics), R² and MSE rules,
-                       pairwise-distance correlation
-    belief_study.py    probe_run: every checkpoint -> RUN/probes.json + figures; logit ceiling
-    belief_figures.py  true vs predicted simplex, R² per layer, emergence curve, simplex GIF
+                       weights, the subtree / random split and its shared-prefix weight, k-gram
+                       cells, the exact row-shuffle control, hook capture (prefix-tree forward)
+    belief_probe.py    BeliefProbe (OLS / ridge from sufficient statistics), R² (coordinate mean,
+                       pooled, in-sample) and MSE rules, k-gram lookups, distance correlation
+    belief_study.py    probe_run: trained positions only, every checkpoint -> RUN/probes.json +
+                       figures; per-position and within-k-gram scores, baselines, headline
+    belief_figures.py  simplex, R² per layer, emergence, R² by position, simplex GIF (captioned)
     jacobian.py        exact Jacobians: RNN recurrent map (radius, Lyapunov exponent, projection
                        on the probe's belief subspace, W_rec vs circular law); transformer block
                        updates (raw and scale-normalised, eigenvalues and gain), full map,
