@@ -26,7 +26,12 @@ from probes.phase_study import (
 
 N_CTX = 5
 OPTIONS = PhaseOptions(
-    n_sequences=8, jacobian_sequences=2, sharpness_max_iter=6, lyapunov_length=30, null_seeds=3
+    n_sequences=8,
+    jacobian_sequences=1,
+    sharpness_max_iter=4,
+    lyapunov_length=30,
+    null_seeds=3,
+    fit_sequences=32,
 )
 UNIT_KEYS = {
     "linear_frac",
