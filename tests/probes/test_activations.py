@@ -190,3 +190,33 @@ def test_max_sequences_keeps_a_seeded_subset_with_exact_weights(mess3, inputs):
         assert by_seq[tuple(t)] == p
     with pytest.raises(InvalidInput, match="max_sequences"):
         probe_inputs(mess3, 5, max_sequences=1)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"arch": "transformer", "n_layers": 2, "n_heads": 2, "d_model": 8, "d_head": 4,
+         "d_mlp": 16},
+        {"arch": "rnn", "n_layers": 2, "hidden": 8},
+    ],
+)
+def test_prefix_tree_and_sequence_forwards_agree(subtree, settings):
+    from models.architectures import build_model, make_model_config, residual_hooks
+
+    settings = dict(settings)
+    model = build_model(make_model_config(settings.pop("arch"), n_ctx=5, seed=4, **settings))
+    hooks = residual_hooks(model)
+    fast = collect_activations(model, subtree, hooks)
+    slow = _collect_by_sequence(model, subtree, hooks, batch_size=64)
+    for name in hooks:
+        np.testing.assert_allclose(fast.hooks[name], slow.hooks[name], atol=1e-5)
+    np.testing.assert_allclose(fast.next_token, slow.next_token, atol=1e-5)
+
+
+def test_activations_that_do_not_fit_in_memory_are_refused(subtree, monkeypatch):
+    import hmm.memory
+
+    monkeypatch.setattr(hmm.memory, "available_memory", lambda: 1000)
+    model = build_transformer(TransformerConfig(n_layers=1, d_model=8, d_head=4, d_mlp=16, n_ctx=5))
+    with pytest.raises(InvalidInput, match="--max-sequences"):
+        collect_activations(model, subtree, transformer_residual_hooks(1))
