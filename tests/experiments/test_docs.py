@@ -123,18 +123,37 @@ def compare(name: str, written: set[str], arch: str, names: dict[str, list[str]]
 
 
 @pytest.fixture(scope="module")
-def run_names(tiny_run):
-    run = tiny_run["run"]
+def tiny_transformer_run(tmp_path_factory, cli):
+    """A 1-layer transformer (d_model 8) through train, probe and phases: its own keys."""
+    run = tmp_path_factory.mktemp("tiny-transformer") / "run"
+    for args in (["train", "golden_mean", "--d-model", "8", "--n-layers", "1", "--d-mlp", "16",
+                  "--tokens", "4000", "--out", str(run)], ["probe", str(run)],
+                 ["phases", str(run)]):  # fmt: skip
+        code, _, err = cli(args)
+        assert code == 0, err
+    return run
+
+
+def _with_names(run: Path) -> tuple[Path, dict, dict]:
     config = json.loads((run / "config.json").read_text())
     probes = json.loads((run / "probes.json").read_text())
     return run, config, {"<hook>": probes["hooks"] + ["concat"],
                          "<symbol>": config["process"]["symbols"]}
 
 
+@pytest.fixture(scope="module")
+def run_names(tiny_run):
+    return _with_names(tiny_run["run"])
+
+
 @pytest.mark.parametrize("name", ["config.json", "probes.json", "phases.json"])
-def test_documented_keys_are_the_written_keys(run_names, name):
-    run, config, names = run_names
-    compare(name, written_keys(json.loads((run / name).read_text())), config["arch"], names)
+@pytest.mark.parametrize("arch", ["rnn", "transformer"])
+def test_documented_keys_are_the_written_keys(request, arch, name):
+    run = request.getfixturevalue("tiny_run")["run"] if arch == "rnn" else (
+        request.getfixturevalue("tiny_transformer_run"))
+    run, config, names = _with_names(run)
+    assert config["arch"] == arch
+    compare(name, written_keys(json.loads((run / name).read_text())), arch, names)
 
 
 def test_documented_metrics_keys_are_the_written_keys(run_names):
