@@ -230,7 +230,7 @@ def run_point(out: str, name: str, plan, title: str, fractal_cache: str) -> dict
     from experiments.pipeline import run_study
 
     run, books = Path(out) / name, Path(out) / BOOKKEEPING
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     device = "cuda" if _assigned_gpus() else "cpu"
     with open(books / "locks" / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -255,6 +255,8 @@ def run_point(out: str, name: str, plan, title: str, fractal_cache: str) -> dict
             "name": name,
             "status": "done",
             "seconds": round(time.perf_counter() - started, 1),
+            "cpu_s": round(time.process_time() - cpu_started, 2),  # this worker process's CPU
+            "worker_pid": os.getpid(),
             "device": device,
         }
         write_json(run / POINT_FILE, record)
