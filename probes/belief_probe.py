@@ -178,11 +178,11 @@ def cell_means(cells: np.ndarray, Y: np.ndarray, weights: np.ndarray, n_cells: i
         return sums / total[:, None], total
 
 
-def within_cell_sse(cells: np.ndarray, Y: np.ndarray, weights: np.ndarray) -> float:
-    """sum_rows w * |y - mean of y over the row's cell|^2 (means with the same weights): the
-    smallest weighted squared error any function of the cell reaches on these rows."""
+def within_cell_sse(cells: np.ndarray, Y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(S,) sum_rows w * (y_k - mean of y_k over the row's cell)^2 per coordinate k (means with
+    the same weights): the smallest weighted squared error any function of the cell reaches."""
     means, _ = cell_means(cells, Y, weights, int(cells.max()) + 1)
-    return float(weights @ ((Y - means[cells]) ** 2).sum(axis=1))
+    return weights @ (Y - means[cells]) ** 2
 
 
 def lookup_predictions(

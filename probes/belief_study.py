@@ -49,6 +49,7 @@ from probes.activations import (
     probe_inputs,
 )
 from probes.belief_probe import (
+    CONSTANT_VARIANCE,
     BeliefProbe,
     lookup_predictions,
     moments,
@@ -76,7 +77,8 @@ class References:
     rows (R_ho,) held-out row indices; beliefs (R_ho, S); count, prob (R_ho,) their weights;
     by_position [index arrays into rows, one per position]; cells {k: (R,) k-gram cell per row};
     within_sse {k: sum over held-out rows of count * |belief - its k-gram cell mean|^2, None when
-    that is <= 1e-12 x the total sum of squares (every cell holds one belief: undefined)}."""
+    that is <= 1e-12 x the total sum of squares (every cell holds one belief: undefined)};
+    oracle {k: R² (coordinate mean) of that cell-mean lookup itself on the held-out rows}."""
 
     rows: np.ndarray
     beliefs: np.ndarray
@@ -85,6 +87,7 @@ class References:
     by_position: list[np.ndarray]
     cells: dict[int, np.ndarray]
     within_sse: dict[int, float | None]
+    oracle: dict[int, float]
 
 
 def references(inputs: ProbeInputs, k_max: int = KGRAM_MAX) -> References:
@@ -92,17 +95,19 @@ def references(inputs: ProbeInputs, k_max: int = KGRAM_MAX) -> References:
     rows = inputs.heldout_rows
     count = inputs.heldout_count[rows]
     positions = inputs.positions[rows]
-    cells, within = {}, {}
+    cells, within, oracle = {}, {}, {}
     Y = inputs.beliefs[rows]
-    total = float(count @ ((Y - count @ Y / count.sum()) ** 2).sum(axis=1))
+    sst = count @ (Y - count @ Y / count.sum()) ** 2
+    defined = sst > CONSTANT_VARIANCE * max(sst.max(initial=0.0), np.finfo(float).tiny)
     for k in range(1, min(k_max, inputs.tokens.shape[1] - 1) + 1):
         cells[k] = kgram_cells(inputs, k)
         ssw = within_cell_sse(cells[k][rows], Y, count)
-        within[k] = ssw if ssw > 1e-12 * total else None
+        within[k] = float(ssw.sum()) if ssw.sum() > 1e-12 * sst.sum() else None
+        oracle[k] = float(np.mean(1.0 - ssw[defined] / sst[defined])) if defined.any() else None
     return References(
         rows=rows, beliefs=inputs.beliefs[rows], count=count, prob=inputs.heldout_prob[rows],
         by_position=[np.flatnonzero(positions == t) for t in range(inputs.tokens.shape[1])],
-        cells=cells, within_sse=within,
+        cells=cells, within_sse=within, oracle=oracle,
     )
 
 
@@ -186,8 +191,11 @@ def optimal_logit_r2(process, inputs: ProbeInputs, refs: References) -> dict:
 
 def kgram_baselines(inputs: ProbeInputs, refs: References) -> dict:
     """Held-out R² of OLS on one-hot cells of the last k tokens (truncated at the start), fit on
-    the fit rows: {"kgram": {k: r2}, "kgram_weighted": {k: r2}, "kgram_features": {k: cells}}."""
-    out: dict[str, dict] = {"kgram": {}, "kgram_weighted": {}, "kgram_features": {}}
+    the fit rows: {"kgram": {k: r2}, "kgram_weighted": {k: r2}, "kgram_features": {k: cells},
+    "kgram_oracle": {k: r2 of the table of held-out cell means, i.e. fit on the held-out rows}}.
+    The oracle is the best any table of the last k tokens can score on these rows."""
+    out: dict[str, dict] = {"kgram": {}, "kgram_weighted": {}, "kgram_features": {},
+                            "kgram_oracle": {}}
     fit = inputs.fit_rows
     for k, cells in refs.cells.items():
         n_cells = int(cells.max()) + 1
@@ -199,6 +207,7 @@ def kgram_baselines(inputs: ProbeInputs, refs: References) -> dict:
         out["kgram"][str(k)] = r2_score(refs.beliefs, pred, refs.count)
         out["kgram_weighted"][str(k)] = r2_score(refs.beliefs, pred, refs.prob)
         out["kgram_features"][str(k)] = n_cells
+        out["kgram_oracle"][str(k)] = refs.oracle[k]
     return out
 
 
@@ -235,7 +244,9 @@ def random_init_baselines(
 
 def headline(probes: dict) -> dict:
     """The final layer's held-out R² at the newest checkpoint against the best baseline with no
-    more features than that layer has (untrained model, k-gram lookups with <= width cells)."""
+    more features than that layer has: the untrained model, and for every k with <= width cells
+    the k-gram lookup fit on the fit half and the table of held-out cell means (the best any
+    table of the last k tokens can do on the held-out rows)."""
     hooks = probes["hooks"]
     final = final_layer_hook(hooks)
     last = probes["checkpoints"][-1]
@@ -250,6 +261,9 @@ def headline(probes: dict) -> dict:
         cells = baselines["kgram_features"][k]
         if cells <= width:
             candidates[f"{k}-gram lookup ({cells} features)"] = r2
+            oracle = baselines.get("kgram_oracle", {}).get(k)
+            if oracle is not None:
+                candidates[f"{k}-gram table of held-out cell means ({cells} features)"] = oracle
     best = max(candidates, key=lambda name: _finite(candidates[name]), default=None)
     base = candidates.get(best)
     r2 = layer["r2_heldout"]

@@ -188,6 +188,12 @@ def test_kgram_baseline_by_brute_force_over_cells(mess3):
         pred = np.array([means.get(c, unseen) for c in cells[refs.rows]])
         assert out["kgram"][str(k)] == pytest.approx(r2_score(refs.beliefs, pred, refs.count))
         assert out["kgram_features"][str(k)] == sum(3**j for j in range(1, k + 1))
+        # the oracle table: each held-out row predicted by the mean of its held-out cell
+        ho_cells, w = cells[refs.rows], refs.count
+        table = {c: (w[ho_cells == c, None] * refs.beliefs[ho_cells == c]).sum(0)
+                 / w[ho_cells == c].sum() for c in np.unique(ho_cells)}
+        oracle = np.array([table[c] for c in ho_cells])
+        assert out["kgram_oracle"][str(k)] == pytest.approx(r2_score(refs.beliefs, oracle, w))
 
 
 def test_format_one_run_probes_only_trained_positions(tiny_run, tmp_path):
