@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from hmm.errors import InvalidInput
 from hmm.files import read_json, write_atomic, write_json
@@ -50,6 +51,7 @@ from probes.activations import (
 )
 from probes.belief_probe import (
     CONSTANT_VARIANCE,
+    GRAM_CHUNK,
     BeliefProbe,
     lookup_predictions,
     moments,
@@ -404,18 +406,29 @@ def _probe_blocks(
     targets = np.concatenate([Y[fit], inputs.shuffled_beliefs[fit]], axis=1)
     shared = moments(X_fit, targets, inputs.fit_count[fit])
     del X_fit
-    X_heldout = np.concatenate([f[ho] for f in features], axis=1, dtype=np.float64)
+    X_heldout = np.concatenate([f[ho] for f in features], axis=1)  # float32, as captured
     out = {}
     for name, cols in blocks.items():
         # probe and control in one solve: targets are [beliefs, shuffled beliefs]
         m = shared.select(cols)
         probe = BeliefProbe().fit_moments(m)
-        both = probe.predict(X_heldout[:, cols])
+        both = _predict(X_heldout, cols, probe)
         pred, control = both[:, :S], both[:, S:]
         scores = heldout_scores(pred, refs)
         scores["r2_shuffle"] = r2_score(refs.beliefs, control, refs.count)
         scores["r2_insample"] = r2_insample(m.select(slice(None), slice(0, S)), probe.coef_[:, :S])
         out[name] = (scores, pred)
+    return out
+
+
+def _predict(X: np.ndarray, cols: slice, probe: BeliefProbe) -> np.ndarray:
+    """probe.predict(X[:, cols]) in float64, converting GRAM_CHUNK rows at a time (no float64
+    copy of the whole held-out matrix)."""
+    coef, intercept = torch.from_numpy(probe.coef_), torch.from_numpy(probe.intercept_)
+    out = np.empty((len(X), coef.shape[1]))
+    for start in range(0, len(X), GRAM_CHUNK):
+        chunk = torch.from_numpy(np.ascontiguousarray(X[start : start + GRAM_CHUNK, cols]))
+        out[start : start + GRAM_CHUNK] = (chunk.double() @ coef + intercept).numpy()
     return out
 
 
