@@ -10,19 +10,17 @@ import io
 import time
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from hmm import BUILTINS, HMM, load_process  # noqa: E402
-from hmm.builtins import describe_params  # noqa: E402
-from hmm.files import writable_dir, write_atomic, write_json  # noqa: E402
-from hmm.fractal import box_counting_dimension  # noqa: E402
-from hmm.memory import check_fits  # noqa: E402
-from hmm.msp import merge_beliefs  # noqa: E402
-from hmm.plots import plot_simplex  # noqa: E402
+from hmm import BUILTINS, HMM, load_process
+from hmm.builtins import describe_params
+from hmm.files import writable_dir, write_atomic, write_json
+from hmm.fractal import box_counting_dimension
+from hmm.memory import check_fits
+from hmm.msp import merge_beliefs
+from hmm.plots import plot_simplex
+from hmm.progress import progress
 
 MAX_DEFAULT_NODES = 300_000
 MAX_DEPTH = 40
@@ -104,9 +102,14 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
     check_memory(p, depth, int(points))
     out = writable_dir(out)
     started = time.perf_counter()
+    stages = progress(["mixed-state tree", "chaos game", "dimensions", "figure"],
+                      f"fractal {p.name}", unit="stage")  # fmt: skip
+    next(stages)
     msp = p.msp(depth)
     distinct = msp.unique(decimals=8)
+    next(stages)
     chaos = p.chaos_game(int(points), seed=0)
+    next(stages)
     dimension = box_counting_dimension(chaos)
     complexity = p.statistical_complexity()
     loss = p.optimal_loss(LOSS_POSITIONS)
@@ -130,17 +133,20 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
         "dimension_msp_source": "box counting on the distinct MSP beliefs to `depth` (the support)",
         "seconds": round(time.perf_counter() - started, 3),
     }
+    next(stages)
     fig = _figure(p, distinct.beliefs, chaos, depth, summary)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=150)
-    plt.close(fig)
     write_atomic(out / "fractal.png", buf.getvalue())
     write_json(out / "fractal.json", summary)
+    for _ in stages:  # the closing progress line
+        pass
     return summary
 
 
 def _figure(p: HMM, msp_beliefs: np.ndarray, chaos: np.ndarray, depth: int, summary: dict):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5.8))
+    fig = Figure(figsize=(11, 5.8))  # no pyplot: no global backend switch, nothing to close
+    axes = fig.subplots(1, 2)
     plot_simplex(axes[0], msp_beliefs, s=_marker_size(len(msp_beliefs)), labels=p.states,
                  title=f"Every mixed state to depth {depth}: {len(msp_beliefs):,} distinct "
                        f"beliefs\n({summary['n_nodes']:,} tree nodes); box-counting dimension ~ "

@@ -103,12 +103,14 @@ def test_report_ends_with_what_it_wrote(tiny_run):
     assert line.endswith(f"exact excess loss {excess:.5f} nats (open it in a browser)")
 
 
-def test_fractal_ends_with_the_distinct_beliefs(cli, tmp_path):
+def test_fractal_shows_its_stages_and_ends_with_the_distinct_beliefs(cli, tmp_path):
     out_dir = tmp_path / "f"
     code, out, err = cli(["fractal", "rrxor", "--depth", "6", "--points", "2000",
                               "--out", str(out_dir)])
     assert code == 0, err
     summary = json.loads((out_dir / "fractal.json").read_text())
+    name = summary["process"]
+    assert f"fractal {name}: 0/4 stage" in err and f"fractal {name}: 4/4 stage in" in err
     assert _lines(out) == [
         f"wrote {out_dir / 'fractal.png'} and fractal.json: {summary['n_distinct_beliefs']:,} "
         f"distinct beliefs to depth 6, entropy rate {summary['entropy_rate']:.4f} nats/symbol"
