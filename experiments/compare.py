@@ -78,7 +78,8 @@ def compare_phases(
     rows = [comparison_row(out, row) for row in summary["rows"]]
     write_comparison(out, summary["rows"], rows, name)
     print(table_text(rows))
-    print(f"report: {out / 'report.html'}")
+    print(f"wrote {out / 'report.html'}, comparison.png, summary.csv and summary.json: "
+          f"{len(rows)} architectures x {seeds} seed(s), table above")
     return status
 
 
