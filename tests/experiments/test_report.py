@@ -175,3 +175,20 @@ def test_reproduction_files_rebuild_the_run_config(run):
     assert model.to_dict() == config["model"]
     expected = {k: v for k, v in config["train"].items() if k != "recipe"}
     assert {k: v for k, v in train.to_dict().items() if k != "recipe"} == expected
+
+
+def test_files_of_an_older_version_still_give_a_report(run):
+    # probes.json / phases.json as written before baselines, fine structure and nulls existed
+    layers = {h: {"r2_heldout": 0.5, "r2_heldout_weighted": 0.6, "mse_heldout": 0.01,
+                  "r2_shuffle": 0.001} for h in HOOKS}
+    probes = {"inputs": {"mode": "enumerated"}, "logit_ceiling": {"optimal_logits_r2_heldout": 0.9},
+              "checkpoints": [{"tokens": 3840, "layers": layers}]}
+    phases = {"checkpoints": [{"tokens": 3840, "jacobian": {"spectral_radius_mean": 0.7},
+                               "units": {"blocks.0": {"phase": "linear"}}}],
+              "first_spectral_radius_above_1": None}
+    (run / "probes.json").write_text(json.dumps(probes))
+    (run / "phases.json").write_text(json.dumps(phases))
+    text = _text(write_report(run))
+    assert "block 1 hidden 0.5000 0.6000 — 0.0010 — —" in text
+    assert "spectral radius (mean over batch) 0.7000 — —" in text
+    assert "First checkpoint whose mean spectral radius exceeds 1: none" in text
