@@ -32,7 +32,12 @@ from models.architectures import training_forward
 from models.checkpoints import model_config_of_run, read_checkpoint, trained_positions
 from models.compute import cpu_threads, torch_threads
 from models.run_files import list_checkpoints, read_metrics
-from probes.jacobian import SEED_RULE, first_spectral_radius_above_1, jacobian_diagnostics
+from probes.jacobian import (
+    SEED_RULE,
+    first_spectral_radius_above_1,
+    jacobian_diagnostics,
+    map_kind,
+)
 from probes.sharpness import (
     TrainingLoss,
     hessian_operator,
@@ -51,7 +56,8 @@ class PhaseOptions:
     """Probe batch, unit thresholds, null seeds and the sharpness budget (docs/phases.md)."""
 
     n_sequences: int = 32
-    jacobian_sequences: int = 1
+    jacobian_sequences: int = 1  # transformers: each one costs d_model backward passes
+    recurrent_sequences: int = 8  # RNNs: cheap per sequence; the seed rule needs a stable mean
     fit_sequences: int = 256
     lyapunov_sequences: int = 2
     lyapunov_length: int = 200
@@ -68,11 +74,12 @@ class PhaseOptions:
     figure: bool = True
 
     def __post_init__(self) -> None:
-        if not 1 <= self.jacobian_sequences <= self.n_sequences:
-            raise InvalidInput(
-                f"need 1 <= jacobian_sequences <= n_sequences, got {self.jacobian_sequences} "
-                f"and {self.n_sequences}"
-            )
+        for name in ("jacobian_sequences", "recurrent_sequences"):
+            if not 1 <= getattr(self, name) <= self.n_sequences:
+                raise InvalidInput(
+                    f"need 1 <= {name} <= n_sequences, got {getattr(self, name)} and "
+                    f"{self.n_sequences}"
+                )
         if self.sharpness_max_iter < 2:
             raise InvalidInput("sharpness_max_iter must be >= 2")
         if (
@@ -139,9 +146,11 @@ def measure_model(model: torch.nn.Module, setup: PhaseSetup) -> dict:
     """Jacobian and unit diagnostics of one model on the setup's probe batch (no training state:
     used for checkpoints and for the re-initialised nulls)."""
     options = setup.options
+    recurrent = map_kind(model) == "recurrent"
+    count = options.recurrent_sequences if recurrent else options.jacobian_sequences
     jacobian = jacobian_diagnostics(
         model,
-        setup.tokens[: options.jacobian_sequences],
+        setup.tokens[:count],
         process=setup.process,
         fit_tokens=setup.fit_tokens,
         lyapunov_tokens=setup.lyapunov_tokens,

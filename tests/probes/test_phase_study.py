@@ -28,6 +28,7 @@ N_CTX = 5
 OPTIONS = PhaseOptions(
     n_sequences=8,
     jacobian_sequences=1,
+    recurrent_sequences=4,
     sharpness_max_iter=4,
     lyapunov_length=30,
     null_seeds=3,
@@ -177,6 +178,7 @@ def test_old_runs_without_sign_flips_say_not_recorded(rnn_run, tmp_path):
     options = PhaseOptions(
         n_sequences=4,
         jacobian_sequences=1,
+        recurrent_sequences=1,
         sharpness_max_iter=2,
         lyapunov_length=10,
         null_seeds=0,
