@@ -13,6 +13,8 @@ from experiments.compare import parse_runs
 from experiments.pipeline import Study, context_length, run_study
 from hmm import load_process
 from hmm.errors import InvalidInput
+from models.architectures import final_layer_hook
+from probes.belief_study import CONCAT
 
 TINY_MODEL = {"n_ctx": 6, "n_layers": 2, "d_model": 16, "d_head": 8, "d_mlp": 32}
 TINY_TRAIN = {"n_checkpoints": 4, "batch_size": 64, "lr": 1e-2, "warmup_steps": 5}
@@ -123,9 +125,12 @@ def test_compare_phases_writes_table_figure_and_report(tmp_path):
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [r["run"] for r in rows] == ["transformer-relu", "rnn-sigmoid"]
     for row in rows:
-        assert -1 <= float(row["final_r2"]) <= 1 and row["final_phase"] and row["n_seeds"] == "1"
-        mean = float(row["final_r2_heldout_mean"])
-        assert float(row["final_r2"]) == pytest.approx(mean, abs=1e-4)
+        assert row["final_phase"] and row["n_seeds"] == "1"
+        run = out / f"arch={row['arch']},act_fn={row['act_fn']},seed=0"
+        layers = json.loads((run / "probes.json").read_text())["checkpoints"][-1]["layers"]
+        final = final_layer_hook([h for h in layers if h != CONCAT])
+        assert float(row["final_r2"]) == pytest.approx(layers[final]["r2_heldout"], abs=1e-4)
+        assert float(row["final_r2_heldout_mean"]) == pytest.approx(layers[final]["r2_heldout"])
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert "arch=rnn,act_fn=sigmoid,seed=0/report.html" in (out / "report.html").read_text()
     summary = json.loads((out / "summary.json").read_text())
