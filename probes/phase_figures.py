@@ -102,7 +102,8 @@ def _caption(kind: str, phases: dict) -> str:
             "Lyapunov exponent: growth rate (nats/token) of a perturbation carried along a long "
             "sequence by the product of the J_t; > 0 perturbations grow, < 0 they fade.",
             "Projected J_t: Q^T W J_t W^+ Q, the recurrent map seen on the belief simplex through "
-            "the least-squares probe W (state -> belief); the belief update b' = bT[x]/(bT[x]1) "
+            "the least-squares probe W (state -> belief); embedded: W^+ replaced by the "
+            "least-squares map E (belief -> state); the belief update b' = bT[x]/(bT[x]1) "
             "has its own radius and exponent (purple reference lines), computed exactly from the "
             "HMM.",
             "Circular law: sigma sqrt(H), the radius of a random H x H matrix with W_rec's entry "
@@ -127,8 +128,8 @@ def _caption(kind: str, phases: dict) -> str:
         f"{phases['probe_batch'].get('saturated_gain', 0.2)} (dashed lines).",
         "Sign flips: share of parameters whose update sign reverses between consecutive updates, "
         "mean over the updates since the previous checkpoint (0.5: a random walk). Sharpness: top "
-        f"Hessian eigenvalue of {phases.get('sharpness_loss', {}).get('kind', 'the')} training "
-        "loss.",
+        "Hessian eigenvalue of the training loss ("
+        f"{phases.get('sharpness_loss', {}).get('description', 'see phases.json')}).",
     ]
     return "\n".join(textwrap.fill(line, CAPTION_WIDTH, subsequent_indent="    ") for line in lines)
 
@@ -232,6 +233,15 @@ def _recurrent_radius_panel(ax, tokens, phases: dict) -> None:
         "projected J_t radius (mean)",
         init=False,
         style="s-",
+    )
+    values += _series(
+        ax,
+        tokens,
+        [j.get("embedded_radius_mean") for j in jac],
+        OKABE_ITO[3],
+        "embedded J_t radius (mean)",
+        init=False,
+        style="^-",
     )
     values += _series(
         ax,
