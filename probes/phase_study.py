@@ -69,7 +69,7 @@ class PhaseOptions:
     saturated_gain: float = 0.2
     sharpness_max_iter: int = 12
     sharpness_tol: float = 2e-2
-    sharpness_exact_max: int = 4096
+    sharpness_exact_max: int = 256  # inputs; each Hessian-vector product runs over all of them
     sharpness_batch: int = 64
     figure: bool = True
 
@@ -129,6 +129,7 @@ def phase_setup(run: str | Path, options: PhaseOptions) -> PhaseSetup:
         config.get("train", {}),
         trained_positions(config),
         exact_max=options.sharpness_exact_max,
+        max_sequences=options.sharpness_batch,
         batch_sequences=options.sharpness_batch,
     )
     return PhaseSetup(

@@ -2,7 +2,8 @@
 
 Which loss (`training_loss`, said in phases.json under `sharpness_loss`): the loss the run trains.
 * finite data (`train_sequences` N): the mean next-token loss over the N training windows, the
-  training objective itself ("training_set"; the first `max_sequences` of them when N is larger);
+  training objective itself ("training_set"; the first `max_sequences` of them when N is larger:
+  the set is a random sample, so its first rows are one too);
 * fresh data, every input enumerable (hmm.msp.enumerable) and V**positions <= `exact_max`: the
   exact population loss, every input of `positions` tokens weighted by its probability, each
   position scored against the true next-token distribution ("exact", as models.loss's
@@ -79,8 +80,8 @@ def training_loss(
     process: HMM,
     train: dict,
     positions: int,
-    exact_max: int = 4096,
-    max_sequences: int = 4096,
+    exact_max: int = 256,
+    max_sequences: int = 64,
     batch_sequences: int = 64,
 ) -> TrainingLoss:
     """The run's training loss for the Hessian (rules in the module doc). train: config.json's
