@@ -419,20 +419,27 @@ def _probe_table(probes: dict) -> str:
 
 
 def _baseline_table(probes: dict) -> str:
+    """Lookup tables of the last k tokens (fitted on the fit rows; and the best any such table can
+    score on the held-out rows, when probes.json has it) and the optimal-prediction probes."""
     baselines = probes.get("baselines") or {}
     kgram = baselines.get("kgram") or {}
     features = baselines.get("kgram_features") or {}
     weighted = baselines.get("kgram_weighted") or {}
+    oracle = baselines.get("kgram_oracle") or {}
     rows = [[f"lookup of the last {k} token{'s' if str(k) != '1' else ''}", _value(features.get(k)),
-             _num(r2), _num(weighted.get(k))] for k, r2 in kgram.items()]
+             _num(r2), _num(weighted.get(k))] + ([_num(oracle.get(k))] if oracle else [])
+            for k, r2 in kgram.items()]
     for key, label in (("optimal_logit_r2", "exact optimal next-token logits"),
                        ("optimal_probs_r2", "exact optimal next-token probabilities")):
         if probes.get(key) is not None:
-            rows.append([label, "—", _num(probes[key]), "—"])
+            rows.append([label, "—", _num(probes[key]), "—"] + (["—"] if oracle else []))
     if not rows:
         return ""
-    return _table(["baseline (no trained network)", "features", "held-out R²",
-                   "held-out R² (prob.-weighted)"], rows)
+    header = ["baseline (no trained network)", "features", "held-out R²",
+              "held-out R² (prob.-weighted)"]
+    if oracle:
+        header.append("best table of the last k tokens on the held-out rows")
+    return _table(header, rows)
 
 
 def _within_table(probes: dict) -> str:

@@ -58,6 +58,7 @@ def _probes() -> dict:
         "baselines": {
             "random_init": {HOOKS[1]: {"r2_mean": 0.4321, "r2_sd": 0.0123, "n_seeds": 3}},
             "kgram": {"1": 0.7111, "2": 0.8222}, "kgram_features": {"1": 2, "2": 4},
+            "kgram_weighted": {"1": 0.7011, "2": 0.8122}, "kgram_oracle": {"1": 0.75, "2": 0.88},
         },
         "checkpoints": [
             {"tokens": 0, "layers": {HOOKS[0]: _layer(0.1), HOOKS[1]: _layer(0.2),
@@ -130,8 +131,8 @@ def test_report_shows_scores_beside_their_baselines(run):
     # probe table row of the final layer: held-out, weighted, untrained ± sd (n), shuffle, in-sample
     assert "block 1 hidden 0.9234 0.9134 0.4321 ± 0.0123 (n=3) -0.0021 0.9244 1" in text
     assert "all layers side by side 0.9456 0.9356 — -0.0021 0.9466 1" in text
-    assert "lookup of the last 2 tokens 4 0.8222" in text
-    assert "exact optimal next-token logits — 0.8765" in text
+    assert "lookup of the last 2 tokens 4 0.8222 0.8122 0.8800" in text
+    assert "exact optimal next-token logits — 0.8765 — —" in text
     assert "k = 1 k = 2" in text and "block 0 hidden 0.6000 0.4000" in text
     assert "t = 0 t = 1 t = 2" in text and "block 1 hidden 0.500 0.750 0.923" in text
     # phases beside their nulls
