@@ -105,17 +105,18 @@ STUDIES = {
     "mess3": Study(
         process="mess3",
         model={"n_ctx": 10},
+        train={"exact_eval": "every"},
         tokens=10_000_000,
-        probe_sequences=20_000,
         why="The paper's Mess3 model (4 layers, d_model 64, 1 head, d_mlp 256, context 10, ReLU, "
         "LayerNorm) with the project's default recipe (AdamW 3e-3, warm-up, cosine): it reaches "
-        "the Bayes-optimal loss within 0.001 nats in 10 M tokens on a 2-core CPU. To fit the "
-        "10-minute budget the probes of every checkpoint use a seeded subset of 20,000 of the "
-        "3^10 input sequences (exact beliefs and probabilities; `beliefgeo probe RUN` uses all).",
+        "the Bayes-optimal loss within 0.001 nats in 10 M tokens on a 2-core CPU. The exact loss "
+        "over every input is evaluated at every checkpoint (the excess-loss curve), and every "
+        "checkpoint is probed on all 3^10 input sequences.",
     ),
     "rrxor": Study(
         process="rrxor",
         model={"n_ctx": 15},
+        train={"exact_eval": "every"},
         tokens=10_000_000,
         why="RRXOR emits two random bits and then their XOR, so beliefs live on a 5-state simplex "
         "with 36 distinct points. Context 15 (five full periods) keeps every input sequence "
