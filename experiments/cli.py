@@ -11,7 +11,7 @@ import importlib.metadata
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 from hmm.errors import InvalidInput
@@ -389,20 +389,13 @@ def _dispatch(args: argparse.Namespace) -> int | None:
 
 @contextmanager
 def thread_budget(command: str) -> Iterator[None]:
-    """Run a command on BELIEFGEO_THREADS CPU threads (default 1), torch and BLAS/OpenMP pools
-    alike, restoring both afterwards: numpy's BLAS would otherwise use every core (probe used
-    about 1.6 of 2 cores although torch ran one thread)."""
+    """Every command but `processes` (which needs no torch) runs inside models.compute's budget."""
     if command == "processes":
         yield
         return
-    from models.compute import cpu_threads, torch_threads
+    from models.compute import thread_budget as budget
 
-    n = cpu_threads()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # installed with scikit-learn; without it only torch is limited
-        threadpool_limits = None
-    with torch_threads(n), (threadpool_limits(limits=n) if threadpool_limits else nullcontext()):
+    with budget():
         yield
 
 

@@ -228,6 +228,7 @@ def run_point(out: str, name: str, plan, title: str, fractal_cache: str) -> dict
     import fcntl
 
     from experiments.pipeline import run_study
+    from models.compute import thread_budget
 
     run, books = Path(out) / name, Path(out) / BOOKKEEPING
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -242,6 +243,7 @@ def run_point(out: str, name: str, plan, title: str, fractal_cache: str) -> dict
                 open(log, "a") as stream,
                 contextlib.redirect_stdout(stream),
                 contextlib.redirect_stderr(stream),
+                thread_budget(),
             ):
                 run_study(plan, run, None, title, device=device, fractal_cache=Path(fractal_cache))
         except BaseException as exc:  # noqa: BLE001 — a failing point must not stop the sweep

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -38,6 +38,20 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextmanager
+def thread_budget() -> Iterator[None]:
+    """Run the block on BELIEFGEO_THREADS CPU threads (default 1), torch and BLAS/OpenMP pools
+    alike, restoring both afterwards: numpy's BLAS would otherwise use every core (probe used
+    about 1.6 of 2 cores although torch ran one thread)."""
+    n = cpu_threads()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # installed with scikit-learn; without it only torch is limited
+        threadpool_limits = None
+    with torch_threads(n), (threadpool_limits(limits=n) if threadpool_limits else nullcontext()):
+        yield
 
 
 def pick_device(name: str | torch.device) -> torch.device:
