@@ -1,4 +1,4 @@
-"""Speed and memory of the hmm core (issue 2 targets): Mess3 msp(11), msp(15), beliefs 100k x 10.
+"""Speed and memory of the hmm core (targets): Mess3 msp(11), msp(15), beliefs 100k x 10.
 
 `run()` returns a flat dict merged into benchmarks/results.json by benchmarks/run.py. msp(15) runs
 in a fresh subprocess so its peak resident memory (ru_maxrss, the whole process: Python + numpy +

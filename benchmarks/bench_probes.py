@@ -1,4 +1,4 @@
-"""Cost of the belief probes (issue 11 target: every checkpoint of the demo, all 3^10 inputs, in
+"""Cost of the belief probes (target: every checkpoint of the demo, all 3^10 inputs, in
 <= 120 s on 2 cores).
 
 `run()` returns a flat dict merged into benchmarks/results.json by benchmarks/run.py. Times are CPU

@@ -1,4 +1,4 @@
-"""Cost of a sweep (issue 11 target: 4 points × 2 seeds with --max-parallel 2 on a 2-core machine in
+"""Cost of a sweep (target: 4 points × 2 seeds with --max-parallel 2 on a 2-core machine in
 ≤ 0.6× the wall time of the same 8 runs one after another), measured in one benchmark run.
 
 `run()` returns a flat dict merged into benchmarks/results.json by benchmarks/run.py. It runs the

@@ -1,4 +1,4 @@
-"""Training throughput of the TransformerBridge model vs a plain-PyTorch twin (issue 3 target).
+"""Training throughput of the TransformerBridge model vs a plain-PyTorch twin.
 
 Three ways to take the same AdamW step on the same Mess3 batch of the default recipe (128 x 10), all
 with the paper's Mess3 shape and the same starting weights, timed in one process and interleaved

@@ -338,7 +338,9 @@ def projected_jacobians(
 def _radius_and_error(projected: np.ndarray, filter_steps: np.ndarray) -> tuple[np.ndarray, float]:
     radius = np.abs(np.linalg.eigvals(projected)).max(-1)
     gap = np.linalg.norm(projected - filter_steps, axis=(-2, -1)).mean()
-    return radius, float(gap / np.linalg.norm(filter_steps, axis=(-2, -1)).mean())
+    scale = np.linalg.norm(filter_steps, axis=(-2, -1)).mean()
+    # a filter whose steps vanish (every belief update constant) has no relative error to give
+    return radius, float(gap / scale) if scale > 0 else float("nan")
 
 
 def belief_projection(
