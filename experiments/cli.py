@@ -261,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--tokens", type=_positive_int, default=None, help="training tokens per run"
     )
     p.add_argument(
+        "--recipes",
+        default="default",
+        help="comma-separated recipes to compare side by side, e.g. default,memorize "
+        "(memorize: small initial weights and a fixed training set; docs/recipes.md)",
+    )
+    p.add_argument(
         "--out", type=Path, required=True, help="folder for the runs, table and report"
     )
     p.add_argument("--seeds", type=_positive_int, default=3, help="seeds per architecture")
@@ -380,6 +386,7 @@ def _dispatch(args: argparse.Namespace) -> int | None:
             tokens=args.tokens,
             seeds=args.seeds,
             max_parallel=args.max_parallel,
+            recipes=args.recipes,
         )
     elif args.command == "sweep":
         from experiments.sweep import sweep

@@ -53,8 +53,10 @@ def compare_phases(
     tokens: int | None = None,
     seeds: int = DEFAULT_SEEDS,
     max_parallel: int | None = None,
+    recipes: str = "default",
 ) -> int:
-    """Train, probe and diagnose every run and seed, then write the comparison; exit status."""
+    """Train, probe and diagnose every run, recipe and seed, then write the comparison; exit
+    status. `recipes` (comma-separated, e.g. "default,memorize") puts regimes side by side."""
     from experiments.pipeline import Study
     from experiments.sweep import SWEEP_FORMAT, expand, point_plans, run_sweep
 
@@ -64,6 +66,13 @@ def compare_phases(
     name = load_process(process).name
     base = {"process": process, "tokens": tokens or DEFAULT_TOKENS}
     axes = {"arch+act_fn": [list(p) for p in pairs], "seed": list(range(seeds))}
+    regimes = [r.strip() for r in recipes.split(",") if r.strip()]
+    if not regimes or len(set(regimes)) != len(regimes):
+        raise InvalidInput(
+            f"--recipes needs distinct recipe names, e.g. default,memorize; got {recipes!r}"
+        )
+    if regimes != ["default"]:
+        axes["config"] = regimes
     points = expand({"base": base, "axes": axes})
     plan = Study(
         process=process,
@@ -97,7 +106,7 @@ def comparison_row(out: Path, row: dict) -> dict:
     reached = row.get("tokens_to_r2_0.9_n", 0)
     first = row.get("first_spectral_radius_above_1_n", 0)
     comparison = {
-        "run": f"{row['arch']}-{row['act_fn']}",
+        "run": "-".join(str(row[k]) for k in ("arch", "act_fn", "config") if k in row),
         "arch": row["arch"],
         "act_fn": row["act_fn"],
         "n_seeds": row["n_seeds"],

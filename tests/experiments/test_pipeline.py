@@ -81,6 +81,8 @@ def test_parse_runs_validates_pairs():
         ["probe-hmm", "no-such-spec.json"],
         ["compare-phases", "mess3", "--runs", "transformer:sigmoid", "--out", "{tmp}/cmp"],
         ["compare-phases", "nonsense", "--out", "{tmp}/cmp"],
+        ["compare-phases", "mess3", "--recipes", "default,nope", "--out", "{tmp}/cmp"],
+        ["compare-phases", "mess3", "--recipes", "memorize,memorize", "--out", "{tmp}/cmp"],
         ["report", "{tmp}"],
         ["reproduce", "mess4"],
     ],
