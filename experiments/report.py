@@ -22,11 +22,10 @@ import numpy as np
 
 from hmm.errors import InvalidInput
 from hmm.files import read_json, write_atomic, write_json
-from models.architectures import final_layer_hook, hook_label
+from models.architectures import CONCAT, final_layer_hook, hook_label
 from models.checkpoints import read_run_config
 from models.run_files import list_checkpoints, read_metrics
 
-CONCAT = "concat"  # probes.belief_study.CONCAT; not imported, so a report needs no probe stack
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;
 margin:2em auto;padding:0 1em;color:#222;line-height:1.45}

@@ -40,7 +40,7 @@ FIXED_HEADLINES = (
 # ---- one run ------------------------------------------------------------------------------------
 def run_headline(run: Path) -> tuple[dict, dict]:
     """(headline numbers, curves) of one finished run folder; curves are [(tokens, value)]."""
-    from models.architectures import final_layer_hook
+    from models.architectures import CONCAT, final_layer_hook
 
     numbers: dict = dict.fromkeys(FIXED_HEADLINES)
     curves: dict = {}
@@ -58,10 +58,10 @@ def run_headline(run: Path) -> tuple[dict, dict]:
     probes = read_json(run / "probes.json") if (run / "probes.json").is_file() else None
     if probes and probes.get("checkpoints"):
         layers = probes["checkpoints"][-1]["layers"]
-        hooks = [h for h in layers if h != "concat"]
+        hooks = [h for h in layers if h != CONCAT]
         head = final_layer_hook(hooks)
         numbers["final_r2_heldout"] = layers[head]["r2_heldout"]
-        numbers["final_r2_concat"] = layers.get("concat", {}).get("r2_heldout")
+        numbers["final_r2_concat"] = layers.get(CONCAT, {}).get("r2_heldout")
         for hook in hooks:
             numbers[f"r2_heldout:{hook}"] = layers[hook]["r2_heldout"]
         r2 = [(c["tokens"], c["layers"][head]["r2_heldout"]) for c in probes["checkpoints"]]

@@ -10,9 +10,10 @@ File map:
     init_scale.py     init_scale: checks it, multiplies every initial weight matrix by it
     nonlinearities.py unit functions by name (NONLINEARITIES), the activations each family supports
     architectures.py  build_model, make_model_config, residual_hooks (THE probe hook list),
-                      unit_hooks, hook_label, final_layer_hook, training_forward and
-                      check_training_forward, the recurrence for probes (recurrent_step,
-                      recurrent_weight, recurrent_layers, layer_input_hook)
+                      CONCAT (their side-by-side key), unit_hooks, hook_label,
+                      final_layer_hook, training_forward and check_training_forward,
+                      the recurrence for probes (recurrent_step, recurrent_weight,
+                      recurrent_layers, layer_input_hook)
     prefix_forward.py residual activations of every prefix of a prefix tree (a KV cache)
   training
     recipes.py        TrainConfig, built-in recipes (default, paper, memorize), recipe JSON files,

@@ -121,6 +121,10 @@ def make_model_config(arch: str, **settings: Any) -> ModelConfig:
         raise InvalidInput(f"{arch} model config: {exc}; give integers for sizes") from None
 
 
+# the probe key of all residual hooks side by side (probes.json, reports, sweep summaries)
+CONCAT = "concat"
+
+
 def residual_hooks(model: nn.Module) -> list[str]:
     """THE hook-name list probed for beliefs, in depth order."""
     if isinstance(model, TransformerBridge):

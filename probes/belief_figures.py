@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hmm.plots import OKABE_ITO_HEX, belief_colors, plot_simplex, simplex_vertices, simplex_xy
-from models.architectures import final_layer_hook, hook_label
+from models.architectures import CONCAT, final_layer_hook, hook_label
 
 OKABE_ITO = [OKABE_ITO_HEX[i] for i in (7, 0, 1, 2, 3, 4, 5, 6)]  # black first
 KGRAM_SHOWN = 3  # k-gram lookup baselines drawn as lines: k = 1..KGRAM_SHOWN
@@ -115,14 +115,14 @@ def emergence(probes: dict) -> bytes:
     final = final_layer_hook(probes["hooks"])
     fig = _figure(13, 7.0)
     ax, ax_k = fig.subplots(1, 2)
-    singles = [h for h in names if h != "concat"]
+    singles = [h for h in names if h != CONCAT]
     cmap = colormaps["viridis"]
     for i, h in enumerate(singles):
         r2 = [c["layers"].get(h, {}).get("r2_heldout") for c in checkpoints]
         ax.plot(tokens, _error(r2), marker=".", ms=3, lw=2 if h == final else 1.1,
                 color=cmap(i / max(1, len(singles) - 1) * 0.9), label=hook_label(h))
-    if "concat" in names:
-        ax.plot(tokens, _error([c["layers"]["concat"]["r2_heldout"] for c in checkpoints]),
+    if CONCAT in names:
+        ax.plot(tokens, _error([c["layers"][CONCAT]["r2_heldout"] for c in checkpoints]),
                 color=OKABE_ITO[0], lw=1.5, ls="--", label="concat (all hooks)")
     untrained = probes.get("baselines", {}).get("random_init", {}).get(final)
     if untrained:
@@ -243,7 +243,7 @@ def _simplex(ax, beliefs, colors, title, size, labels) -> None:
 
 def _within_panel(ax, probes: dict, last: dict) -> None:
     final = final_layer_hook(probes["hooks"])
-    shown = [final] + (["concat"] if "concat" in last["layers"] else [])
+    shown = [final] + ([CONCAT] if CONCAT in last["layers"] else [])
     for i, h in enumerate(shown):
         within = last["layers"][h]["r2_within_kgram"]
         ks = sorted(within, key=int)

@@ -29,7 +29,7 @@ import torch
 from hmm.errors import InvalidInput
 from hmm.files import read_json, write_atomic, write_json
 from hmm.progress import progress
-from models.architectures import build_model, final_layer_hook, residual_hooks
+from models.architectures import CONCAT, build_model, final_layer_hook, residual_hooks
 from models.checkpoints import (
     load_checkpoint,
     load_run_process,
@@ -63,7 +63,6 @@ from probes.belief_probe import (
     within_cell_sse,
 )
 
-CONCAT = "concat"
 LOG_FLOOR = 1e-9  # optimal log-probabilities of impossible symbols are clipped here (no -inf)
 ANIMATION_POINTS = 6000
 KGRAM_MAX = 6  # k = 1..KGRAM_MAX (at most probed length - 1) for lookups and within-k-gram R²
