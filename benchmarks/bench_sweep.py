@@ -2,19 +2,26 @@
 ≤ 0.6× the wall time of the same 8 runs one after another), measured in one benchmark run.
 
 `run()` returns a flat dict merged into benchmarks/results.json by benchmarks/run.py. It runs the
-8 points twice from scratch: first one after another in this process (`run_study`, the way a
-researcher without sweeps would loop), then as `beliefgeo sweep --max-parallel 2` on an embedded
-local Ray (its start-up, worker imports and summary included). It then checks that the sweep's
-summary means equal the means recomputed from the serial runs' folders (the runs are seeded, so the
-two executions must agree). BELIEFGEO_BENCH_SWEEP_TOKENS sets the tokens per point (default
-2,000,000: about 20 CPU seconds per point, training, probing 8 checkpoints and phases alike, so
-that Ray's fixed costs — start-up, one import of the libraries per worker, about 10 s — stay a
-modest part of the sweep, as in real use).
+8 points from scratch twice: one after another in this process (`run_study`, the way a researcher
+without sweeps would loop; libraries already imported, so the loop pays no start-up at all), and as
+`beliefgeo sweep --max-parallel 2` on an embedded local Ray (its start, the workers' imports, the
+summary and report included). The serial runs are split in two halves around the sweep, because
+this shared machine's speed drifts by up to ±20 % over minutes. It then checks that the sweep's
+summary means and intervals equal those recomputed from the serial runs' folders (the runs are
+seeded, so the two executions must agree).
+
+A sweep has a fixed cost of its own, about 14 s here (`sweep.fixed_cost_s`: Ray's start ≈ 4.5 s,
+each worker importing torch and TransformerLens ≈ 6 s, summary and report ≈ 2 s, shutdown ≈ 1 s),
+so the ratio depends on the size of a point: BELIEFGEO_BENCH_SWEEP_TOKENS sets the tokens per
+point (default 8,000,000: about 35 s per point, RNN training, probing 8 checkpoints and phases —
+still far smaller than a real study's point). With 2,000,000 tokens (13 s points) the fixed cost
+was almost a quarter of the parallel wall time and the ratio 0.65.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -38,29 +45,41 @@ def run() -> dict:
     from experiments.sweep import expand, point_plans, sweep
     from experiments.sweep_summary import interval, run_headline
 
-    tokens = int(os.environ.get(TOKENS_ENV) or 2_000_000)
+    tokens = int(os.environ.get(TOKENS_ENV) or 8_000_000)
     spec = {"base": {**BASE, "tokens": tokens}, "axes": AXES}
     points = expand(spec)
     plans = point_plans(points, base_plan=Study(process="", why="bench_sweep"))
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as scratch:
         scratch = Path(scratch)
         serial_dir = scratch / "serial"
-        started, cpu_started = time.perf_counter(), time.process_time()
-        for point in points:
-            run = serial_dir / point.name
-            _quiet_study(plans[point.name], run, f"sweep {point.name}", scratch / "fractal")
-        serial, serial_cpu = time.perf_counter() - started, time.process_time() - cpu_started
 
+        def one_after_another(some) -> tuple[float, float]:
+            started, cpu_started = time.perf_counter(), time.process_time()
+            for point in some:
+                run = serial_dir / point.name
+                _quiet_study(plans[point.name], run, f"sweep {point.name}", scratch / "fractal")
+            return time.perf_counter() - started, time.process_time() - cpu_started
+
+        # the serial runs in two halves around the sweep: this shared machine's speed drifts by
+        # ±20 % over minutes, and a drift then weighs on both sides alike
+        half = len(points) // 2
+        first_wall, first_cpu = one_after_another(points[:half])
         spec_path = scratch / "spec.json"
         spec_path.write_text(json.dumps(spec))
-        started, cpu_started = time.perf_counter(), time.process_time()
+        started, cpu_started, epoch = time.perf_counter(), time.process_time(), time.time()
         status = _quiet(lambda: sweep(spec_path, scratch / "sweep", max_parallel=2))
         parallel, driver_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        second_wall, second_cpu = one_after_another(points[half:])
+        serial, serial_cpu = first_wall + second_wall, first_cpu + second_cpu
         by_worker: dict[int, float] = {}
+        busy: dict[int, float] = {}
+        first_start = math.inf
         for point in points:
             record = json.loads((scratch / "sweep" / point.name / "point.json").read_text())
             pid = record["worker_pid"]
             by_worker[pid] = by_worker.get(pid, 0.0) + record["cpu_s"]
+            busy[pid] = busy.get(pid, 0.0) + record["seconds"]
+            first_start = min(first_start, record["started_at"])
 
         summary = json.loads((scratch / "sweep" / "summary.json").read_text())
         worst = 0.0
@@ -82,6 +101,12 @@ def run() -> dict:
         "sweep.parallel_over_serial_wall": round(ratio, 3),
         "sweep.target_parallel_over_serial": TARGETS["sweep.parallel_over_serial_wall"],
         "sweep.meets_target": ratio <= TARGETS["sweep.parallel_over_serial_wall"],
+        # the sweep's own cost: its wall time beyond the busiest worker's points; of it, the
+        # time before the first point began (Ray's start, the workers' imports)
+        "sweep.fixed_cost_s": round(parallel - max(busy.values()), 1),
+        "sweep.until_first_point_s": round(first_start - epoch, 1),
+        # how much slower a point runs beside another than alone (two processes on two cores)
+        "sweep.point_slowdown_in_parallel": round(sum(busy.values()) / serial, 3),
         "sweep.serial_cpu_s": round(serial_cpu, 1),
         "sweep.parallel2_critical_path_cpu_s": round(driver_cpu + max(by_worker.values()), 1),
         "sweep.parallel_over_serial_cpu_estimate": round(cpu_ratio, 3),

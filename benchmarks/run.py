@@ -2,6 +2,8 @@
 
 Each `bench_*.py` module has `run() -> dict` of flat "area.measure" keys; this merges them with the
 machine they ran on, so numbers in issue notes can be traced to a command and a file.
+`python -m benchmarks.run bench_sweep` reruns only the named modules and keeps the others' entries
+(each entry carries its own date).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ RESULTS = Path(__file__).with_name("results.json")
 def main(names: list[str]) -> int:
     import torch
 
-    results: dict = {
+    results: dict = json.loads(RESULTS.read_text()) if names and RESULTS.is_file() else {}
+    results |= {
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
@@ -36,6 +39,7 @@ def main(names: list[str]) -> int:
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         measured = module.run()
         measured[f"{name}.wall_s"] = round(time.perf_counter() - started, 2)
+        measured[f"{name}.date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         results[name] = measured
         for key, value in measured.items():
             print(f"  {key}: {value}", file=sys.stderr)

@@ -256,6 +256,7 @@ def run_point(out: str, name: str, plan, title: str, fractal_cache: str) -> dict
             "format": SWEEP_FORMAT,
             "name": name,
             "status": "done",
+            "started_at": round(time.time() - (time.perf_counter() - started), 2),  # epoch s
             "seconds": round(time.perf_counter() - started, 1),
             "cpu_s": round(time.process_time() - cpu_started, 2),  # this worker process's CPU
             "worker_pid": os.getpid(),

@@ -18,6 +18,7 @@ seeds, <name>_n how many of them have it (tokens_to_r2_0.9: how many reached 0.9
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import io
 import math
@@ -93,8 +94,6 @@ def _unit_mean(entry: dict, key: str) -> float | None:
 # ---- statistics ---------------------------------------------------------------------------------
 def interval(values: list[float]) -> dict:
     """mean, sd (n-1), 95 % t-interval and n of the finite values; None where undefined."""
-    from scipy.stats import t
-
     xs = [float(v) for v in values if _finite(v)]
     n = len(xs)
     out = dict.fromkeys(STAT_SUFFIXES)
@@ -103,9 +102,17 @@ def interval(values: list[float]) -> dict:
         out["mean"] = float(np.mean(xs))
     if n >= 2:
         sd = float(np.std(xs, ddof=1))
-        half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+        half = _t975(n - 1) * sd / math.sqrt(n)
         out.update(sd=sd, ci95_low=out["mean"] - half, ci95_high=out["mean"] + half)
     return out
+
+
+@functools.cache
+def _t975(dof: int) -> float:
+    """Student's t 97.5 % quantile (scipy's ppf costs a millisecond; summaries call it often)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, dof))
 
 
 def _finite(value: object) -> bool:
