@@ -19,6 +19,10 @@ Splits (by whole sequences, seeded):
   random   a random half of the sequences. Short prefixes are shared by both halves, so most of
            the held-out weight sits on prefixes that were also fitted (Mess3, 10 positions: ~0.87).
 `shared_prefix_weight`: the held-out probability weight on prefixes that also occur in the fit half.
+
+The fit half is cut the same way into CV_FOLDS folds, which choose each probe's ridge strength by
+cross-validation: subtree splits by the fit sequences' first-j-token prefixes (the smallest j >= m
+giving at least CV_FOLDS of them, dealt round-robin), random splits by random sequences.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ SAMPLE_SEQUENCES = 20_000
 SPLITS = ("subtree", "random")
 DEFAULT_SPLIT = "subtree"
 DEFAULT_PREFIX_LEN = 2
+CV_FOLDS = 5
 BYTES_PER_ACTIVATION = 16  # float32 activations + float32 fit copy + float64 held-out copy
 
 
@@ -51,7 +56,8 @@ class ProbeInputs:
     position t; last_token (R,) its last token; ancestors (R, L) ancestors[r, j] the row of its
     length-(j+1) prefix (j <= t); fit_count, heldout_count, fit_prob, heldout_prob (R,) the row
     weights of each half (module doc); shuffled_beliefs (R, S) the control target of the fit rows
-    (see `shuffled_row_beliefs`); split {"kind", "prefix_len", "shared_prefix_weight", "seed"}.
+    (see `shuffled_row_beliefs`); fold_count (K, R) the fit half's row weights fold by fold (they
+    sum to fit_count; module doc); split {"kind", "prefix_len", "shared_prefix_weight", "seed"}.
     """
 
     tokens: np.ndarray
@@ -70,6 +76,7 @@ class ProbeInputs:
     fit_prob: np.ndarray
     heldout_prob: np.ndarray
     shuffled_beliefs: np.ndarray
+    fold_count: np.ndarray
     split: dict
 
     @property
@@ -125,6 +132,23 @@ def split_subtrees(tokens: np.ndarray, prefix_len: int, seed: int = 0) -> np.nda
     return np.isin(which.ravel(), fit_prefixes)
 
 
+def fit_folds(tokens: np.ndarray, fit: np.ndarray, split: str, prefix_len: int,
+              seed: int = 0) -> np.ndarray:  # fmt: skip
+    """(N,) int fold of each fit sequence, -1 for held-out ones (module doc)."""
+    folds = np.full(len(tokens), -1, dtype=np.int64)
+    members = np.flatnonzero(fit)
+    if split == "random":
+        order = np.random.default_rng(seed + 3).permutation(len(members))
+        folds[members[order]] = np.arange(len(members)) % CV_FOLDS
+        return folds
+    for j in range(prefix_len, tokens.shape[1] + 1):
+        _, group = np.unique(tokens[members, :j], axis=0, return_inverse=True)
+        if group.max() + 1 >= CV_FOLDS or j == tokens.shape[1]:
+            break
+    folds[members] = group.ravel() % CV_FOLDS
+    return folds
+
+
 def probe_inputs(
     process,
     length: int,
@@ -171,6 +195,8 @@ def probe_inputs(
     ancestors[rows] = row_of[seqs]
     fit_count, heldout_prob = per_row(fit.astype(np.float64)), per_row(np.where(fit, 0.0, probs))
     shared = heldout_prob[fit_count > 0].sum() / max(heldout_prob.sum(), np.finfo(float).tiny)
+    folds = fit_folds(tokens, fit, split, prefix_len, seed)
+    fold_count = np.stack([per_row((folds == f).astype(float)) for f in range(folds.max() + 1)])
     return ProbeInputs(
         tokens=tokens, seq_probs=probs, exact=exact, enumerated_total=total,
         fit_sequences=fit, row_of=row_of, stored=stored,
@@ -180,6 +206,7 @@ def probe_inputs(
         fit_prob=per_row(np.where(fit, probs, 0.0)), heldout_prob=heldout_prob,
         shuffled_beliefs=shuffled_row_beliefs(beliefs[seqs, ts][order], row_of[fit], fit_count,
                                               seed),
+        fold_count=fold_count,
         split={"kind": split, "prefix_len": prefix_len if split == "subtree" else None,
                "seed": seed, "shared_prefix_weight": float(shared)},
     )

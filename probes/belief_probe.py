@@ -1,10 +1,12 @@
 """Linear belief probes: a scikit-learn-style estimator and its held-out scores.
 
-The probe is ordinary least squares with intercept (ridge optional) from activations X (n, d) to
-beliefs Y (n, S), solved from weighted sufficient statistics (`Moments`) so that the Gram matrix of
-all residual hooks side by side is computed once per checkpoint and every single hook's probe reads
+The probe is least squares with intercept (ridge optional) from activations X (n, d) to beliefs
+Y (n, S), solved from weighted sufficient statistics (`Moments`) so that the Gram matrix of all
+residual hooks side by side is computed once per checkpoint and every single hook's probe reads
 its diagonal block. Rank-deficient designs (e.g. next-token probabilities, which sum to 1) get the
-minimum-norm solution, as with scikit-learn's LinearRegression.
+minimum-norm solution, as with scikit-learn's LinearRegression. `cv_ridge` picks the ridge
+strength by cross-validation over groups of fit rows from their moments alone (the study's folds
+are subtrees of the fit half, like the held-out split itself).
 
 R² rule for constant coordinates: a belief coordinate whose scored variance is <= 1e-12 x the
 largest coordinate variance (e.g. a state that is never occupied) has no defined R²; it is left out
@@ -22,6 +24,8 @@ from hmm.errors import InvalidInput
 
 CONSTANT_VARIANCE = 1e-12
 SOLVE_RCOND = 1e-12
+# ridge strengths tried by cross-validation, as factors of the Gram's mean eigenvalue (0: OLS)
+RIDGE_GRID = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 GRAM_CHUNK = 16_384
 
 
@@ -72,19 +76,66 @@ def moments(X: np.ndarray, Y: np.ndarray, weights: np.ndarray | None = None) -> 
     return Moments(float(total), x_mean, y_mean, xx.numpy(), xy.numpy(), yy.numpy())
 
 
+def merge_moments(parts: list[Moments]) -> Moments:
+    """Moments of the union of the rows behind `parts` (weights add; centred cross products
+    gain the spread of the part means about the joint mean)."""
+    total = sum(p.weight for p in parts)
+    x_mean = sum(p.weight * p.x_mean for p in parts) / total
+    y_mean = sum(p.weight * p.y_mean for p in parts) / total
+    xx, xy, yy = (sum(getattr(p, k) for p in parts) for k in ("xx", "xy", "yy"))
+    for p in parts:
+        dx, dy = p.x_mean - x_mean, p.y_mean - y_mean
+        xx = xx + p.weight * np.outer(dx, dx)
+        xy = xy + p.weight * np.outer(dx, dy)
+        yy = yy + p.weight * np.outer(dy, dy)
+    return Moments(total, x_mean, y_mean, xx, xy, yy)
+
+
 def solve(m: Moments, alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares coef (d, S) and intercept (S,) from moments; ridge `alpha` on coef only."""
-    gram = m.xx + alpha * np.eye(len(m.xx)) if alpha else m.xx
-    if not np.isfinite(gram).all():
+    return ridge_path(m, [alpha])[0]
+
+
+def ridge_path(m: Moments, alphas: list[float]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(coef, intercept) per ridge `alpha` (0: minimum-norm least squares), one eigh for all."""
+    if not np.isfinite(m.xx).all():
         raise InvalidInput("activations contain NaN or inf; the checkpoint is probably diverged")
-    # symmetric PSD: eigh is several times faster than lstsq's SVD; directions with eigenvalue
-    # <= SOLVE_RCOND * largest are dropped, which gives the minimum-norm solution
+    # symmetric PSD: eigh is several times faster than lstsq's SVD; without ridge, directions
+    # with eigenvalue <= SOLVE_RCOND * largest are dropped, which gives the minimum-norm solution
     # torch's eigh follows torch's thread setting; numpy's OpenBLAS spun every core for 20x the
     # CPU time of one on this 384 x 384 matrix
-    values, vectors = (t.numpy() for t in torch.linalg.eigh(torch.from_numpy(gram)))
+    values, vectors = (t.numpy() for t in torch.linalg.eigh(torch.from_numpy(m.xx)))
     keep = values > SOLVE_RCOND * max(values.max(initial=0.0), np.finfo(float).tiny)
-    coef = vectors[:, keep] @ ((vectors[:, keep].T @ m.xy) / values[keep, None])
-    return coef, m.y_mean - m.x_mean @ coef
+    vectors, values = vectors[:, keep], values[keep]
+    projected = vectors.T @ m.xy
+    out = []
+    for alpha in alphas:
+        coef = vectors @ (projected / (values + alpha)[:, None])
+        out.append((coef, m.y_mean - m.x_mean @ coef))
+    return out
+
+
+def sse(m: Moments, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """(S,) weighted sum of squared errors of x @ coef + intercept on the rows behind `m`, from the
+    moments alone."""
+    bias = m.y_mean - m.x_mean @ coef - intercept
+    spread = np.diag(m.yy) - 2 * np.einsum("ds,ds->s", m.xy, coef)
+    spread += np.einsum("ds,ds->s", coef, m.xx @ coef)
+    return spread + m.weight * bias**2
+
+
+def cv_ridge(folds: list[Moments], targets: slice) -> float:
+    """Ridge strength chosen by cross-validation over `folds` (moments of disjoint groups of fit
+    rows): the RIDGE_GRID factor (times the mean eigenvalue of the training Gram) with the least
+    held-out-fold squared error on the `targets` columns, summed over folds. 0 is plain OLS."""
+    errors = np.zeros(len(RIDGE_GRID))
+    for i, fold in enumerate(folds):
+        train = merge_moments(folds[:i] + folds[i + 1 :])
+        scale = np.trace(train.xx) / max(len(train.xx), 1)
+        path = ridge_path(train, [factor * scale for factor in RIDGE_GRID])
+        for j, (coef, intercept) in enumerate(path):
+            errors[j] += sse(fold, coef, intercept)[targets].sum()
+    return RIDGE_GRID[int(np.argmin(errors))] if np.isfinite(errors).all() else 0.0
 
 
 class BeliefProbe:
@@ -151,14 +202,14 @@ def r2_pooled(Y: np.ndarray, Y_pred: np.ndarray, weights: np.ndarray | None = No
     return float(1.0 - (w @ (Y - Y_pred) ** 2).sum() / sst) if sst > 0 else float("nan")
 
 
-def r2_insample(m: Moments, coef: np.ndarray) -> float:
-    """R² (coordinate mean, module rule) of the least-squares `coef` (d, S) on the very rows of
-    `m` it was fit on, from the moments alone: SSE_k = yy_kk - (xy^T coef)_kk."""
+def r2_insample(m: Moments, coef: np.ndarray, intercept: np.ndarray) -> float:
+    """R² (coordinate mean, module rule) of the probe on the very rows of `m` it was fit on, from
+    the moments alone."""
     sst = np.diag(m.yy)
-    sse = sst - np.einsum("ds,ds->s", m.xy, coef)
+    errors = sse(m, coef, intercept)
     defined = sst > CONSTANT_VARIANCE * max(sst.max(initial=0.0), np.finfo(float).tiny)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return _mean_defined(np.where(defined, 1.0 - sse / np.where(defined, sst, 1.0), np.nan))
+        return _mean_defined(np.where(defined, 1.0 - errors / np.where(defined, sst, 1.0), np.nan))
 
 
 def _mean_defined(per: np.ndarray) -> float:

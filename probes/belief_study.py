@@ -53,7 +53,9 @@ from probes.belief_probe import (
     CONSTANT_VARIANCE,
     GRAM_CHUNK,
     BeliefProbe,
+    cv_ridge,
     lookup_predictions,
+    merge_moments,
     moments,
     mse,
     pairwise_distance_correlation,
@@ -143,7 +145,8 @@ def centred_log(probs: np.ndarray) -> np.ndarray:
 def probe_features(
     X: np.ndarray, inputs: ProbeInputs, refs: References | None = None
 ) -> tuple[dict, np.ndarray]:
-    """Fit OLS on the fit rows of X (R, d) and score it held-out: (scores, held-out predictions)."""
+    """Fit a probe on the fit rows of X (R, d) and score it held-out: (scores, held-out
+    predictions)."""
     refs = refs if refs is not None else references(inputs)
     return _probe_blocks([X], {"x": slice(None)}, inputs, refs)["x"]
 
@@ -399,23 +402,31 @@ def _probe_blocks(
 ) -> dict[str, tuple[dict, np.ndarray]]:
     """Fit, score and shuffle-control a probe on column blocks of the features (R, d_i) side by
     side, sharing one Gram matrix per half: {block: (scores, held-out predictions (R_ho, S))}."""
-    fit, ho = inputs.fit_rows, refs.rows
-    Y, S = inputs.beliefs, inputs.beliefs.shape[1]
-    X_fit = np.concatenate([f[fit] for f in features], axis=1)
-    targets = np.concatenate([Y[fit], inputs.shuffled_beliefs[fit]], axis=1)
-    shared = moments(X_fit, targets, inputs.fit_count[fit])
-    del X_fit
+    ho, S = refs.rows, inputs.beliefs.shape[1]
+    targets = np.concatenate([inputs.beliefs, inputs.shuffled_beliefs], axis=1)
+    folds = []
+    for weights in inputs.fold_count:  # one Gram per fold; together they are the fit half's
+        rows = np.flatnonzero(weights > 0)
+        X_fold = np.concatenate([f[rows] for f in features], axis=1)
+        folds.append(moments(X_fold, targets[rows], weights[rows]))
+        del X_fold
+    shared = merge_moments(folds)
     X_heldout = np.concatenate([f[ho] for f in features], axis=1)  # float32, as captured
+    beliefs = slice(0, S)
     out = {}
     for name, cols in blocks.items():
         # probe and control in one solve: targets are [beliefs, shuffled beliefs]
         m = shared.select(cols)
-        probe = BeliefProbe().fit_moments(m)
+        ridge = cv_ridge([f.select(cols) for f in folds], beliefs) if len(folds) > 1 else 0.0
+        probe = BeliefProbe(ridge * np.trace(m.xx) / max(len(m.xx), 1)).fit_moments(m)
         both = _predict(X_heldout, cols, probe)
         pred, control = both[:, :S], both[:, S:]
         scores = heldout_scores(pred, refs)
         scores["r2_shuffle"] = r2_score(refs.beliefs, control, refs.count)
-        scores["r2_insample"] = r2_insample(m.select(slice(None), slice(0, S)), probe.coef_[:, :S])
+        scores["r2_insample"] = r2_insample(
+            m.select(slice(None), beliefs), probe.coef_[:, beliefs], probe.intercept_[beliefs]
+        )
+        scores["ridge"] = ridge
         out[name] = (scores, pred)
     return out
 

@@ -10,8 +10,10 @@ from hmm import load_process
 from hmm.errors import InvalidInput
 from models.transformer import TransformerConfig, build_transformer, transformer_residual_hooks
 from probes.activations import (
+    CV_FOLDS,
     _collect_by_sequence,
     collect_activations,
+    fit_folds,
     kgram_cells,
     probe_inputs,
     split_sequences,
@@ -86,6 +88,24 @@ def test_subtree_split_never_fits_a_heldout_prefix_longer_than_m(mess3, m):
     # the row weights agree: rows of length > m sit on one side only
     deep = inputs.positions >= m
     assert not ((inputs.fit_count[deep] > 0) & (inputs.heldout_count[deep] > 0)).any()
+
+
+@pytest.mark.parametrize(("split", "m", "j"), [("subtree", 1, 2), ("subtree", 2, 2),
+                                               ("subtree", 3, 3), ("random", 2, None)])
+def test_cv_folds_cut_the_fit_half_like_the_split(mess3, split, m, j):
+    inputs = probe_inputs(mess3, 5, seed=1, split=split, prefix_len=m)
+    folds = fit_folds(inputs.tokens, inputs.fit_sequences, split, m, seed=1)
+    fit = inputs.fit_sequences
+    assert (folds[~fit] == -1).all() and set(folds[fit]) == set(range(CV_FOLDS))
+    np.testing.assert_array_equal(inputs.fold_count.sum(axis=0), inputs.fit_count)
+    assert len(inputs.fold_count) == CV_FOLDS
+    if j is not None:  # whole subtrees: sequences sharing their first j tokens share a fold
+        fold_of = {}
+        for seq, fold in zip(inputs.tokens[fit], folds[fit], strict=True):
+            assert fold_of.setdefault(tuple(seq[:j]), fold) == fold
+        # j is the shortest prefix length >= m with at least CV_FOLDS subtrees in the fit half
+        shorter = {tuple(seq[: j - 1]) for seq in inputs.tokens[fit]}
+        assert j == m or len(shorter) < CV_FOLDS
 
 
 @pytest.mark.parametrize("split", ["random", "subtree"])

@@ -9,8 +9,11 @@ from sklearn.metrics import r2_score as sk_r2
 
 from hmm.errors import InvalidInput
 from probes.belief_probe import (
+    RIDGE_GRID,
     BeliefProbe,
+    cv_ridge,
     lookup_predictions,
+    merge_moments,
     moments,
     mse,
     pairwise_distance_correlation,
@@ -18,6 +21,7 @@ from probes.belief_probe import (
     r2_per_coordinate,
     r2_pooled,
     r2_score,
+    sse,
     within_cell_sse,
 )
 
@@ -130,11 +134,56 @@ def test_pooled_r2_is_one_minus_total_sse_over_total_sst(data):
     assert r2_pooled(Y, pred, w) != pytest.approx(r2_score(Y, pred, w))
 
 
-def test_insample_r2_from_moments_equals_scoring_the_fit_rows(data):
+@pytest.mark.parametrize("alpha", [0.0, 300.0])
+def test_insample_r2_from_moments_equals_scoring_the_fit_rows(data, alpha):
     X, Y, w = data
     m = moments(X, Y, w)
-    probe = BeliefProbe().fit_moments(m)
-    assert r2_insample(m, probe.coef_) == pytest.approx(probe.score(X, Y, w), abs=1e-12)
+    probe = BeliefProbe(alpha).fit_moments(m)
+    insample = r2_insample(m, probe.coef_, probe.intercept_)
+    assert insample == pytest.approx(probe.score(X, Y, w), abs=1e-12)
+
+
+def test_merged_moments_and_sse_equal_the_rows_themselves(data):
+    X, Y, w = data
+    parts = [moments(X[i::3], Y[i::3], w[i::3]) for i in range(3)]
+    merged, whole = merge_moments(parts), moments(X, Y, w)
+    for key in ("weight", "x_mean", "y_mean", "xx", "xy", "yy"):
+        np.testing.assert_allclose(getattr(merged, key), getattr(whole, key), rtol=1e-10)
+    coef = np.random.default_rng(2).normal(size=(6, 3))
+    intercept = np.array([0.3, -1.0, 2.0])
+    direct = w @ (Y - X @ coef - intercept) ** 2
+    np.testing.assert_allclose(sse(whole, coef, intercept), direct, rtol=1e-9)
+
+
+def _brute_force_cv(X, Y, w, groups):
+    """Cross-validated SSE per RIDGE_GRID factor, each fold refit from its rows."""
+    errors = []
+    for factor in RIDGE_GRID:
+        total = 0.0
+        for g in np.unique(groups):
+            train, test = groups != g, groups == g
+            m = moments(X[train], Y[train], w[train])
+            probe = BeliefProbe(factor * np.trace(m.xx) / X.shape[1]).fit_moments(m)
+            total += (w[test] @ (Y[test] - probe.predict(X[test])) ** 2).sum()
+        errors.append(total)
+    return np.array(errors)
+
+
+@pytest.mark.parametrize("noise", [0.01, 3.0])
+def test_cv_ridge_matches_refitting_every_fold(noise):
+    # 60 rows, 40 near-collinear features: with much noise OLS overfits and ridge must win
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(60, 4))
+    X = base @ rng.normal(size=(4, 40)) + 0.05 * rng.normal(size=(60, 40))
+    Y = base @ rng.normal(size=(4, 3)) + noise * rng.normal(size=(60, 3))
+    w = rng.uniform(0.5, 1.5, size=60)
+    groups = np.arange(60) % 5
+    folds = [moments(X[groups == g], Y[groups == g], w[groups == g]) for g in range(5)]
+    chosen = cv_ridge(folds, slice(None))
+    brute = _brute_force_cv(X, Y, w, groups)
+    assert chosen == RIDGE_GRID[int(np.argmin(brute))]
+    if noise > 1:
+        assert chosen > 0 and brute.min() < 0.9 * brute[0]
 
 
 def test_lookup_is_ols_on_one_hot_cells_with_unseen_cells():

@@ -33,7 +33,7 @@ from probes.belief_study import (
 N_CTX = 5
 METRICS = {
     "r2_heldout", "r2_heldout_weighted", "r2_insample", "r2_pooled", "mse_heldout", "r2_shuffle",
-    "r2_by_position", "mse_by_position", "r2_within_kgram", "resolution_depth",
+    "r2_by_position", "mse_by_position", "r2_within_kgram", "resolution_depth", "ridge",
 }
 
 
