@@ -3,9 +3,11 @@ models' public recurrence interface, models.architectures.recurrent_step; never 
 
 File map:
     activations.py     probe inputs (every sequence, or a seeded sample), prefix rows and their
-                       weights, the subtree / random split and its shared-prefix weight, k-gram
-                       cells, the exact row-shuffle control, hook capture (prefix-tree forward)
-    belief_probe.py    BeliefProbe (OLS / ridge from sufficient statistics), R² (coordinate mean,
+                       weights, the subtree / random split and its shared-prefix weight, the
+                       fit half's cross-validation folds, k-gram cells, the exact row-shuffle
+                       control, hook capture (prefix-tree forward)
+    belief_probe.py    BeliefProbe (OLS / ridge from sufficient statistics), cv_ridge (the
+                       ridge by cross-validation over folds' moments), R² (coordinate mean,
                        pooled, in-sample) and MSE rules, k-gram lookups, distance correlation
     belief_study.py    probe_run: trained positions only, every checkpoint -> RUN/probes.json +
                        figures; per-position and within-k-gram scores, baselines, headline

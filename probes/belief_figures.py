@@ -57,7 +57,8 @@ def simplex_comparison(
     _caption(fig, (
         "Each point is one held-out prefix, coloured by its exact belief (with three states, "
         "RGB = the state probabilities), placed at its exact belief (left) or at the belief a "
-        "linear probe (OLS with intercept, fit on the other half of the prefixes) reads from the "
+        "linear probe (least squares with a cross-validated ridge, fit on the other half of the "
+        "prefixes) reads from the "
         "named layer. R² is the held-out R², mean over belief coordinates."
     ))
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.17, top=0.83, wspace=0.05)
@@ -288,7 +289,8 @@ def _baseline_caption(probes: dict) -> str:
     where = ("prefixes whose first " f"{split.get('prefix_len')} tokens were held out"
              if split["kind"] == "subtree" else "a random half of the sequences")
     text = (
-        "Left: held-out R² of a linear probe (OLS with intercept) from each layer to the exact "
+        "Left: held-out R² of a linear probe (least squares, ridge chosen by cross-validation "
+        "inside the fit half) from each layer to the exact "
         "belief, drawn on a log scale of 1 − R² (0.99 → 0.999 shows as clearly as 0.9 → 0.99), "
         f"fit on half of the prefixes and scored on {where} "
         f"(held-out weight on prefixes also fitted: {split['shared_prefix_weight']:.2f}). "

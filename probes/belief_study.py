@@ -2,10 +2,12 @@
 
 Only positions the run trained are probed (models.checkpoints.trained_positions): a format-1 run's
 last position never carried a loss and is left out, and probes.json says so under "positions".
-Per checkpoint and hook (and `concat`, the hooks side by side): OLS with intercept fit on the fit
-half, scored on the held-out half (probes.activations: split by prefix subtree by default), with
-the same probe on row-shuffled beliefs as a control, the in-sample R² of the probe fit on every row
-(the paper's metric), per-position scores and the fine structure: the within-k-gram R²
+Per checkpoint and hook (and `concat`, the hooks side by side): least squares with intercept and
+a ridge penalty chosen by cross-validation over subtrees of the fit half (0, plain OLS, is one of
+the choices; probes.belief_probe.cv_ridge), fit on the fit half, scored on the held-out half
+(probes.activations: split by prefix subtree by default), with the same probe on row-shuffled
+beliefs as a control, the in-sample R² (the probe scored on the rows it was fit on, the paper's
+kind of metric), per-position scores and the fine structure: the within-k-gram R²
 1 - SSE(probe) / SSE(lookup), where the lookup predicts each held-out row by the mean exact belief
 of the held-out rows that share its last k tokens (truncated at the sequence start; count weights),
 i.e. the least squared error any table of the last k tokens reaches on those rows; and the
