@@ -12,10 +12,12 @@ seeded, so the two executions must agree).
 
 A sweep has a fixed cost of its own, about 14 s here (`sweep.fixed_cost_s`: Ray's start ≈ 4.5 s,
 each worker importing torch and TransformerLens ≈ 6 s, summary and report ≈ 2 s, shutdown ≈ 1 s),
-so the ratio depends on the size of a point: BELIEFGEO_BENCH_SWEEP_TOKENS sets the tokens per
-point (default 8,000,000: about 35 s per point, RNN training, probing 8 checkpoints and phases —
-still far smaller than a real study's point). With 2,000,000 tokens (13 s points) the fixed cost
-was almost a quarter of the parallel wall time and the ratio 0.65.
+and two processes side by side on this machine's two virtual cores each run up to 1.25× slower
+than alone (`sweep.point_slowdown_in_parallel`), so the ratio depends on the size of a point:
+BELIEFGEO_BENCH_SWEEP_TOKENS sets the tokens per point (default 16,000,000: about 70 s per point,
+RNN training, probing 8 checkpoints and phases — still far smaller than a real study's point,
+the demo's being 7.6 min). Measured ratios: 0.65 at 2,000,000 tokens (13 s points, the fixed cost
+almost a quarter of the parallel wall time), 0.534 and 0.611 in two runs at 8,000,000 (35 s).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def run() -> dict:
     from experiments.sweep import expand, point_plans, sweep
     from experiments.sweep_summary import interval, run_headline
 
-    tokens = int(os.environ.get(TOKENS_ENV) or 8_000_000)
+    tokens = int(os.environ.get(TOKENS_ENV) or 16_000_000)
     spec = {"base": {**BASE, "tokens": tokens}, "axes": AXES}
     points = expand(spec)
     plans = point_plans(points, base_plan=Study(process="", why="bench_sweep"))
