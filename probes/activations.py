@@ -132,8 +132,9 @@ def split_subtrees(tokens: np.ndarray, prefix_len: int, seed: int = 0) -> np.nda
     return np.isin(which.ravel(), fit_prefixes)
 
 
-def fit_folds(tokens: np.ndarray, fit: np.ndarray, split: str, prefix_len: int,
-              seed: int = 0) -> np.ndarray:  # fmt: skip
+def fit_folds(
+    tokens: np.ndarray, fit: np.ndarray, split: str, prefix_len: int, seed: int = 0
+) -> np.ndarray:
     """(N,) int fold of each fit sequence, -1 for held-out ones (module doc)."""
     folds = np.full(len(tokens), -1, dtype=np.int64)
     members = np.flatnonzero(fit)

@@ -124,14 +124,19 @@ def sse(m: Moments, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
     return spread + m.weight * bias**2
 
 
+def gram_scale(m: Moments) -> float:
+    """The mean eigenvalue of the features' centred Gram: the unit of ridge factors."""
+    return float(np.trace(m.xx)) / max(len(m.xx), 1)
+
+
 def cv_ridge(folds: list[Moments], targets: slice) -> float:
     """Ridge strength chosen by cross-validation over `folds` (moments of disjoint groups of fit
-    rows): the RIDGE_GRID factor (times the mean eigenvalue of the training Gram) with the least
+    rows): the RIDGE_GRID factor (times `gram_scale` of the training folds) with the least
     held-out-fold squared error on the `targets` columns, summed over folds. 0 is plain OLS."""
     errors = np.zeros(len(RIDGE_GRID))
     for i, fold in enumerate(folds):
         train = merge_moments(folds[:i] + folds[i + 1 :])
-        scale = np.trace(train.xx) / max(len(train.xx), 1)
+        scale = gram_scale(train)
         path = ridge_path(train, [factor * scale for factor in RIDGE_GRID])
         for j, (coef, intercept) in enumerate(path):
             errors[j] += sse(fold, coef, intercept)[targets].sum()

@@ -56,6 +56,7 @@ from probes.belief_probe import (
     GRAM_CHUNK,
     BeliefProbe,
     cv_ridge,
+    gram_scale,
     lookup_predictions,
     merge_moments,
     moments,
@@ -420,7 +421,7 @@ def _probe_blocks(
         # probe and control in one solve: targets are [beliefs, shuffled beliefs]
         m = shared.select(cols)
         ridge = cv_ridge([f.select(cols) for f in folds], beliefs) if len(folds) > 1 else 0.0
-        probe = BeliefProbe(ridge * np.trace(m.xx) / max(len(m.xx), 1)).fit_moments(m)
+        probe = BeliefProbe(ridge * gram_scale(m)).fit_moments(m)
         both = _predict(X_heldout, cols, probe)
         pred, control = both[:, :S], both[:, S:]
         scores = heldout_scores(pred, refs)

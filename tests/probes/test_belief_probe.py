@@ -163,7 +163,7 @@ def _brute_force_cv(X, Y, w, groups):
         for g in np.unique(groups):
             train, test = groups != g, groups == g
             m = moments(X[train], Y[train], w[train])
-            probe = BeliefProbe(factor * np.trace(m.xx) / X.shape[1]).fit_moments(m)
+            probe = BeliefProbe(factor * np.trace(m.xx) / X.shape[1]).fit_moments(m)  # by hand
             total += (w[test] @ (Y[test] - probe.predict(X[test])) ** 2).sum()
         errors.append(total)
     return np.array(errors)
