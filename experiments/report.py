@@ -404,17 +404,18 @@ def _probe_table(probes: dict) -> str:
             "all layers side by side" if hook == CONCAT else hook_label(hook),
             _num(v.get("r2_heldout")), _num(v.get("r2_heldout_weighted")), base_text,
             _num(v.get("r2_shuffle")), _num(v.get("r2_insample")),
-            _value(v.get("resolution_depth")),
+            _value(v.get("resolution_depth")), _value(v.get("ridge")),
         ])
     nt = final.get("next_token") or {}
     if nt:
         rows.append(["next-token distribution", _num(nt.get("r2_heldout")),
                      _num(nt.get("r2_heldout_weighted")), "—", _num(nt.get("r2_shuffle")),
-                     _num(nt.get("r2_insample")), _value(nt.get("resolution_depth"))])
+                     _num(nt.get("r2_insample")), _value(nt.get("resolution_depth")),
+                     _value(nt.get("ridge"))])
     return _table(
         ["probe input", "held-out R²", "held-out R² (prob.-weighted)",
          "untrained model R² (mean ± sd)", "shuffle-control R²", "in-sample R²",
-         "resolution depth"], rows)
+         "resolution depth", "ridge (× mean eigenvalue; cross-validated)"], rows)
 
 
 def _baseline_table(probes: dict) -> str:
