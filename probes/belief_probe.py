@@ -132,7 +132,10 @@ def gram_scale(m: Moments) -> float:
 def cv_ridge(folds: list[Moments], targets: slice) -> float:
     """Ridge strength chosen by cross-validation over `folds` (moments of disjoint groups of fit
     rows): the RIDGE_GRID factor (times `gram_scale` of the training folds) with the least
-    held-out-fold squared error on the `targets` columns, summed over folds. 0 is plain OLS."""
+    held-out-fold squared error on the `targets` columns, summed over folds. 0 is plain OLS, and
+    the answer when there are fewer than two folds to cross-validate over."""
+    if len(folds) < 2:
+        return 0.0
     errors = np.zeros(len(RIDGE_GRID))
     for i, fold in enumerate(folds):
         train = merge_moments(folds[:i] + folds[i + 1 :])

@@ -404,7 +404,8 @@ def _probe_blocks(
     features: list[np.ndarray], blocks: dict[str, slice], inputs: ProbeInputs, refs: References
 ) -> dict[str, tuple[dict, np.ndarray]]:
     """Fit, score and shuffle-control a probe on column blocks of the features (R, d_i) side by
-    side, sharing one Gram matrix per half: {block: (scores, held-out predictions (R_ho, S))}."""
+    side, sharing one Gram matrix per fold of the fit half (their merge is the fit half's) and one
+    held-out matrix: {block: (scores, held-out predictions (R_ho, S))}."""
     ho, S = refs.rows, inputs.beliefs.shape[1]
     targets = np.concatenate([inputs.beliefs, inputs.shuffled_beliefs], axis=1)
     folds = []
@@ -420,10 +421,10 @@ def _probe_blocks(
     for name, cols in blocks.items():
         # probe and control in one solve: targets are [beliefs, shuffled beliefs]
         m = shared.select(cols)
-        ridge = cv_ridge([f.select(cols) for f in folds], beliefs) if len(folds) > 1 else 0.0
+        ridge = cv_ridge([f.select(cols) for f in folds], beliefs)
         probe = BeliefProbe(ridge * gram_scale(m)).fit_moments(m)
         both = _predict(X_heldout, cols, probe)
-        pred, control = both[:, :S], both[:, S:]
+        pred, control = both[:, beliefs], both[:, S:]
         scores = heldout_scores(pred, refs)
         scores["r2_shuffle"] = r2_score(refs.beliefs, control, refs.count)
         scores["r2_insample"] = r2_insample(

@@ -180,6 +180,7 @@ def test_cv_ridge_matches_refitting_every_fold(noise):
     groups = np.arange(60) % 5
     folds = [moments(X[groups == g], Y[groups == g], w[groups == g]) for g in range(5)]
     chosen = cv_ridge(folds, slice(None))
+    assert cv_ridge(folds[:1], slice(None)) == 0.0  # one fold: nothing to cross-validate over
     brute = _brute_force_cv(X, Y, w, groups)
     assert chosen == RIDGE_GRID[int(np.argmin(brute))]
     if noise > 1:
