@@ -72,11 +72,13 @@ def belief_view_3d(
                                    showlegend=False), row=1, col=col)
         if corners is not None:
             _add_tetrahedron(fig, go, corners, labels, col)
+    camera = {"eye": {"x": 1.5, "y": -1.3, "z": 0.8}}  # oblique, so depth shows before rotating
     scene = {"xaxis": {"title": titles[0]}, "yaxis": {"title": titles[1]},
-             "zaxis": {"title": titles[2]}, "aspectmode": "data"}
+             "zaxis": {"title": titles[2]}, "aspectmode": "data", "camera": camera}
     if corners is not None:  # the simplex coordinates mean nothing by themselves
         hidden = {"visible": False}
-        scene = {"xaxis": hidden, "yaxis": hidden, "zaxis": hidden, "aspectmode": "data"}
+        scene = {"xaxis": hidden, "yaxis": hidden, "zaxis": hidden, "aspectmode": "data",
+                 "camera": camera}
     fig.update_layout(title=title, height=520, margin={"l": 0, "r": 0, "t": 60, "b": 0},
                       scene=scene, scene2=scene)
     return fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs,
