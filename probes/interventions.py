@@ -16,6 +16,13 @@ from b', 0 = not at all, < 0 = away from it), with a 95 % bootstrap interval ove
 beside two nulls of the same norm per prefix: a uniformly random direction, and a random
 direction orthogonal to the probe's subspace.
 
+A second move answers why a probe move may fail: regression coefficients weight directions in
+which the activations hardly vary (they cancel correlated noise), so the least-norm move leaves
+the set of activations the network ever sees. The *encoding* move is the least-norm move inside
+the span of E = Cov(X, b) Cov(b)^+ (the least-squares map from beliefs to activations: how the
+activations actually change with the belief) that makes the same probe read b', with its own
+nulls of its own norm.
+
 What later positions test depends on the architecture (docs/geometry.md):
   RNN (hooks blocks.{l}.hook_hidden): the moved state is the state the layer's recurrence
       continues from (models.architectures.recurrent_step), so later predictions test whether the
@@ -47,30 +54,39 @@ from models.checkpoints import load_checkpoint, load_run_process, read_run_confi
 from models.run_files import list_checkpoints
 from probes.activations import check_hooks, collect_activations, probe_inputs
 from probes.belief_probe import BeliefProbe, cv_ridge, gram_scale, merge_moments, moments, r2_score
-from probes.geometry import RANK_TOL, orthonormal_basis
+from probes.geometry import RANK_TOL, orthonormal_basis, overlap
 
 FORMAT = 1
 N_PREFIXES = 2000
 N_BOOT = 1000
-CONDITIONS = ("probe", "random", "orthogonal")
 RECURRENT_HIDDEN = re.compile(r"blocks\.(\d+)\.hook_hidden")
 
 
 # ---- the moves ---------------------------------------------------------------------------------
+def subspace_moves(
+    coef: np.ndarray, basis: np.ndarray, readings: np.ndarray, targets: np.ndarray
+) -> np.ndarray:
+    """(n, d) least-norm deltas inside the column space of `basis` (d, r) with
+    coef^T delta = targets - readings: coef (d, S), readings and targets (n, S). With basis =
+    coef's own columns this is (coef^T)^+ (targets - readings), the least-norm move of all."""
+    basis = orthonormal_basis(basis)
+    solve = np.linalg.pinv(np.asarray(coef, dtype=np.float64).T @ basis, rcond=RANK_TOL)
+    return (np.asarray(targets) - np.asarray(readings)) @ (basis @ solve).T
+
+
 def minimum_norm_moves(coef: np.ndarray, readings: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """(n, d) least-norm deltas with coef^T delta = targets - readings: coef (d, S), readings and
-    targets (n, S). Each delta lies in the column space of coef (the probe's subspace)."""
-    pinv = np.linalg.pinv(np.asarray(coef, dtype=np.float64).T, rcond=RANK_TOL)  # (d, S)
-    return (np.asarray(targets) - np.asarray(readings)) @ pinv.T
+    """(n, d) least-norm deltas with coef^T delta = targets - readings (they lie in the probe's
+    subspace, the column space of coef)."""
+    return subspace_moves(coef, coef, readings, targets)
 
 
-def null_moves(coef: np.ndarray, norms: np.ndarray, rng: np.random.Generator) -> tuple:
+def null_moves(subspace: np.ndarray, norms: np.ndarray, rng: np.random.Generator) -> tuple:
     """(random (n, d), orthogonal (n, d)) moves with the given norms (n,): uniformly random
-    directions, and uniformly random directions in the orthogonal complement of coef's columns."""
-    basis = orthonormal_basis(coef)
-    n, d = len(norms), coef.shape[0]
+    directions, and uniformly random directions orthogonal to the columns of subspace (d, k)."""
+    basis = orthonormal_basis(subspace)
+    n, d = len(norms), subspace.shape[0]
     if basis.shape[1] >= d:
-        raise InvalidInput(f"the probe's subspace fills all {d} dimensions: no orthogonal null")
+        raise InvalidInput(f"the move's subspace fills all {d} dimensions: no orthogonal null")
     random = rng.standard_normal((n, d))
     orthogonal = rng.standard_normal((n, d))
     orthogonal -= (orthogonal @ basis) @ basis.T
@@ -176,10 +192,12 @@ def gap_closed(
     kl_none: np.ndarray, kl_moved: np.ndarray, n_boot: int = N_BOOT, seed: int = 0
 ) -> tuple[float | None, list[float] | None]:
     """1 - sum(kl_moved) / sum(kl_none) over prefixes (n,), and its 95 % bootstrap interval over
-    prefixes; (None, None) when there is no gap."""
+    prefixes (None with n_boot 0); (None, None) when there is no gap."""
     if not kl_none.sum() > 0:
         return None, None
     value = 1.0 - kl_moved.sum() / kl_none.sum()
+    if n_boot == 0:
+        return float(value), None
     draws = np.random.default_rng(seed).integers(0, len(kl_none), size=(n_boot, len(kl_none)))
     with np.errstate(invalid="ignore", divide="ignore"):
         boot = 1.0 - kl_moved[draws].sum(axis=1) / kl_none[draws].sum(axis=1)
@@ -190,7 +208,9 @@ def gap_closed(
 # ---- one hook ----------------------------------------------------------------------------------
 def fit_intervention_probe(X: np.ndarray, inputs) -> BeliefProbe:
     """The belief probe as `beliefgeo probe` fits it: the fit half, ridge by cross-validation
-    over the fit half's folds (probes.belief_probe.cv_ridge)."""
+    over the fit half's folds (probes.belief_probe.cv_ridge). Also sets encoding_ (d, S), the
+    least-squares map from beliefs to activations on the same rows (Cov(X, Y) Cov(Y)^+): the
+    directions along which the activations actually vary with the belief."""
     folds = []
     for weights in inputs.fold_count:
         rows = np.flatnonzero(weights > 0)
@@ -199,6 +219,7 @@ def fit_intervention_probe(X: np.ndarray, inputs) -> BeliefProbe:
     ridge = cv_ridge(folds, slice(None))
     probe = BeliefProbe(ridge * gram_scale(fit)).fit_moments(fit)
     probe.ridge_factor_ = ridge
+    probe.encoding_ = fit.xy @ np.linalg.pinv(fit.yy, rcond=RANK_TOL, hermitian=True)
     return probe
 
 
@@ -222,7 +243,9 @@ def intervene_hook(model, process, inputs, X_rows: np.ndarray, hook: str, pairs:
     """Interventions at one hook: the interventions.json record of that hook (docs/geometry.md).
 
     X_rows (R, d): the hook's activation per probe row (for the probe fit); pairs:
-    `choose_prefixes`."""
+    `choose_prefixes`. Two moves that make the probe read b', each beside its own nulls of the
+    same norm: the least-norm move (in the probe's subspace), and the least-norm move inside the
+    encoding subspace (probe.encoding_'s columns)."""
     probe = fit_intervention_probe(X_rows, inputs)
     ho = inputs.heldout_rows
     r2 = r2_score(inputs.beliefs[ho], probe.predict(X_rows[ho]), inputs.heldout_count[ho])
@@ -233,63 +256,66 @@ def intervene_hook(model, process, inputs, X_rows: np.ndarray, hook: str, pairs:
     with torch.no_grad():
         logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name == hook)
     x = cache[hook][torch.arange(n), torch.from_numpy(t)].double().numpy()
-    moves = {"probe": minimum_norm_moves(probe.coef_, probe.predict(x), target)}
-    norms = np.linalg.norm(moves["probe"], axis=1)
-    moves["random"], moves["orthogonal"] = null_moves(probe.coef_, norms,
-                                                      np.random.default_rng(seed + 1))
-    log_q = {"none": torch.log_softmax(logits.double(), dim=-1).numpy()}
-    for name in CONDITIONS:
-        log_q[name] = counterfactual_logits(model, tokens, hook, t, moves[name]).numpy()
     exact = exact_predictions(process, target, inputs.tokens[seqs], t)
-    actual = process.predictive(inputs.beliefs[inputs.row_of[seqs]])
-    kl = {name: kl_divergence(exact, q) for name, q in log_q.items()}
-    kl["floor"] = kl_divergence(actual, log_q["none"])
-    record = _gap_scores(kl, t, n_boot, seed)
+    log_none = torch.log_softmax(logits.double(), dim=-1).numpy()
+    kl_none = kl_divergence(exact, log_none)
+    kl_floor = kl_divergence(process.predictive(inputs.beliefs[inputs.row_of[seqs]]), log_none)
+    later = (np.arange(kl_none.shape[1])[None, :] > t[:, None]) & np.isfinite(kl_none)
+    rng = np.random.default_rng(seed + 1)
+
+    def scored(subspace: np.ndarray) -> dict:
+        move = subspace_moves(probe.coef_, subspace, probe.predict(x), target)
+        norms = np.linalg.norm(move, axis=1)
+        random, orthogonal = null_moves(subspace, norms, rng)
+        out = {}
+        for name, delta in (("move", move), ("null_random", random),
+                            ("null_orthogonal", orthogonal)):
+            log_q = counterfactual_logits(model, tokens, hook, t, delta).numpy()
+            out[name] = gap_scores(kl_none, kl_divergence(exact, log_q), t, later, n_boot, seed)
+        return {**out.pop("move"), **out, "move_norm_mean": float(norms.mean()),
+                "probe_reads_target_max_error": float(
+                    np.abs(probe.predict(x + move) - target).max())}
+
+    record = scored(probe.coef_)
+    record["encoding"] = scored(probe.encoding_)
+    record["encoding"]["overlap_with_probe"] = overlap(probe.coef_, probe.encoding_)
     record.update({
-        "n_prefixes": n,
-        "probe_r2_heldout": r2,
+        "n_prefixes": n, "n_later": int(later.sum()), "probe_r2_heldout": r2,
         "ridge": probe.ridge_factor_,
-        "move_norm_mean": float(norms.mean()),
         "activation_norm_mean": float(np.linalg.norm(x, axis=1).mean()),
-        "probe_reads_target_max_error": float(np.abs(
-            probe.predict(x + moves["probe"]) - target).max()),
+        "kl_none": _mean_kl(kl_none, t, later), "kl_floor": _mean_kl(kl_floor, t, later),
     })
     return record
 
 
-def _gap_scores(kl: dict[str, np.ndarray], t: np.ndarray, n_boot: int, seed: int) -> dict:
-    """Gap closed next / later / by offset for the probe move and both nulls, and mean KLs."""
-    n, length = kl["none"].shape
-    rows = np.arange(n)
-    later = (np.arange(length)[None, :] > t[:, None]) & np.isfinite(kl["none"])
+def _per_prefix(kl: np.ndarray, t: np.ndarray, later: np.ndarray) -> tuple:
+    """(KL at each prefix's moved position (n,), its sum over the scored later positions (n,))."""
+    return kl[np.arange(len(t)), t], np.where(later, kl, 0.0).sum(axis=1)
 
-    def per_prefix(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return values[rows, t], np.where(later, values, 0.0).sum(axis=1)
 
-    none_next, none_later = per_prefix(kl["none"])
-    out, means = {}, {}
-    for name in CONDITIONS:
-        moved_next, moved_later = per_prefix(kl[name])
-        next_value, next_ci = gap_closed(none_next, moved_next, n_boot, seed)
-        later_value, later_ci = gap_closed(none_later, moved_later, n_boot, seed)
-        by_offset = []
-        for k in range(1, length - int(t.min())):
-            at = (t + k < length)
-            cols = np.minimum(t + k, length - 1)
-            ok = at & later[rows, cols]
-            value, _ = gap_closed(kl["none"][rows, cols][ok], kl[name][rows, cols][ok], 1, seed)
-            by_offset.append(value)
-        out[name] = {"gap_closed_next": next_value, "gap_closed_next_ci95": next_ci,
-                     "gap_closed_later": later_value, "gap_closed_later_ci95": later_ci,
-                     "gap_closed_by_offset": by_offset}
-    for name, values in kl.items():
-        first, rest = per_prefix(values)
-        means[name] = {"next": float(np.nanmean(first)),
-                       "later": float(rest.sum() / max(later.sum(), 1))}
-    record = {**out["probe"], "null_random": out["random"],
-              "null_orthogonal": out["orthogonal"]}
-    record.update({"n_later": int(later.sum()), "kl_mean": means})
-    return record
+def _mean_kl(kl: np.ndarray, t: np.ndarray, later: np.ndarray) -> dict:
+    first, rest = _per_prefix(kl, t, later)
+    return {"next": float(first.mean()), "later": float(rest.sum() / max(later.sum(), 1))}
+
+
+def gap_scores(kl_none: np.ndarray, kl_moved: np.ndarray, t: np.ndarray, later: np.ndarray,
+               n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """Gap closed at the moved position, over the later positions (their KL summed per prefix),
+    and by offset k = 1, 2, ... after it; mean KLs of the moved network. kl_none, kl_moved (n, L)
+    per position; t (n,) moved positions; later (n, L) the scored later positions."""
+    none_next, none_later = _per_prefix(kl_none, t, later)
+    moved_next, moved_later = _per_prefix(kl_moved, t, later)
+    next_value, next_ci = gap_closed(none_next, moved_next, n_boot, seed)
+    later_value, later_ci = gap_closed(none_later, moved_later, n_boot, seed)
+    rows, length = np.arange(len(t)), kl_none.shape[1]
+    by_offset = []
+    for k in range(1, length - int(t.min())):
+        cols = np.minimum(t + k, length - 1)
+        ok = (t + k < length) & later[rows, cols]
+        by_offset.append(gap_closed(kl_none[rows, cols][ok], kl_moved[rows, cols][ok], 0)[0])
+    return {"gap_closed_next": next_value, "gap_closed_next_ci95": next_ci,
+            "gap_closed_later": later_value, "gap_closed_later_ci95": later_ci,
+            "gap_closed_by_offset": by_offset, "kl_mean": _mean_kl(kl_moved, t, later)}
 
 
 # ---- a run -------------------------------------------------------------------------------------
@@ -352,18 +378,21 @@ def intervene_run(
 
 
 def headline_lines(result: dict) -> list[str]:
-    """One sentence per hook: how far the probe move takes the prediction, beside its nulls."""
+    """One sentence per hook: how far each move takes the prediction, beside its nulls."""
     def pct(value: float | None) -> str:
         return "n/a" if value is None else f"{100 * value:.0f} %"
+
+    def told(r: dict, key: str) -> str:
+        return (f"{pct(r[key])} (random direction {pct(r['null_random'][key])}, orthogonal "
+                f"{pct(r['null_orthogonal'][key])})")
 
     lines = []
     for hook, r in result["layers"].items():
         lines.append(
             f"moving the belief along the probe direction at {hook_label(hook)} moves the "
-            f"next-token prediction {pct(r['gap_closed_next'])} of the way (random direction "
-            f"{pct(r['null_random']['gap_closed_next'])}, orthogonal "
-            f"{pct(r['null_orthogonal']['gap_closed_next'])}); later positions "
-            f"{pct(r['gap_closed_later'])} (random {pct(r['null_random']['gap_closed_later'])}, "
-            f"orthogonal {pct(r['null_orthogonal']['gap_closed_later'])})"
+            f"next-token prediction {told(r, 'gap_closed_next')} of the way, later positions "
+            f"{told(r, 'gap_closed_later')}; along the encoding direction "
+            f"{told(r['encoding'], 'gap_closed_next')}, later "
+            f"{told(r['encoding'], 'gap_closed_later')}"
         )
     return lines

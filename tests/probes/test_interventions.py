@@ -32,6 +32,7 @@ from probes.interventions import (
     kl_divergence,
     minimum_norm_moves,
     null_moves,
+    subspace_moves,
 )
 
 L = 5
@@ -90,6 +91,13 @@ def test_minimum_norm_move_reads_the_target_and_is_shortest():
     random, orthogonal = null_moves(coef, np.linalg.norm(delta, axis=1), rng)
     np.testing.assert_allclose(np.linalg.norm(random, axis=1), np.linalg.norm(delta, axis=1))
     np.testing.assert_allclose(orthogonal @ coef, 0.0, atol=1e-12)
+    # a move restricted to another subspace still makes the probe read the target, and is longer
+    other_space = coef + 0.5 * rng.standard_normal((6, 3))
+    inside = subspace_moves(coef, other_space, readings, targets)
+    np.testing.assert_allclose(inside @ coef, targets - readings, atol=1e-10)
+    basis = np.linalg.qr(other_space)[0]
+    np.testing.assert_allclose(inside - inside @ basis @ basis.T, 0.0, atol=1e-12)
+    assert (np.linalg.norm(inside, axis=1) >= np.linalg.norm(delta, axis=1) - 1e-12).all()
 
 
 def test_exact_predictions_equal_filtering_the_spliced_sequence(mess3):
@@ -151,7 +159,11 @@ def test_hand_built_network_closes_the_gap_and_the_nulls_do_not(mess3, setting):
         assert r["null_random"][name] == pytest.approx(0.0, abs=1e-9)
     assert r["probe_reads_target_max_error"] < 1e-9
     assert r["probe_r2_heldout"] > 0.999999
-    assert r["n_prefixes"] == 400 and r["kl_mean"]["floor"]["next"] < 1e-8
+    assert r["n_prefixes"] == 400 and r["kl_floor"]["next"] < 1e-8
+    # the residual is an exact linear image of the belief: encoding and read-out coincide
+    assert r["encoding"]["overlap_with_probe"] == pytest.approx(1.0, abs=1e-6)
+    assert r["encoding"]["gap_closed_next"] == pytest.approx(1.0, abs=1e-4)
+    assert r["encoding"]["null_orthogonal"]["gap_closed_next"] == pytest.approx(0.0, abs=1e-4)
 
 
 def test_rnn_state_propagates_through_the_elman_equations():
