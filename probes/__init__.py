@@ -23,4 +23,14 @@ File map:
     phase_study.py     phases_run (thin driver), phase_setup, measure_checkpoint, null_reference:
                        every checkpoint -> RUN/phases.json, then the figure; PhaseOptions
     phase_figures.py   RUN/figures/phases.png: each diagnostic beside its null band and reference
+    geometry.py        probability-weighted PCA, cumulative explained variance, effective and
+                       affine dimension per hook; principal angles, overlap index and the
+                       random-subspace null; read-out subspaces of grouped targets
+    interventions.py   intervene_run: exact-counterfactual interventions (probe move and encoding
+                       move, random and orthogonal nulls, KL to the filter restarted from the
+                       target belief) -> RUN/interventions.json + figure
+    similarity.py      linear CKA (weighted), per hook pair, between runs of one process, with the
+                       untrained null and each hook's CKA with the beliefs
+    interactive.py     rotatable 3-D views of true vs predicted beliefs (plotly, JS inlined)
+    geometry_figures.py  effective dimension over training; intervention gaps closed per hook
 """

@@ -198,3 +198,10 @@ def group_subspaces(
         f"{a}|{b}": compare_subspaces(spaces[a], spaces[b], n_null, seed)
         for i, a in enumerate(names) for b in names[i + 1 :]
     }
+
+
+def hook_spectra(activations: dict[str, np.ndarray], weights: np.ndarray) -> dict[str, dict]:
+    """`spectrum_record` of each hook's activations (R, d) over the same rows with weights (R,)
+    (the probe rows and their prefix probabilities): {hook: record}."""
+    return {hook: spectrum_record(pca_of_covariance(weighted_covariance(X, weights)[1]).variances)
+            for hook, X in activations.items()}

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from hmm.errors import InvalidInput
-from hmm.files import write_json
+from hmm.files import write_atomic, write_json
 from models.architectures import (
     hook_label,
     layer_input_hook,
@@ -55,6 +55,7 @@ from models.run_files import list_checkpoints
 from probes.activations import check_hooks, collect_activations, probe_inputs
 from probes.belief_probe import BeliefProbe, cv_ridge, gram_scale, merge_moments, moments, r2_score
 from probes.geometry import RANK_TOL, orthonormal_basis, overlap
+from probes.geometry_figures import intervention_bars
 
 FORMAT = 1
 N_PREFIXES = 2000
@@ -342,7 +343,8 @@ def intervene_run(
 ) -> dict:
     """Exact-counterfactual interventions at every residual hook (or `hooks`) of RUN's newest
     checkpoint (or the one after `tokens` training tokens): writes RUN/interventions.json and
-    returns its content. Bad input raises InvalidInput before anything is written."""
+    RUN/figures/interventions.png and returns the JSON content. Bad input raises InvalidInput
+    before anything is written."""
     run = Path(run)
     checkpoints = dict(list_checkpoints(run))
     if n_prefixes < 2:
@@ -373,6 +375,8 @@ def intervene_run(
         "layers": layers,
     }
     result["headline"] = headline_lines(result)
+    result["figure"] = "figures/interventions.png"
+    write_atomic(run / result["figure"], intervention_bars(result))
     write_json(run / "interventions.json", result)
     return result
 

@@ -168,6 +168,17 @@ def test_documented_fractal_keys_are_the_written_keys(run_names):
     compare("fractal.json", written, config["arch"], names)
 
 
+@pytest.mark.parametrize("arch", ["rnn", "transformer"])
+def test_documented_interventions_keys_are_the_written_keys(request, arch, tmp_path):
+    from probes.interventions import intervene_run
+
+    source = request.getfixturevalue("tiny_run")["run"] if arch == "rnn" else (
+        request.getfixturevalue("tiny_transformer_run"))
+    run, config, names = _with_names(shutil.copytree(source, tmp_path / "run"))
+    written = written_keys(intervene_run(run, n_prefixes=20, n_boot=20))
+    compare("interventions.json", written, arch, names)
+
+
 def test_documented_summary_columns_are_the_written_columns(run_names, tmp_path):
     from experiments.sweep import expand
     from experiments.sweep_summary import write_summary
