@@ -18,9 +18,11 @@ the exact beliefs (how belief-like each side is).
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from hmm.errors import InvalidInput
 from models.architectures import build_model, residual_hooks
@@ -33,41 +35,74 @@ from models.checkpoints import (
 )
 from models.run_files import list_checkpoints
 from probes.activations import collect_activations, probe_inputs
-from probes.geometry import weighted_covariance
 
 MAX_ROWS = 8192
 
 
-def cka_from_covariance(cov: np.ndarray, a: slice, b: slice) -> float:
-    """Linear CKA of the column blocks a and b of one weighted covariance matrix (the 1/total
-    normalisation cancels); NaN if either block has no variance."""
-    norms = np.linalg.norm(cov[a, a]) * np.linalg.norm(cov[b, b])
-    return float(np.linalg.norm(cov[a, b]) ** 2 / norms) if norms > 0 else float("nan")
+@dataclass
+class Centred:
+    """Activations of several hooks over the same rows, ready for CKA: z (n, D) float32 torch
+    (centred in float64 first; CKA good to ~1e-6), the hooks side by side, centred by their
+    weighted means and scaled by sqrt(w / sum w) (so z^T z is the weighted covariance); blocks
+    {hook: column slice}; norms {hook: ||z_h^T z_h||_F}."""
+
+    z: torch.Tensor
+    blocks: dict[str, slice]
+    norms: dict[str, float]
+
+
+def centred(acts: dict[str, np.ndarray], weights: np.ndarray | None = None) -> Centred:
+    """`Centred` of {hook: (n, d)} activations with row weights (n,) (default equal)."""
+    arrays = [np.asarray(a) for a in acts.values()]
+    n = len(arrays[0])
+    if any(a.ndim != 2 or len(a) != n for a in arrays) or n < 2:
+        raise InvalidInput(
+            "CKA needs (n, d) activation arrays of the same n >= 2 rows; got shapes "
+            f"{[a.shape for a in arrays]}"
+        )
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or (w < 0).any() or not np.isfinite(w).all() or not w.sum() > 0:
+        raise InvalidInput(f"CKA weights must be ({n},) finite, non-negative, not all zero")
+    X = np.concatenate([a.astype(np.float64) for a in arrays], axis=1)
+    p = w / w.sum()
+    z = torch.from_numpy(((X - p @ X) * np.sqrt(p)[:, None]).astype(np.float32))
+    edges = np.cumsum([0] + [a.shape[1] for a in arrays])
+    blocks = {h: slice(int(edges[i]), int(edges[i + 1])) for i, h in enumerate(acts)}
+    norms = {h: float(torch.linalg.norm(z[:, b].double().T @ z[:, b].double()))
+             for h, b in blocks.items()}
+    return Centred(z, blocks, norms)
+
+
+def cka_of(a: Centred, b: Centred) -> dict[str, dict[str, float]]:
+    """{hook_a: {hook_b: CKA}} between two `Centred` sets of the same rows (NaN where either
+    hook has no variance)."""
+    cross = (a.z.double().T @ b.z.double()).numpy()
+    out: dict[str, dict[str, float]] = {}
+    for ha, ra in a.blocks.items():
+        out[ha] = {}
+        for hb, rb in b.blocks.items():
+            norms = a.norms[ha] * b.norms[hb]
+            value = np.linalg.norm(cross[ra, rb]) ** 2 / norms if norms > 0 else np.nan
+            out[ha][hb] = float(value)
+    return out
+
+
+def cka_matrix(
+    acts_a: dict[str, np.ndarray], acts_b: dict[str, np.ndarray],
+    weights: np.ndarray | None = None,
+) -> dict[str, dict[str, float]]:
+    """{hook_a: {hook_b: CKA}} for every pair of hooks (activations (n, d) of the same rows)."""
+    return cka_of(centred(acts_a, weights), centred(acts_b, weights))
 
 
 def linear_cka(X: np.ndarray, Y: np.ndarray, weights: np.ndarray | None = None) -> float:
     """Weighted linear CKA of X (n, d1) and Y (n, d2) (module doc); NaN if either is constant."""
-    X, Y = np.asarray(X), np.asarray(Y)
-    if X.ndim != 2 or Y.ndim != 2 or len(X) != len(Y) or len(X) < 2:
+    if np.ndim(X) != 2 or np.ndim(Y) != 2 or len(X) != len(Y):
         raise InvalidInput(
-            f"CKA needs two (n, d) activation arrays of the same n >= 2 rows; got {X.shape}, "
-            f"{Y.shape}"
+            f"CKA needs two (n, d) activation arrays of the same n rows; got {np.shape(X)}, "
+            f"{np.shape(Y)}"
         )
     return cka_matrix({"x": X}, {"y": Y}, weights)["x"]["y"]
-
-
-def cka_matrix(
-    acts_a: dict[str, np.ndarray], acts_b: dict[str, np.ndarray], weights: np.ndarray | None
-) -> dict[str, dict[str, float]]:
-    """{hook_a: {hook_b: CKA}} for every pair of hooks (activations (n, d) of the same rows),
-    from one weighted covariance of all of them side by side."""
-    arrays = list(acts_a.values()) + list(acts_b.values())
-    edges = np.cumsum([0] + [a.shape[1] for a in arrays])
-    blocks = [slice(int(edges[i]), int(edges[i + 1])) for i in range(len(arrays))]
-    _, cov = weighted_covariance(np.concatenate(arrays, axis=1), weights)
-    side_b = dict(zip(acts_b, blocks[len(acts_a) :], strict=True))
-    return {a: {b: cka_from_covariance(cov, block, cols) for b, cols in side_b.items()}
-            for a, block in zip(acts_a, blocks, strict=False)}
 
 
 def shared_process(runs: list[Path]):
@@ -127,13 +162,14 @@ def cka_between_runs(
     inputs = probe_inputs(process, positions, max_sequences=max_sequences, seed=seed)
     rows, weights = comparison_rows(inputs, max_rows, seed)
     named = dict(zip(labels, runs, strict=True))
-    trained = {label: run_activations(run, inputs, rows) for label, run in named.items()}
-    untrained = {label: run_activations(run, inputs, rows, trained=False)
+    trained = {label: centred(run_activations(run, inputs, rows), weights)
+               for label, run in named.items()}
+    untrained = {label: centred(run_activations(run, inputs, rows, trained=False), weights)
                  for label, run in named.items()}
-    beliefs = {"beliefs": inputs.beliefs[rows]}
+    beliefs = centred({"beliefs": inputs.beliefs[rows]}, weights)
     pairs = [
-        {"run_a": a, "run_b": b, "cka": cka_matrix(trained[a], trained[b], weights),
-         "cka_untrained": cka_matrix(untrained[a], untrained[b], weights)}
+        {"run_a": a, "run_b": b, "cka": cka_of(trained[a], trained[b]),
+         "cka_untrained": cka_of(untrained[a], untrained[b])}
         for i, a in enumerate(labels) for b in labels[i + 1 :]
     ]
     return {
@@ -142,9 +178,7 @@ def cka_between_runs(
         "by probability)",
         "positions": positions,
         "runs": {label: str(run) for label, run in named.items()},
-        "cka_beliefs": {
-            label: {h: v["beliefs"] for h, v in cka_matrix(acts, beliefs, weights).items()}
-            for label, acts in trained.items()
-        },
+        "cka_beliefs": {label: {h: v["beliefs"] for h, v in cka_of(acts, beliefs).items()}
+                        for label, acts in trained.items()},
         "pairs": pairs,
     }

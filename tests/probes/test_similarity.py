@@ -37,22 +37,22 @@ def pair():
 
 def test_cka_matches_the_gram_matrix_definition(pair):
     X, Y = pair
-    assert linear_cka(X, Y) == pytest.approx(_gram_cka(X, Y), rel=1e-10)
+    assert linear_cka(X, Y) == pytest.approx(_gram_cka(X, Y), rel=1e-6)
 
 
 def test_integer_weights_equal_repeated_rows(pair):
     X, Y = pair
     counts = np.random.default_rng(1).integers(1, 4, size=len(X))
     repeated = _gram_cka(np.repeat(X, counts, axis=0), np.repeat(Y, counts, axis=0))
-    assert linear_cka(X, Y, counts.astype(float)) == pytest.approx(repeated, rel=1e-10)
+    assert linear_cka(X, Y, counts.astype(float)) == pytest.approx(repeated, rel=1e-6)
 
 
 def test_identical_is_one_and_orthogonal_and_isotropic_maps_do_not_change_it(pair):
     X, Y = pair
     Q, _ = np.linalg.qr(np.random.default_rng(2).standard_normal((5, 5)))
-    assert linear_cka(X, X) == pytest.approx(1.0, abs=1e-12)
-    assert linear_cka(X, 3.7 * X @ Q + 11.0) == pytest.approx(1.0, abs=1e-12)
-    assert linear_cka(3.7 * X @ Q, Y) == pytest.approx(linear_cka(X, Y), rel=1e-12)
+    assert linear_cka(X, X) == pytest.approx(1.0, abs=1e-6)
+    assert linear_cka(X, 3.7 * X @ Q + 11.0) == pytest.approx(1.0, abs=1e-6)
+    assert linear_cka(3.7 * X @ Q, Y) == pytest.approx(linear_cka(X, Y), rel=1e-6)
     # a stretch along one axis is not a similarity transform: CKA must notice it
     assert linear_cka(X, X @ np.diag([10.0, 1, 1, 1, 1])) < 0.9
 
@@ -69,6 +69,8 @@ def test_bad_input_and_constant_activations():
         linear_cka(np.ones((3, 2)), np.ones((4, 2)))
     with pytest.raises(InvalidInput):
         linear_cka(np.ones((3, 2)), np.ones((3, 2)), np.zeros(3))
+    with pytest.raises(InvalidInput):
+        linear_cka(np.ones((1, 2)), np.ones((1, 2)))
     assert np.isnan(linear_cka(np.ones((5, 2)), np.random.default_rng(0).random((5, 2))))
     m = cka_matrix({"a": np.eye(4)}, {"b": np.eye(4), "c": np.eye(4)[:, ::-1]}, None)
     assert m["a"]["b"] == pytest.approx(1.0) and m["a"]["c"] == pytest.approx(1.0)
@@ -96,7 +98,7 @@ def test_cka_between_runs(runs):
     assert set(by_pair) == {("t", "t-copy"), ("t", "r"), ("t-copy", "r")}
     same = by_pair[("t", "t-copy")]["cka"]
     for hook in same:
-        assert same[hook][hook] == pytest.approx(1.0, abs=1e-9)
+        assert same[hook][hook] == pytest.approx(1.0, abs=1e-6)
     cross = by_pair[("t", "r")]
     assert set(cross["cka"]["blocks.0.hook_resid_post"]) == {"blocks.0.hook_hidden"}
     assert set(cross["cka_untrained"]) == set(cross["cka"])
