@@ -5,13 +5,14 @@ that defines every line, band and bar (the style of probes.belief_figures)."""
 from __future__ import annotations
 
 import numpy as np
+from matplotlib import ticker
 
 from models.architectures import hook_label
 from probes.belief_figures import OKABE_ITO, _caption, _figure, _png, _token_axis
 
 
 def dimension_over_training(probes: dict) -> bytes | None:
-    """Effective dimension (95 %, band 90–99 %) of each hook against training tokens, beside the
+    """Effective dimension (95 %) of each hook against training tokens, beside the
     belief set's affine dimension and each hook's untrained value; None without the keys."""
     checkpoints = probes["checkpoints"]
     hooks = [h for h in probes["hooks"] if "effective_dim" in checkpoints[-1]["layers"].get(h, {})]
@@ -23,11 +24,9 @@ def dimension_over_training(probes: dict) -> bytes | None:
     untrained = probes.get("baselines", {}).get("random_init", {})
     for i, hook in enumerate(hooks):
         colour = OKABE_ITO[i % len(OKABE_ITO)]
-        dims = {level: np.array([c["layers"][hook]["effective_dim"][level] or np.nan
-                                 for c in checkpoints], dtype=float)
-                for level in ("90", "95", "99")}
-        ax.fill_between(tokens, dims["90"], dims["99"], color=colour, alpha=0.12, lw=0)
-        ax.plot(tokens, dims["95"], "o-", color=colour, ms=3, label=hook_label(hook))
+        dims = np.array([c["layers"][hook]["effective_dim"]["95"] or np.nan for c in checkpoints],
+                        dtype=float)
+        ax.plot(tokens, dims, "o-", color=colour, ms=3, label=hook_label(hook))
         null = untrained.get(hook, {}).get("effective_dim_mean", {}).get("95")
         if null is not None:
             ax.axhline(null, color=colour, ls=":", lw=1.2)
@@ -36,14 +35,16 @@ def dimension_over_training(probes: dict) -> bytes | None:
         ax.axhline(belief["affine_dim"], color="black", ls="--", lw=1.5,
                    label=f"belief set's affine dimension ({belief['affine_dim']})")
     ax.set_yscale("log", base=2)
+    ax.yaxis.set_major_locator(ticker.LogLocator(base=2))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_ylabel("directions holding 95 % of the variance")
     _token_axis(ax, tokens)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="lower left")
     ax.set_title("How many dimensions each layer spends, over training")
     _caption(fig, (
         "Probability-weighted PCA of each hook's activations over every probed prefix (weights: "
         "prefix probabilities). Line: the fewest principal directions holding 95 % of the "
-        "variance; band: the same at 90 % (bottom) and 99 % (top); dotted: the same hook of the "
+        "variance (probes.json also has 90 % and 99 %); dotted: the same hook of the "
         "untrained network (mean over init seeds); dashed: the affine dimension of the exact "
         "belief set, the dimensions a network needs to spend on the belief geometry alone."
     ))
@@ -77,11 +78,11 @@ def intervention_bars(result: dict) -> bytes:
                     color=colour, label=label, error_kw={"lw": 0.8})
         ax.axvline(0, color="black", lw=0.8)
         ax.axvline(1, color="black", lw=0.8, ls="--")
-        ax.set_xlabel("fraction of the gap closed (1 = exact prediction from the target belief)")
+        ax.set_xlabel("fraction of the gap closed (1: all the way)")
         ax.set_title(title, fontsize=10)
     axes[0].set_yticks(y, [hook_label(h) for h in hooks])
     axes[0].invert_yaxis()
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[1].legend(fontsize=7, loc="lower right")  # later gaps are mostly small: room there
     fig.suptitle(f"Does moving the probed belief move the prediction? ({result['process']}, "
                  f"{result['tokens']:,} tokens, {result['n_prefixes']} held-out prefixes)",
                  fontsize=11)
@@ -93,7 +94,7 @@ def intervention_bars(result: dict) -> bytes:
         "subspace). Encoding move: the least-norm move inside the span of how activations vary "
         "with the belief. Nulls: random directions of the same norm, anywhere or orthogonal to "
         "the move's subspace. Whiskers: 95 % bootstrap intervals over prefixes. "
-        + result["later_positions"].capitalize() + "."
+        + result["later_positions"][0].upper() + result["later_positions"][1:] + "."
     ))
     fig.subplots_adjust(left=0.13, right=0.98, bottom=0.3, top=0.9, wspace=0.06)
     return _png(fig)
