@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from transformer_lens.model_bridge import TransformerBridge
 
 from hmm.errors import InvalidInput
-from models.nonlinearities import RNN_ACTIVATIONS, TRANSFORMER_ACTIVATIONS
+from models.families import FAMILIES
 from models.rnn import ElmanRNN, RNNConfig, build_rnn, rnn_residual_hooks
 from models.transformer import (
     PlainForward,
@@ -29,9 +29,10 @@ from models.transformer import (
     transformer_residual_hooks,
 )
 
+# each family's config class (models/families.py names the families, their units and sizes)
 ARCHITECTURES: dict[str, type] = {"transformer": TransformerConfig, "rnn": RNNConfig}
-DEFAULT_ACT_FN = {"transformer": "relu", "rnn": "tanh"}
-ARCH_ACTIVATIONS = {"transformer": TRANSFORMER_ACTIVATIONS, "rnn": RNN_ACTIVATIONS}
+DEFAULT_ACT_FN = {name: family.activations[0] for name, family in FAMILIES.items()}
+ARCH_ACTIVATIONS = {name: family.activations for name, family in FAMILIES.items()}
 
 ModelConfig = TransformerConfig | RNNConfig
 
