@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from hmm.errors import InvalidInput
+from hmm.msp import ENUMERABLE_SEQUENCES
 from models.prefix_forward import prefix_activations
 
-MAX_ENUMERATED = 200_000
 SAMPLE_SEQUENCES = 20_000
 SPLITS = ("subtree", "random")
 DEFAULT_SPLIT = "subtree"
@@ -155,7 +155,7 @@ def probe_inputs(
     process,
     length: int,
     seed: int = 0,
-    max_enumerated: int = MAX_ENUMERATED,
+    max_enumerated: int = ENUMERABLE_SEQUENCES,
     n_samples: int = SAMPLE_SEQUENCES,
     max_sequences: int | None = None,
     split: str = DEFAULT_SPLIT,
