@@ -11,7 +11,8 @@ File map:
     families.py       THE list of model families: their unit functions and size flags (no torch)
     nonlinearities.py unit functions by name (NONLINEARITIES)
     architectures.py  build_model, make_model_config, residual_hooks (THE probe hook list),
-                      CONCAT (their side-by-side key), unit_hooks, hook_label,
+                      CONCAT (their side-by-side key), unit_hooks, hook_label, the hook-name
+                      structure (map_kind: residual or recurrent, n_blocks),
                       final_layer_hook, training_forward and check_training_forward,
                       the recurrence for probes (recurrent_step, recurrent_weight,
                       recurrent_layers, layer_input_hook)

@@ -153,6 +153,31 @@ def final_layer_hook(hooks: list[str]) -> str:
     return blocks[-1] if blocks else hooks[-1]
 
 
+# The hook-name structure every family follows: blocks.{l}.hook_resid_pre/post for a residual
+# stream, blocks.{l}.hook_hidden for a recurrence. Probes read a model's kind and depth from its
+# hook names (so hand-built HookedRootModules with these names work too), through these two.
+def map_kind(model: nn.Module) -> str:
+    """'residual' with a blocks.0.hook_resid_pre hook, 'recurrent' with blocks.0.hook_hidden."""
+    hooks = model.hook_dict
+    if "blocks.0.hook_resid_pre" in hooks:
+        return "residual"
+    if "blocks.0.hook_hidden" in hooks:
+        return "recurrent"
+    raise InvalidInput(
+        "the model has neither blocks.0.hook_resid_pre (transformer) nor blocks.0.hook_hidden "
+        "(RNN); Jacobian diagnostics need one of them"
+    )
+
+
+def n_blocks(model: nn.Module, kind: str) -> int:
+    """Number of residual blocks / recurrent layers, counted from the hook names."""
+    name = "blocks.{}.hook_resid_post" if kind == "residual" else "blocks.{}.hook_hidden"
+    count = 0
+    while name.format(count) in model.hook_dict:
+        count += 1
+    return count
+
+
 def unit_hooks(model: nn.Module) -> dict[str, tuple[str, str]]:
     """Layer label -> (pre-activation hook, activation name) for every nonlinear layer.
 
