@@ -327,6 +327,34 @@ def report_parser(sub) -> None:
     p.set_defaults(func=report_command)
 
 
+def intervene_command(args: argparse.Namespace) -> None:
+    run = existing_run(args.run)
+    from experiments import closing
+    from probes.interventions import intervene_run
+
+    hooks = args.hooks.split(",") if args.hooks else None
+    with compute():
+        intervene_run(run, hooks=hooks, n_prefixes=args.prefixes, tokens=args.checkpoint,
+                      seed=args.seed)
+    print(closing.intervene_line(run))
+
+
+def intervene_parser(sub) -> None:
+    p = sub.add_parser("intervene", help="exact-counterfactual interventions on the probed "
+                       "belief: does the prediction follow? (docs/geometry.md)")
+    p.add_argument("run", type=Path, help=RUN_HELP)
+    p.add_argument("--hooks", default=None,
+                   help="comma-separated hook names (default: every residual hook; `beliefgeo "
+                   "hooks RUN` lists them)")
+    p.add_argument("--prefixes", type=_positive_int, default=2000,
+                   help="held-out prefixes moved per hook (default 2000)")
+    p.add_argument("--checkpoint", type=_non_negative_int, default=None, metavar="TOKENS",
+                   help="the checkpoint after this many training tokens (default: the newest)")
+    p.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="seeds the split, the prefix pairs and the null directions (default 0)")
+    p.set_defaults(func=intervene_command)
+
+
 def list_hooks(run: Path, every: bool = False) -> str:
     """`beliefgeo hooks RUN`: the residual hooks probed by default and the unit hooks, labelled."""
     from models.architectures import build_model, hook_label, residual_hooks, unit_hooks
@@ -455,7 +483,8 @@ def sweep_parser(sub) -> None:
 
 COMMANDS: tuple[Callable, ...] = (
     processes_parser, fractal_parser, train_parser, probe_parser, phases_parser, report_parser,
-    hooks_parser, reproduce_parser, probe_hmm_parser, compare_phases_parser, sweep_parser,
+    intervene_parser, hooks_parser, reproduce_parser, probe_hmm_parser, compare_phases_parser,
+    sweep_parser,
 )  # fmt: skip
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -107,6 +108,16 @@ def test_report_ends_with_what_it_wrote(tiny_run):
     excess = _metrics(run)[-1]["exact_excess_loss"]
     assert line.startswith(f"wrote {run / 'report.html'}: final-layer (block 1 hidden)")
     assert line.endswith(f"exact excess loss {excess:.5f} nats (open it in a browser)")
+
+
+def test_intervene_ends_with_the_final_layer_gaps_and_refuses_bad_input(cli, tiny_run, tmp_path):
+    run = shutil.copytree(tiny_run["run"], tmp_path / "run")
+    code, out, err = cli(["intervene", str(run), "--prefixes", "30"])
+    assert code == 0, err
+    assert out.strip().endswith("30 held-out prefixes") and "the probe move" in out
+    assert (run / "interventions.json").is_file() and (run / "figures/interventions.png").is_file()
+    code, _, err = cli(["intervene", str(run), "--checkpoint", "7"])
+    assert code == 2 and "no checkpoint after 7 tokens" in err and len(_lines(err)) == 1
 
 
 def test_fractal_shows_its_stages_and_ends_with_the_distinct_beliefs(cli, tmp_path):
@@ -214,7 +225,8 @@ def test_checks_run_before_torch_is_imported(tmp_path):
         "        ['train', 'mess3', '--out', 'x', '--hidden', '3'], ['hooks', 'nowhere'],\n"
         "        ['compare-phases', 'mess3', '--runs', 'rnn:gelu', '--out', 'x'],\n"
         "        ['probe-hmm', 'missing.json'], ['sweep', 'missing.json', '--out', 'x'],\n"
-        "        ['reproduce', 'mess3', '--act-fn', 'tanh'], ['fractal', 'nosuch', '--out', 'x']]\n"
+        "        ['reproduce', 'mess3', '--act-fn', 'tanh'], ['fractal', 'nosuch', '--out', 'x'],\n"
+        "        ['intervene', 'nowhere']]\n"
         "codes = [main(argv) for argv in runs]\n"
         "assert codes == [2] * len(runs), codes\n"
         "assert 'torch' not in sys.modules\n"
