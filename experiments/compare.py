@@ -85,7 +85,7 @@ def compare_phases(
     status = run_sweep(points, plans, out, record, None, max_parallel, title="compare-phases")
     summary = read_json(out / "summary.json")
     rows = [comparison_row(out, row) for row in summary["rows"]]
-    write_comparison(out, summary["rows"], rows, name)
+    write_comparison(out, summary["rows"], rows, name, summary.get("cka", []))
     print(table_text(rows))
     print(f"wrote {out / 'report.html'}, comparison.png, summary.csv and summary.json: "
           f"{len(rows)} architectures x {seeds} seed(s), table above")
@@ -128,7 +128,9 @@ def comparison_row(out: Path, row: dict) -> dict:
     return {**comparison, **stats, "runs": row["runs"]}
 
 
-def write_comparison(out: Path, sweep_rows: list[dict], rows: list[dict], name: str) -> None:
+def write_comparison(
+    out: Path, sweep_rows: list[dict], rows: list[dict], name: str, cka: list = ()
+) -> None:
     """DIR/comparison.png, DIR/summary.csv (comparison columns first) and DIR/report.html."""
     from experiments.sweep_summary import band_figure, rows_csv, run_headline
 
@@ -136,7 +138,7 @@ def write_comparison(out: Path, sweep_rows: list[dict], rows: list[dict], name: 
     title = f"{name}: loss, spectral radius, saturation and belief geometry per architecture"
     write_atomic(out / "comparison.png", band_figure(sweep_rows, curves, title))
     write_atomic(out / "summary.csv", rows_csv(rows))
-    write_atomic(out / "report.html", comparison_report(out, rows, name))
+    write_atomic(out / "report.html", comparison_report(out, rows, name, cka))
 
 
 def table_text(rows: list[dict]) -> str:
@@ -146,8 +148,10 @@ def table_text(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def comparison_report(out: Path, rows: list[dict], process_name: str) -> str:
-    """DIR/report.html: the table, the figure and a link to each run's own report."""
+def comparison_report(out: Path, rows: list[dict], process_name: str, cka: list = ()) -> str:
+    """DIR/report.html: the table, the figure, the CKA between runs and a link to each run's own
+    report."""
+    from experiments.cka_summary import setting_table_html
     from experiments.report import embed_image, html_page
 
     header = "".join(f"<th>{html.escape(f)}</th>" for f in CSV_FIELDS)
@@ -171,6 +175,8 @@ def comparison_report(out: Path, rows: list[dict], process_name: str) -> str:
         "the first checkpoint that reaches it (mean over the seeds that reach it).</p>",
         f"<table><tr>{header}</tr>{body}</table>",
         embed_image(out / "comparison.png", "Comparison on shared log-token axes"),
+        setting_table_html(list(cka), [{"setting": row["run"], "runs": row["runs"]}
+                                       for row in rows]),
         f"<h2>Per-run reports</h2><ul>{links}</ul>",
     ]
     return html_page(f"compare-phases {process_name}", "\n".join(parts))

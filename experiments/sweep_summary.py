@@ -147,7 +147,10 @@ def setting_rows(points, results: dict, out: Path) -> tuple[list[dict], dict]:
 # ---- files --------------------------------------------------------------------------------------
 def write_summary(out: Path, points, results: dict, record: dict) -> list[dict]:
     """DIR/summary.json, DIR/summary.csv and DIR/report.html; returns the rows."""
+    from experiments.cka_summary import sweep_cka
+
     rows, curves = setting_rows(points, results, out)
+    cka = sweep_cka(out, [run for row in rows for run in row["runs"]])
     failed = [
         {"name": p.name, "error": results.get(p.name, {}).get("error", "not run")}
         for p in points
@@ -162,10 +165,11 @@ def write_summary(out: Path, points, results: dict, record: dict) -> list[dict]:
             "n_done": len(points) - len(failed),
             "failed": failed,
             "rows": rows,
+            "cka": cka,
         },
     )
     write_atomic(out / "summary.csv", rows_csv(rows))
-    write_atomic(out / "report.html", report_html(out, points, rows, curves, failed))
+    write_atomic(out / "report.html", report_html(out, points, rows, curves, failed, cka))
     return rows
 
 
@@ -253,7 +257,10 @@ def seed_band(runs: list[list]) -> tuple:
     return x, mean, low, high
 
 
-def report_html(out: Path, points, rows: list[dict], curves: dict, failed: list) -> str:
+def report_html(
+    out: Path, points, rows: list[dict], curves: dict, failed: list, cka: list = ()
+) -> str:
+    from experiments.cka_summary import setting_table_html
     from experiments.report import embed_image, html_page
 
     figure = out / "figures" / "sweep.png"
@@ -274,6 +281,7 @@ def report_html(out: Path, points, rows: list[dict], curves: dict, failed: list)
         if axis in ("n_seeds", "n_failed", "runs") or len({str(r[axis]) for r in rows}) < 2:
             continue
         parts += [f"<h2>By {html.escape(axis)}</h2>", _axis_table(rows, axis, headline)]
+    parts.append(setting_table_html(list(cka), rows))
     if failed:
         items = "".join(
             f"<li>{html.escape(f['name'])}: {html.escape(str(f['error']))}</li>" for f in failed
