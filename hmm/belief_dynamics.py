@@ -18,9 +18,16 @@ with Q (S x (S-1)) an orthonormal basis of the plane, the map on the simplex is 
   process (stationary hidden chain), evaluated at the exact beliefs; computed by renormalising
   one tangent vector every step (the one-vector case of the QR method; Benettin et al. 1980).
   Negative means the filter contracts (forgets its starting belief) at that rate in nats/token.
+* finite-time exponent over a window of L symbols from the initial belief:
+  (1/L) log sigma_max(M_L ... M_1), the most a perturbation of the starting belief can grow (or
+  least it shrinks) per symbol within the window a network is trained on. It differs from the
+  long-run exponent (early steps from the stationary belief contract differently), so a network
+  is compared with the filter over the same window.
 
-`largest_lyapunov` is the one home of the renormalised-product estimate: probes use it for the
-recurrent networks' step Jacobians too. Pure numpy; imports only hmm.
+`largest_lyapunov` and `finite_time_lyapunov` are the one home of these estimates, and
+`quantile_summary` of the quantiles every per-step or per-unit distribution is reported with:
+probes use them for the recurrent networks' step Jacobians and the units too. Pure numpy;
+imports only hmm.
 """
 
 from __future__ import annotations
@@ -64,6 +71,15 @@ def simplex_jacobian(process: HMM, beliefs: np.ndarray, symbols: np.ndarray) -> 
     return q.T @ update_jacobian(process, beliefs, symbols) @ q
 
 
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def quantile_summary(values) -> dict[str, float]:
+    """{"q10", "q25", "q50", "q75", "q90"} of the values (any array-like, flattened)."""
+    found = np.quantile(np.asarray(values, dtype=np.float64).reshape(-1), QUANTILES)
+    return {f"q{round(100 * q)}": float(v) for q, v in zip(QUANTILES, found, strict=True)}
+
+
 def spectral_radius(matrices: np.ndarray) -> np.ndarray:
     """max |eigenvalue| of each square matrix: (..., d, d) -> (...)."""
     return np.abs(np.linalg.eigvals(matrices)).max(axis=-1)
@@ -97,6 +113,28 @@ def largest_lyapunov(jacobians: np.ndarray, burn_in: int = 0, seed: int = 0) -> 
     return total / (length - burn_in)
 
 
+def finite_time_lyapunov(jacobians: np.ndarray) -> np.ndarray:
+    """(1/L) log sigma_max(J_(L-1) ... J_0) of each sequence of step Jacobians (n, L, d, d) -> (n,),
+    nats per step: the largest growth of any perturbation of the state before step 0 over the
+    whole window (no burn-in, no random vector). The product is renormalised every step so long
+    windows do not underflow; -inf where it becomes exactly 0."""
+    jacobians = np.asarray(jacobians, dtype=np.float64)
+    if jacobians.ndim != 4 or jacobians.shape[-1] != jacobians.shape[-2]:
+        raise InvalidInput(f"jacobians need shape (n, L, d, d), got {jacobians.shape}")
+    n, length, d = jacobians.shape[:3]
+    product = np.broadcast_to(np.eye(d), (n, d, d)).copy()
+    log_scale = np.zeros(n)
+    for t in range(length):
+        product = jacobians[:, t] @ product
+        scale = np.linalg.norm(product, axis=(1, 2))
+        with np.errstate(divide="ignore"):
+            log_scale += np.log(scale)
+        product /= np.where(scale > 0, scale, 1.0)[:, None, None]
+    top = np.linalg.norm(product, ord=2, axis=(1, 2))
+    with np.errstate(divide="ignore"):
+        return (log_scale + np.log(top)) / length
+
+
 def belief_path(
     process: HMM, n_sequences: int, length: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -118,9 +156,10 @@ def belief_update_dynamics(
     """The belief update's one-step spectral radius and largest Lyapunov exponent along stationary
     sequences sampled from `process` (reproducible from `seed`).
 
-    -> {"spectral_radius_mean", "spectral_radius_max", "frac_radius_above_1" (over the visited
-    (belief, symbol) pairs after burn-in), "lyapunov" (mean over sequences, nats/token),
-    "lyapunov_sd" (between sequences), "n_sequences", "length", "burn_in", "seed"}.
+    -> {"spectral_radius_mean", "spectral_radius_max", "spectral_radius_quantiles",
+    "frac_radius_above_1" (over the visited (belief, symbol) pairs after burn-in), "lyapunov"
+    (mean over sequences, nats/token), "lyapunov_sd" (between sequences), "n_sequences",
+    "length", "burn_in", "seed"}.
     """
     tokens, before = belief_path(process, n_sequences, length, seed)
     steps = simplex_jacobian(process, before, tokens)  # (n, L, S-1, S-1)
@@ -129,6 +168,7 @@ def belief_update_dynamics(
     return {
         "spectral_radius_mean": float(radius.mean()),
         "spectral_radius_max": float(radius.max()),
+        "spectral_radius_quantiles": quantile_summary(radius),
         "frac_radius_above_1": float((radius > 1).mean()),
         "lyapunov": float(exponents.mean()),
         "lyapunov_sd": float(exponents.std(ddof=1)) if n_sequences > 1 else 0.0,
@@ -136,6 +176,24 @@ def belief_update_dynamics(
         "length": int(length),
         "burn_in": int(burn_in),
         "seed": int(seed),
+    }
+
+
+def window_lyapunov(process: HMM, tokens: np.ndarray) -> dict:
+    """The filter's finite-time exponent over windows tokens (n, L) from the initial belief: the
+    window a network is trained on. -> {"lyapunov_window" (mean over sequences, nats/token; null
+    when the filter synchronises, -inf), "lyapunov_window_sd", "window" (L), "n_sequences"}."""
+    tokens = np.asarray(tokens)
+    after = process.beliefs(tokens)
+    start = np.broadcast_to(process.initial, (len(tokens), 1, process.n_states))
+    before = np.concatenate([start, after[:, :-1]], axis=1)
+    exponents = finite_time_lyapunov(simplex_jacobian(process, before, tokens))
+    finite = bool(np.isfinite(exponents).all())
+    return {
+        "lyapunov_window": float(exponents.mean()) if finite else None,
+        "lyapunov_window_sd": float(exponents.std(ddof=1)) if finite and len(tokens) > 1 else None,
+        "window": int(tokens.shape[1]),
+        "n_sequences": int(len(tokens)),
     }
 
 
