@@ -181,8 +181,9 @@ def belief_update_dynamics(
 
 def window_lyapunov(process: HMM, tokens: np.ndarray) -> dict:
     """The filter's finite-time exponent over windows tokens (n, L) from the initial belief: the
-    window a network is trained on. -> {"lyapunov_window" (mean over sequences, nats/token; null
-    when the filter synchronises, -inf), "lyapunov_window_sd", "window" (L), "n_sequences"}."""
+    window a network is trained on. -> {"lyapunov_window" (mean over sequences, nats/token;
+    null when the filter synchronises, -inf), "lyapunov_window_sd", "window" (L),
+    "window_sequences" (n)}."""
     tokens = np.asarray(tokens)
     after = process.beliefs(tokens)
     start = np.broadcast_to(process.initial, (len(tokens), 1, process.n_states))
@@ -193,7 +194,7 @@ def window_lyapunov(process: HMM, tokens: np.ndarray) -> dict:
         "lyapunov_window": float(exponents.mean()) if finite else None,
         "lyapunov_window_sd": float(exponents.std(ddof=1)) if finite and len(tokens) > 1 else None,
         "window": int(tokens.shape[1]),
-        "n_sequences": int(len(tokens)),
+        "window_sequences": int(len(tokens)),
     }
 
 

@@ -44,6 +44,7 @@ from hmm.errors import InvalidInput
 
 SEPARATION_FLOOR = 1e-13  # distances below this are "equal" in float64 (relative to O(1) states)
 DISTORTION_QUANTILES = (0.05, 0.95)
+NO_VERDICT = dict.fromkeys(("rate_gap", "tolerance", "distortion", "se", "passes"))
 
 
 @dataclass
@@ -134,7 +135,8 @@ def secant_test(
     from those states, (n, L, S) each. -> {"split", "horizon", "pairs", "dropped_pairs",
     "synchronised_pairs", "rate_state", "rate_readout", "rate_belief", "log_separation": {"state",
     "readout", "belief"} (mean over pairs at each horizon 0..K), "state_vs_belief",
-    "readout_vs_belief" (compare_rates), "readout_error_rms"}; rates null when no pair is left.
+    "readout_vs_belief" (compare_rates), "readout_error_rms"}; rates and verdicts null when
+    fewer than two pairs are left (a filter that synchronises every pair).
     """
     split, horizon = pairs.split, pairs.horizon
     log_belief = log_separation(pairs.beliefs_first, pairs.beliefs_second, split)
@@ -163,7 +165,7 @@ def secant_test(
     for name in ("state", "readout"):
         if name in parts:
             out[f"{name}_vs_belief"] = (
-                compare_rates(parts[name][live], log_belief[live]) if enough else None
+                compare_rates(parts[name][live], log_belief[live]) if enough else dict(NO_VERDICT)
             )
     if readouts is not None:
         both = np.concatenate([readouts[0], readouts[1]])

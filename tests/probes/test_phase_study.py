@@ -17,7 +17,9 @@ from models.rnn import RNNConfig
 from models.training import train
 from models.transformer import TransformerConfig
 from probes.phase_study import (
+    MILESTONE_KEYS,
     PhaseOptions,
+    phase_milestones,
     phase_setup,
     phases_run,
     probe_batch,
@@ -231,3 +233,46 @@ def test_no_checkpoints_or_corrupt_checkpoint_is_invalid_input(rnn_run, tmp_path
         phases_run(corrupt, OPTIONS)
     with pytest.raises(InvalidInput, match="not a run directory"):
         phases_run(tmp_path / "missing", OPTIONS)
+
+
+def _milestone_run(phases_by_layer, levels, kind="recurrent", measure="gain"):
+    key = "gain_mean" if measure == "gain" else "active_frac"
+    entries = []
+    for t, (labels, level) in enumerate(zip(phases_by_layer, levels, strict=True)):
+        units = {f"blocks.{i}": {"phase": p, "measure": measure, key: level}
+                 for i, p in enumerate(labels)}  # fmt: skip
+        jacobian = {"kind": kind, "spectral_radius_mean": 0.5 + t, "lyapunov": -1.0 + 0.1 * t,
+                    "spectral_radius_quantiles": {"q50": 0.4 + t}, "lyapunov_window": -0.8,
+                    "secant": {"rate_state": -0.9, "rate_readout": -1.0, "rate_belief": -1.4,
+                               "state_vs_belief": {"passes": False}}}  # fmt: skip
+        entries.append({"tokens": 10 * t, "units": units, "jacobian": jacobian})
+    null = {"reinit": {f"units.blocks.0.{key}": {"mean": 0.9}, "jacobian.lyapunov": {"mean": -2}}}
+    return {"checkpoints": entries, "null": null}
+
+
+def test_phase_milestones_read_the_unit_labels_and_the_recurrence():
+    labels = [["linear"], ["linear"], ["hybrid"], ["hybrid"], ["saturated"]]
+    found = phase_milestones(_milestone_run(labels, [0.95, 0.9, 0.5, 0.3, 0.1]))
+    assert (found["linear_until"], found["hybrid_from"], found["saturated_from"]) == (10, 20, 40)
+    assert found["sparse_from"] is None and found["active_start"] is None
+    assert (found["gain_start"], found["gain_end"], found["gain_null"]) == (0.95, 0.1, 0.9)
+    radius = (found["radius_start"], found["radius_end"], found["radius_median_end"])
+    assert radius == (0.5, 4.5, 4.4)
+    assert found["lyapunov_end"] == pytest.approx(-0.6) and found["lyapunov_null"] == -2
+    assert found["secant_passes_end"] == 0.0 and found["secant_rate_belief"] == -1.4
+    assert set(found) == set(MILESTONE_KEYS)
+    # every layer must be saturated; a network hybrid from its first checkpoint was never linear
+    two = [["hybrid", "linear"], ["hybrid", "saturated"], ["saturated", "hybrid"]]
+    found = phase_milestones(_milestone_run(two, [0.5, 0.4, 0.3]))
+    assert found["linear_until"] is None and found["hybrid_from"] == 0
+    assert found["saturated_from"] is None
+
+
+def test_phase_milestones_of_relu_layers_and_transformers():
+    labels = [["mixed"], ["mixed"], ["sparse"]]
+    found = phase_milestones(
+        _milestone_run(labels, [0.5, 0.4, 0.15], kind="residual", measure="active fraction")
+    )
+    assert found["sparse_from"] == 20 and found["linear_until"] is None
+    assert (found["active_start"], found["active_end"], found["active_null"]) == (0.5, 0.15, 0.9)
+    assert found["radius_end"] is None and found["lyapunov_end"] is None  # nothing iterated
