@@ -41,9 +41,10 @@ over n_eff(t) = (1 - beta2^t)(1 + beta2) / ((1 - beta2)(1 + beta2^t)) samples (t
 sample size; ~t early, (1 + beta2) / (1 - beta2) late). For gradients dominated by noise each
 v_hat / E[g^2] is ~ chi^2_n / n, n = n_eff; the preconditioned sharpness is shown once n_eff is
 large enough that none of the model's D parameters is expected to have v_hat below a quarter of
-its second moment (P^-1 at most 2x its settled value): D * P(chi^2_n / n < 1/4) < 1, n = 32 for
-D = 200,000 (step 32 at beta2 = 0.999), capped at 90 % of the largest n_eff beta2 allows. Earlier
-checkpoints get no preconditioned value (null, `settled` false), never a misleading one.
+its second moment (P^-1 at most 2x its settled value): D * P(chi^2_n / n < 1/4) < 1, n = 31 for
+the demo's D = 143,072 (step 32 at beta2 = 0.999), capped at 90 % of the largest n_eff beta2
+allows. Earlier checkpoints get no preconditioned value (null, `settled` false), never a
+misleading one.
 """
 
 from __future__ import annotations

@@ -135,11 +135,6 @@ def sparsity_label(active: float, dense: float = 0.8, sparse: float = 0.2) -> st
     return "mixed"
 
 
-def layer_level(units: dict) -> float | None:
-    """The number a layer's label is read from: gain (sigmoid-like) or active fraction (ReLU)."""
-    return units.get("gain_mean", units.get("active_frac"))
-
-
 def parameter_groups(state: Mapping[str, Tensor]) -> dict[str, list[str]]:
     """Group state-dict entries by layer: 'blocks.{l}' for block entries, else the first name part.
 
