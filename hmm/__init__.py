@@ -11,8 +11,9 @@ File map:
     msp.py          mixed-state presentation as breadth-first arrays, enumerate, belief dedup
     information.py  entropy, optimal loss by position, entropy rate, statistical complexity
     fractal.py      chaos game and box-counting dimension of the belief attractor
-    belief_dynamics.py  the belief update's Jacobian on the simplex, one-step spectral radius,
-                    largest Lyapunov exponent (renormalised products), an affine-filter process
+    belief_dynamics.py  the belief update's Jacobian on the simplex, one-step spectral radius
+                    (and its quantiles), largest Lyapunov exponent (renormalised products) and
+                    finite-time exponent over a window, an affine-filter process
     plots.py        simplex projection, belief colours, simplex scatter plot (matplotlib)
 """
 
