@@ -19,6 +19,10 @@ with Q (S x (S-1)) an orthonormal basis of the plane, the map on the simplex is 
   one tangent vector every step (the one-vector case of the QR method; Benettin et al. 1980).
   Negative means the filter contracts (forgets its starting belief) at that rate in nats/token.
 
+A GHMM (hmm.process) has the same update with the normaliser s = tau^T A^T eta: its states live
+on the plane tau^T eta = 1, perturbations on {v : tau^T v = 0}, and D = (I - f tau^T) A^T / s;
+every function below takes the process's tau, so the simplex is the case tau = 1.
+
 `largest_lyapunov` is the one home of the renormalised-product estimate: probes use it for the
 recurrent networks' step Jacobians too. Pure numpy; imports only hmm.
 """
@@ -28,13 +32,19 @@ from __future__ import annotations
 import numpy as np
 
 from hmm.errors import InvalidInput
-from hmm.process import HMM
+from hmm.process import GHMM, HMM
 
 
-def tangent_basis(n_states: int) -> np.ndarray:
-    """Orthonormal basis of the plane {v : sum v = 0}: (S, S-1), the same for every call."""
+def tangent_basis(n_states: int, right: np.ndarray | None = None) -> np.ndarray:
+    """Orthonormal basis of the plane {v : right . v = 0}: (S, S-1), the same for every call.
+
+    right None or all ones: the simplex's plane {sum v = 0} (Helmert contrasts); otherwise a GHMM's
+    (the SVD complement of tau)."""
     if n_states < 2:
         raise InvalidInput(f"a simplex tangent plane needs >= 2 states, got {n_states}")
+    if right is not None and not np.array_equal(right, np.ones(n_states)):
+        _, _, vt = np.linalg.svd(np.asarray(right, dtype=np.float64)[None])
+        return vt[1:].T
     # Helmert contrasts: column k = (1, ..., 1, -k, 0, ...) / norm, orthonormal and sum zero
     basis = np.zeros((n_states, n_states - 1))
     for k in range(1, n_states):
@@ -44,7 +54,7 @@ def tangent_basis(n_states: int) -> np.ndarray:
     return basis
 
 
-def update_jacobian(process: HMM, beliefs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+def update_jacobian(process: GHMM, beliefs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
     """D_x(b) = d f_x(b) / d b in the ambient coordinates: beliefs (..., S), symbols (...) ->
     (..., S, S), D[..., i, j] = d f_x(b)_i / d b_j. Symbols of probability zero at b -> NaN."""
     beliefs = np.asarray(beliefs, dtype=np.float64)
@@ -52,15 +62,16 @@ def update_jacobian(process: HMM, beliefs: np.ndarray, symbols: np.ndarray) -> n
     a_t = np.swapaxes(process.T[symbols], -1, -2)  # (..., S, S) = A^T
     g = np.einsum("...ij,...j->...i", a_t, beliefs)  # A^T b
     with np.errstate(divide="ignore", invalid="ignore"):
-        s = g.sum(axis=-1)
+        s = process.mass(g)
         f = g / s[..., None]
-        centre = np.eye(process.n_states) - f[..., :, None]  # (I - f 1^T)
+        centre = np.eye(process.n_states) - f[..., :, None] * process.right  # (I - f tau^T)
         return centre @ a_t / s[..., None, None]
 
 
-def simplex_jacobian(process: HMM, beliefs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
-    """M = Q^T D_x(b) Q, the Jacobian on the simplex: (..., S), (...) -> (..., S-1, S-1)."""
-    q = tangent_basis(process.n_states)
+def simplex_jacobian(process: GHMM, beliefs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+    """M = Q^T D_x(b) Q, the Jacobian on the simplex (a GHMM's state plane): (..., S), (...) ->
+    (..., S-1, S-1)."""
+    q = tangent_basis(process.n_states, process.right)
     return q.T @ update_jacobian(process, beliefs, symbols) @ q
 
 
@@ -98,7 +109,7 @@ def largest_lyapunov(jacobians: np.ndarray, burn_in: int = 0, seed: int = 0) -> 
 
 
 def belief_path(
-    process: HMM, n_sequences: int, length: int, seed: int = 0
+    process: GHMM, n_sequences: int, length: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sampled symbols (n, L) and the exact belief *before* each of them (n, L, S): the initial
     (stationary) belief, then the belief after each earlier symbol."""
@@ -109,7 +120,7 @@ def belief_path(
 
 
 def belief_update_dynamics(
-    process: HMM,
+    process: GHMM,
     n_sequences: int = 8,
     length: int = 4000,
     burn_in: int = 100,
