@@ -6,13 +6,15 @@ import re
 import numpy as np
 import pytest
 
-from hmm import BUILTINS, HMM, InvalidInput, load_process, save_process
+from hmm import BUILTINS, GHMM, HMM, InvalidInput, load_process, save_process
+from hmm.builtins import CLASSICAL
 
 
 @pytest.mark.parametrize("name", list(BUILTINS))
 def test_every_builtin_loads_with_defaults(name):
     p = load_process(name)
-    assert isinstance(p, HMM) and p.stationary is not None
+    assert isinstance(p, HMM if name in CLASSICAL else GHMM) and p.stationary is not None
+    assert isinstance(p, HMM) == (name in CLASSICAL)
 
 
 def test_parameters_override_defaults():
