@@ -93,21 +93,28 @@ def optimal_loss(process: GHMM, length: int) -> np.ndarray:
     return values
 
 
-def entropy_rate(process: GHMM, tol: float = 1e-12, max_depth: int = 200) -> float:
+def entropy_rate(process: GHMM, tol: float = 1e-12, max_depth: int = 200,
+                 patience: int = 3) -> float:
     """Entropy rate h (nats/symbol).
 
-    Unifilar presentations: exactly sum_i pi_i H(X | state i). Otherwise: H(X_t | X_<t) from the
-    stationary start at the deepest t computed (until successive values differ by < tol, or a level
-    exceeds MAX_LEVEL_NODES); this is an upper bound that converges to h from above (Mess3:
-    depth 13, within ~1e-8 of h).
+    Unifilar presentations: exactly sum_i pi_i H(X | state i). A finite mixed-state chain (the
+    recurrent causal states of `statistical_complexity`, for any GHMM): exactly the same sum over
+    causal states. Otherwise: H(X_t | X_<t) from the stationary start at the deepest t computed
+    (until `patience` successive values differ by < tol, since a plateau can be transient (RRXOR:
+    ln 2 twice, then 0.46), or a level exceeds MAX_LEVEL_NODES); this is an upper bound that
+    converges to h from above (Mess3: depth 13, within ~1e-8 of h).
     """
     pi = process.stationary if process.stationary is not None else process.initial
     if process.is_unifilar():
         emissions = process.T.sum(axis=2).T  # (S, V) P(x | state)
         return float(pi @ entropy(emissions))
-    previous = np.inf
+    causal = statistical_complexity(process)
+    if causal.finite:
+        return float(causal.probs @ entropy(process.predictive(causal.beliefs)))
+    previous, flat = np.inf, 0
     for value in itertools.islice(_conditional_entropy_levels(process, pi), max_depth + 1):
-        if abs(previous - value) < tol:
+        flat = flat + 1 if abs(previous - value) < tol else 0
+        if flat >= patience:
             break
         previous = value
     return value
