@@ -135,8 +135,8 @@ def _bloch_chart(labels: list[str], pauli: list[int], states: np.ndarray | None)
     axes = np.zeros((len(labels), 2))
     axes[pauli[0], 0] = axes[pauli[1], 1] = 1.0
     angle = np.linspace(0, 2 * np.pi, 241)
-    names = tuple(f"Bloch $r_{labels[k].lower()} = \\mathrm{{tr}}(\\rho\\,\\sigma_{labels[k].lower()})$"
-                  for k in pauli)
+    axis = [labels[k].lower() for k in pauli]
+    names = tuple(f"Bloch $r_{a} = \\mathrm{{tr}}(\\rho\\,\\sigma_{a})$" for a in axis)
     return StateChart("bloch", np.zeros(len(labels)), axes, names,
                       np.stack([np.cos(angle), np.sin(angle)], axis=1), color_range=(-1.0, 1.0))
 
