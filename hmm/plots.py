@@ -16,7 +16,7 @@ draw predictions with the chart fitted on the true states.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -82,18 +82,21 @@ def plot_simplex(ax, beliefs: np.ndarray, colors=None, title: str | None = None,
 class StateChart:
     """A fixed affine map from states (..., d) to plot coordinates (..., 2), with its frame.
 
-    kind "simplex" | "bloch" | "pca"; xy = (states - origin) @ axes; axis_labels (x, y) ("" for
-    the simplex, which has corner labels instead); outline (K, 2) closed polygon or circle, or
-    None; corners [(text, (x, y))] drawn at the simplex vertices; color_range (low, high) of the
-    first coordinate, fixed so every panel colours a state alike.
+    kind "simplex" | "bloch" | "pca"; xy = (states - origin) @ axes (for the simplex the rows of
+    `axes` are the vertices); axis_labels (x, y) ("" for the simplex); corner_labels: the simplex
+    states' names, drawn "P(name) = 1" at the vertices; outline (K, 2) closed polygon or circle,
+    or None; bounds ((xmin, ymin), (xmax, ymax)) of the reference states when there is no
+    outline; color_range (low, high) of the first coordinate, fixed so every panel colours a
+    state alike.
     """
 
     kind: str
     origin: np.ndarray
     axes: np.ndarray
     axis_labels: tuple[str, str] = ("", "")
+    corner_labels: tuple[str, ...] = ()
     outline: np.ndarray | None = None
-    corners: list = field(default_factory=list)
+    bounds: np.ndarray | None = None
     color_range: tuple[float, float] = (0.0, 1.0)
 
     def xy(self, states: np.ndarray) -> np.ndarray:
@@ -104,12 +107,9 @@ class StateChart:
 def simplex_chart(n_states: int, labels: list[str] | None = None) -> StateChart:
     """The fixed simplex projection of the module doc, with its outline and corner labels."""
     verts = simplex_vertices(n_states)
-    labels = labels or [f"state {k}" for k in range(n_states)]
-    centre = verts.mean(axis=0)
-    offsets = [(v - centre) * 0.08 if n_states > 2 else np.array([0.0, -0.05]) for v in verts]
-    return StateChart("simplex", np.zeros(n_states), verts, outline=np.vstack([verts, verts[:1]]),
-                      corners=[(f"P({lab}) = 1", v + o) for lab, v, o in
-                               zip(labels, verts, offsets, strict=True)])
+    labels = tuple(labels or [f"state {k}" for k in range(n_states)])
+    return StateChart("simplex", np.zeros(n_states), verts, corner_labels=labels,
+                      outline=np.vstack([verts, verts[:1]]))
 
 
 def state_chart(process: GHMM, states: np.ndarray | None = None) -> StateChart:
@@ -136,9 +136,10 @@ def _bloch_chart(labels: list[str], pauli: list[int], states: np.ndarray | None)
     axes[pauli[0], 0] = axes[pauli[1], 1] = 1.0
     angle = np.linspace(0, 2 * np.pi, 241)
     axis = [labels[k].lower() for k in pauli]
-    names = tuple(f"Bloch $r_{a} = \\mathrm{{tr}}(\\rho\\,\\sigma_{a})$" for a in axis)
-    return StateChart("bloch", np.zeros(len(labels)), axes, names,
-                      np.stack([np.cos(angle), np.sin(angle)], axis=1), color_range=(-1.0, 1.0))
+    return StateChart("bloch", np.zeros(len(labels)), axes,
+                      axis_labels=tuple(f"Bloch r_{a} = tr(ρ σ_{a})" for a in axis),
+                      outline=np.stack([np.cos(angle), np.sin(angle)], axis=1),
+                      color_range=(-1.0, 1.0))
 
 
 def _pca_chart(states: np.ndarray) -> StateChart:
@@ -151,10 +152,12 @@ def _pca_chart(states: np.ndarray) -> StateChart:
     share = sv**2 / max(float((sv**2).sum()), np.finfo(float).tiny)
     names = tuple(f"principal axis {i + 1} ({100 * share[i]:.1f} % of variance)" if i < k else ""
                   for i in range(2))
-    first = (finite - origin) @ axes[:, 0]
-    return StateChart("pca", origin, axes, names,
-                      color_range=(float(first.min()), float(first.max())) if len(first) else
-                      (0.0, 1.0))
+    xy = (finite - origin) @ axes
+    if not len(xy):
+        return StateChart("pca", origin, axes, axis_labels=names)
+    return StateChart("pca", origin, axes, axis_labels=names,
+                      bounds=np.stack([xy.min(axis=0), xy.max(axis=0)]),
+                      color_range=(float(xy[:, 0].min()), float(xy[:, 0].max())))
 
 
 def state_colors(chart: StateChart, states: np.ndarray) -> np.ndarray:
@@ -180,12 +183,17 @@ def plot_states(ax, chart: StateChart, states: np.ndarray, colors=None, title: s
     xy = chart.xy(states)
     if chart.outline is not None:
         ax.plot(chart.outline[:, 0], chart.outline[:, 1], color="0.3", lw=0.8, zorder=1)
-    for text, where in chart.corners:
-        ax.annotate(text, where, ha="center", va="center", fontsize=8)
+    centre = chart.axes.mean(axis=0)
+    for label, v in zip(chart.corner_labels, chart.axes, strict=False):
+        offset = (v - centre) * 0.08 if len(chart.axes) > 2 else np.array([0.0, -0.05])
+        ax.annotate(f"P({label}) = 1", v + offset, ha="center", va="center", fontsize=8)
     ax.scatter(xy[:, 0], xy[:, 1], c=state_colors(chart, states) if colors is None else colors,
                s=s, linewidths=0, zorder=2)
     ax.set_aspect("equal")
-    frame = chart.outline if chart.outline is not None else xy[np.isfinite(xy).all(axis=1)]
+    frame = next(f for f in (chart.outline, chart.bounds, xy[np.isfinite(xy).all(axis=1)])
+                 if f is not None)
+    if not len(frame):  # nothing finite to frame
+        frame = np.zeros((1, 2))
     pad = 0.15 if chart.kind == "simplex" else 0.08 * max(float(np.ptp(frame, axis=0).max()), 1e-9)
     ax.set_xlim(frame[:, 0].min() - pad, frame[:, 0].max() + pad)
     ax.set_ylim(frame[:, 1].min() - pad, frame[:, 1].max() + pad)

@@ -3,7 +3,7 @@ positions, and the simplex animation. Each PNG carries a caption under the plot 
 line, band and marker. Accuracy is drawn as the unexplained variance 1 - R² on a log axis, where
 the change between 0.99 and 0.999 is as visible as the one between 0.7 and 0.9.
 
-Points are coloured by their TRUE belief (hmm.plots.belief_colors) in every panel and frame, so a
+Points are coloured by their TRUE belief (hmm.plots.state_colors) in every panel and frame, so a
 predicted point sits in the colour of the belief it should be at. No backend is switched at import:
 figures are `matplotlib.figure.Figure` objects on an Agg canvas.
 """
@@ -21,7 +21,15 @@ from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from hmm.plots import OKABE_ITO_HEX, belief_colors, plot_simplex, simplex_vertices, simplex_xy
+from hmm.plots import (
+    OKABE_ITO_HEX,
+    StateChart,
+    plot_simplex,
+    plot_states,
+    simplex_chart,
+    simplex_vertices,
+    state_colors,
+)
 from models.architectures import CONCAT, final_layer_hook, hook_label
 
 OKABE_ITO = [OKABE_ITO_HEX[i] for i in (7, 0, 1, 2, 3, 4, 5, 6)]  # black first
@@ -38,26 +46,32 @@ def simplex_comparison(
     predictions: dict[str, np.ndarray],
     r2: dict[str, float],
     tokens: int,
-    labels: list[str] | None = None,
+    labels: list[str] | StateChart | None = None,
 ) -> bytes:
-    """Side by side: true beliefs (n, S) and each probe's predictions (n, S), same point colours."""
-    colors = belief_colors(true)
+    """Side by side: true beliefs (n, S) and each probe's predictions (n, S), same point colours.
+
+    labels: the simplex's corner names, or the chart the states live in (hmm.plots.state_chart)."""
+    chart = _chart(true, labels)
+    colors = state_colors(chart, true)
     n = 1 + len(predictions)
     fig = _figure(4.3 * n, 5.3)
     axes = fig.subplots(1, n)
     size = _point_size(len(true))
     # few distinct beliefs (RRXOR: 36) each stack on one spot: size true points by distinct count
     distinct = len(np.unique(np.round(true, 6), axis=0))
-    _simplex(axes[0], true, colors, "exact beliefs", max(size, _point_size(distinct)), labels)
+    _simplex(axes[0], true, colors, "exact beliefs", max(size, _point_size(distinct)), chart)
     for ax, (name, pred) in zip(axes[1:], predictions.items(), strict=True):
         _simplex(ax, pred, colors, f"probe from {hook_label(name)}\nheld-out R² = {r2[name]:.4f}",
-                 size, labels)
+                 size, chart)
     fig.suptitle(f"Exact beliefs of held-out prefixes and their linear-probe predictions "
                  f"({tokens:,} training tokens)", fontsize=11)
     _caption(fig, (
-        "Each point is one held-out prefix, coloured by its exact belief (with three states, "
-        "RGB = the state probabilities), placed at its exact belief (left) or at the belief a "
-        "linear probe (least squares with a cross-validated ridge, fit on the other half of the "
+        ("Each point is one held-out prefix, coloured by its exact belief (with three states, "
+         "RGB = the state probabilities), placed at its exact belief (left) or at the belief a "
+         if chart.kind == "simplex" else
+         "Each point is one held-out prefix, coloured by the first chart coordinate of its exact "
+         f"state ({chart.axis_labels[0]}), placed at its exact state (left) or at the state a ")
+        + "linear probe (least squares with a cross-validated ridge, fit on the other half of the "
         "prefixes) reads from the "
         "named layer. R² is the held-out R², mean over belief coordinates."
     ))
@@ -196,7 +210,7 @@ def position_heatmap(probes: dict) -> bytes:
 def simplex_animation(
     true: np.ndarray,
     frames: list[tuple[int, np.ndarray, dict]],
-    labels: list[str] | None = None,
+    labels: list[str] | StateChart | None = None,
     fps: int = 4,
 ) -> bytes:
     """GIF of the predicted simplex over checkpoints: frames = [(tokens, pred (n, S), scores)];
@@ -204,16 +218,17 @@ def simplex_animation(
     if len(frames) > MAX_FRAMES:
         keep = np.unique(np.linspace(0, len(frames) - 1, MAX_FRAMES).round().astype(int))
         frames = [frames[i] for i in keep]
-    colors = belief_colors(true)
+    chart = _chart(true, labels)
+    colors = state_colors(chart, true)
     fig = _figure(5, 5.4)
     ax = fig.subplots()
-    _simplex(ax, frames[0][1], colors, None, _point_size(len(true)) * 2, labels)
+    _simplex(ax, frames[0][1], colors, None, _point_size(len(true)) * 2, chart)
     scatter = ax.collections[-1]
     title = ax.set_title("")
 
     def draw(i: int):
         tokens, pred, scores = frames[i]
-        scatter.set_offsets(simplex_xy(pred))
+        scatter.set_offsets(chart.xy(pred))
         title.set_text(f"probe-predicted beliefs after {tokens:,} tokens\n"
                        f"held-out R² = {scores['r2_heldout']:.4f}")
         return scatter, title
@@ -225,8 +240,17 @@ def simplex_animation(
         return path.read_bytes()
 
 
-def _simplex(ax, beliefs, colors, title, size, labels) -> None:
-    """plot_simplex with corner labels moved outside the point cloud on a white box."""
+def _chart(true: np.ndarray, labels) -> StateChart:
+    return labels if isinstance(labels, StateChart) else simplex_chart(true.shape[1], labels)
+
+
+def _simplex(ax, beliefs, colors, title, size, chart: StateChart) -> None:
+    """plot_simplex with corner labels moved outside the point cloud on a white box; GHMM states
+    in their own chart (plot_states)."""
+    if chart.kind != "simplex":
+        plot_states(ax, chart, beliefs, colors, title, s=size)
+        return
+    labels = list(chart.corner_labels)
     plot_simplex(ax, beliefs, colors, title, s=size, labels=labels)
     for text in list(ax.texts):
         text.remove()
