@@ -20,7 +20,7 @@ File map:
     fractal.py      chaos game and box-counting dimension of the belief attractor
     belief_dynamics.py  the belief update's Jacobian on the simplex, one-step spectral radius,
                     largest Lyapunov exponent (renormalised products), an affine-filter process
-    plots.py        simplex projection, belief colours, simplex scatter plot (matplotlib)
+    plots.py        state charts (simplex, Bloch disk, principal axes), colours, scatter plots
 """
 
 from hmm.builtins import BUILTINS
