@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from hmm.process import GHMM
 
 PAULI_AXES = ("X", "Y", "Z")
+MAX_CORNER_LABELS = 8  # more simplex corners than this are left unlabelled (they would overlap)
 
 # Okabe-Ito, the colour-blind-safe palette of every beliefgeo figure (its single home)
 OKABE_ITO_HEX = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
@@ -108,6 +109,7 @@ def simplex_chart(n_states: int, labels: list[str] | None = None) -> StateChart:
     """The fixed simplex projection of the module doc, with its outline and corner labels."""
     verts = simplex_vertices(n_states)
     labels = tuple(labels or [f"state {k}" for k in range(n_states)])
+    labels = labels if n_states <= MAX_CORNER_LABELS else ()
     return StateChart("simplex", np.zeros(n_states), verts, corner_labels=labels,
                       outline=np.vstack([verts, verts[:1]]))
 

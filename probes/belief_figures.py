@@ -24,7 +24,6 @@ from matplotlib.figure import Figure
 from hmm.plots import (
     OKABE_ITO_HEX,
     StateChart,
-    plot_simplex,
     plot_states,
     simplex_chart,
     simplex_vertices,
@@ -245,19 +244,16 @@ def _chart(true: np.ndarray, labels) -> StateChart:
 
 
 def _simplex(ax, beliefs, colors, title, size, chart: StateChart) -> None:
-    """plot_simplex with corner labels moved outside the point cloud on a white box; GHMM states
-    in their own chart (plot_states)."""
+    """States in their chart (hmm.plots.plot_states); in the simplex, corner labels moved outside
+    the point cloud on a white box."""
+    plot_states(ax, chart, beliefs, colors, title, s=size)
     if chart.kind != "simplex":
-        plot_states(ax, chart, beliefs, colors, title, s=size)
         return
-    labels = list(chart.corner_labels)
-    plot_simplex(ax, beliefs, colors, title, s=size, labels=labels)
     for text in list(ax.texts):
         text.remove()
     verts = simplex_vertices(beliefs.shape[1])
     centre = verts.mean(axis=0)
-    labels = labels or [f"state {k}" for k in range(len(verts))]
-    for label, v in zip(labels, verts, strict=True):
+    for label, v in zip(chart.corner_labels, verts, strict=False):  # none past 8 corners
         ax.annotate(f"P({label}) = 1", v + (v - centre) * 0.28, ha="center", va="center",
                     fontsize=8, zorder=5,
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.7", "alpha": 0.9})

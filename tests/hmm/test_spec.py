@@ -103,3 +103,13 @@ def test_a_boolean_initial_is_refused(tmp_path):
 def test_hmm_refuses_boolean_and_string_tensors(T):
     with pytest.raises(InvalidInput, match="must hold numbers"):
         HMM(T)
+
+
+@pytest.mark.parametrize("name", ["noisy_4_cycle", "mixture_mess3", "product_three_mess3"])
+def test_the_example_specs_load(name):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "experiments" / "examples" / f"{name}.json"
+    p = load_process(str(path))
+    assert p.kind == {"noisy_4_cycle": "hmm", "mixture_mess3": "mixture",
+                      "product_three_mess3": "product"}[name]
