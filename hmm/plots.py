@@ -192,9 +192,11 @@ def plot_states(ax, chart: StateChart, states: np.ndarray, colors=None, title: s
     ax.scatter(xy[:, 0], xy[:, 1], c=state_colors(chart, states) if colors is None else colors,
                s=s, linewidths=0, zorder=2)
     ax.set_aspect("equal")
-    frame = next(f for f in (chart.outline, chart.bounds, xy[np.isfinite(xy).all(axis=1)])
-                 if f is not None)
-    if not len(frame):  # nothing finite to frame
+    finite = xy[np.isfinite(xy).all(axis=1)]
+    frame = next((f for f in (chart.outline, chart.bounds) if f is not None), np.zeros((0, 2)))
+    if len(finite):  # points outside the chart's frame (a probe's misses) stay in view
+        frame = np.vstack([frame, np.percentile(finite, [0.5, 99.5], axis=0)])
+    if not len(frame):
         frame = np.zeros((1, 2))
     pad = 0.15 if chart.kind == "simplex" else 0.08 * max(float(np.ptp(frame, axis=0).max()), 1e-9)
     ax.set_xlim(frame[:, 0].min() - pad, frame[:, 0].max() + pad)

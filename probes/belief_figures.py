@@ -74,7 +74,10 @@ def simplex_comparison(
         "prefixes) reads from the "
         "named layer. R² is the held-out R², mean over belief coordinates."
     ))
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.17, top=0.83, wspace=0.05)
+    if chart.kind == "simplex":
+        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.17, top=0.83, wspace=0.05)
+    else:  # axes with ticks and names need room
+        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.2, top=0.83, wspace=0.3)
     return _png(fig)
 
 
