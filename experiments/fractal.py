@@ -21,7 +21,7 @@ from hmm.builtins import describe_params
 from hmm.files import writable_dir, write_atomic, write_json
 from hmm.fractal import box_counting_dimension
 from hmm.memory import check_fits
-from hmm.msp import merge_beliefs
+from hmm.msp import BELIEF_DECIMALS, merge_beliefs
 from hmm.plots import plot_states, state_chart
 from hmm.progress import progress
 
@@ -116,7 +116,7 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
                       f"fractal {p.name}", unit="stage")  # fmt: skip
     next(stages)
     msp = p.msp(depth)
-    distinct = msp.unique(decimals=8)
+    distinct = msp.unique()
     next(stages)
     chaos = p.chaos_game(int(points), seed=0)
     next(stages)
@@ -129,7 +129,7 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
         "depth": depth,
         "n_nodes": msp.n_nodes,
         "n_distinct_beliefs": len(distinct.probs),
-        "distinct_decimals": 8,
+        "distinct_decimals": BELIEF_DECIMALS,
         "entropy_rate": p.entropy_rate(),
         "optimal_loss": loss.tolist(),
         "statistical_complexity": complexity.value,
@@ -168,7 +168,7 @@ def _figure(p: GHMM, msp_states: np.ndarray, chaos: np.ndarray, depth: int, summ
                                                 f"\n({summary['n_nodes']:,} tree nodes); "
                                                 "box-counting dimension ~ "
                                                 f"{_dimension_text(summary['dimension_msp'])}"))
-        visited = merge_beliefs(sampled, np.ones(len(sampled)), decimals=8)
+        visited = merge_beliefs(sampled, np.ones(len(sampled)))
         if len(visited.probs) <= 5000:  # few distinct states: one marker each, area ~ frequency
             sizes = 8 + 400 * visited.probs / visited.probs.max()
             plot_states(right, chart, visited.beliefs, s=sizes)
@@ -200,7 +200,7 @@ def _views(p: GHMM, msp_states: np.ndarray, chaos: np.ndarray, depth: int, point
         for k, part in enumerate(parts):
             part_depth = default_depth(part)
             check_memory(part, part_depth, points)
-            rows.append((f"{kind} {k} {part.name}", part, part.msp(part_depth).unique(8).beliefs,
+            rows.append((f"{kind} {k} {part.name}", part, part.msp(part_depth).unique().beliefs,
                          part.chaos_game(points, seed=k + 1), part_depth))
         return rows
     return [(p.name, p, msp_states, chaos, depth)]
