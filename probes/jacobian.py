@@ -307,14 +307,16 @@ def fit_belief_map(states: np.ndarray, beliefs: np.ndarray) -> np.ndarray:
 
 
 def projected_jacobians(
-    jacobians: Tensor | np.ndarray, belief_map: np.ndarray, embedding: np.ndarray | None = None
+    jacobians: Tensor | np.ndarray, belief_map: np.ndarray, embedding: np.ndarray | None = None,
+    right: np.ndarray | None = None,
 ) -> np.ndarray:
     """P = Q^T W J E Q: state Jacobians (..., D, D) seen on the belief simplex through the probe
-    W (S, D) -> (..., S-1, S-1) (Q: hmm.belief_dynamics.tangent_basis). E (D, S) maps a belief
-    perturbation into the state: W^+ (the minimum-norm inverse of the probe) by default, or the
-    least-squares belief -> state map (the directions in which beliefs actually vary)."""
+    W (S, D) -> (..., S-1, S-1) (Q: hmm.belief_dynamics.tangent_basis; a GHMM's plane
+    eta . right = 1 when `right` is given). E (D, S) maps a belief perturbation into the state:
+    W^+ (the minimum-norm inverse of the probe) by default, or the least-squares belief -> state
+    map (the directions in which beliefs actually vary)."""
     jac = np.asarray(jacobians, dtype=np.float64)
-    q = tangent_basis(belief_map.shape[0])
+    q = tangent_basis(belief_map.shape[0], right)
     embedding = np.linalg.pinv(belief_map) if embedding is None else embedding
     return (q.T @ belief_map) @ jac @ (embedding @ q)
 
@@ -347,9 +349,10 @@ def belief_projection(
     after = process.beliefs(symbols)
     start = np.broadcast_to(process.initial, (len(symbols), 1, process.n_states))
     filter_steps = simplex_jacobian(process, np.concatenate([start, after[:, :-1]], 1), symbols)
-    radius, error = _radius_and_error(projected_jacobians(joint, w), filter_steps)
+    radius, error = _radius_and_error(projected_jacobians(joint, w, right=process.right),
+                                      filter_steps)
     embedded, embedded_error = _radius_and_error(
-        projected_jacobians(joint, w, embedding), filter_steps
+        projected_jacobians(joint, w, embedding, right=process.right), filter_steps
     )
     return {
         "projected_radius_mean": float(radius.mean()),
