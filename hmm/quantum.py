@@ -81,8 +81,9 @@ def instrument_ghmm(
     T = instrument_matrices(kraus)
     _, labels = hermitian_basis(int(np.sqrt(T.shape[1])))
     keep = reached_coordinates(T)
+    trace = np.eye(len(keep))[0]  # tau = e_0 exactly: P(w) = tr(rho_w), no eigen-solve residue
     return GHMM(T[:, keep][:, :, keep], name=name, states=[labels[a] for a in keep],
-                symbols=symbols)
+                symbols=symbols, right=trace)
 
 
 def reached_coordinates(T: np.ndarray, tol: float = 1e-12) -> np.ndarray:
