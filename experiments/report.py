@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from hmm import load_process
 from hmm.errors import InvalidInput
 from hmm.files import read_json, write_atomic, write_json
 from models.architectures import CONCAT, final_layer_hook, hook_label
@@ -344,8 +345,9 @@ def _settings(config: dict) -> str:
     rows = []
     process = config["process"]
     rows.append(["process", "name", process.get("name")])
-    rows.append(["process", "states × symbols",
-                 f"{len(process.get('states', []))} × {len(process.get('symbols', []))}"])
+    built = load_process(process)  # a mixture or product spec lists parts, not states
+    rows.append(["process", "states × symbols", f"{built.n_states} × {built.n_symbols}"
+                 + ("" if built.kind == "hmm" else f" ({built.kind})")])
     rows.append(["model", "architecture", config["arch"]])
     for key, value in config["model"].items():
         rows.append(["model", key, _value(value)])

@@ -24,6 +24,10 @@ with Q (S x (S-1)) an orthonormal basis of the plane, the map on the simplex is 
   long-run exponent (early steps from the stationary belief contract differently), so a network
   is compared with the filter over the same window.
 
+A GHMM (hmm.process) has the same update with the normaliser s = tau^T A^T eta: its states live
+on the plane tau^T eta = 1, perturbations on {v : tau^T v = 0}, and D = (I - f tau^T) A^T / s;
+every function below takes the process's tau, so the simplex is the case tau = 1.
+
 `largest_lyapunov` and `finite_time_lyapunov` are the one home of these estimates, and
 `quantile_summary` of the quantiles every per-step or per-unit distribution is reported with:
 probes use them for the recurrent networks' step Jacobians and the units too. Pure numpy;
@@ -35,13 +39,19 @@ from __future__ import annotations
 import numpy as np
 
 from hmm.errors import InvalidInput
-from hmm.process import HMM
+from hmm.process import GHMM, HMM
 
 
-def tangent_basis(n_states: int) -> np.ndarray:
-    """Orthonormal basis of the plane {v : sum v = 0}: (S, S-1), the same for every call."""
+def tangent_basis(n_states: int, right: np.ndarray | None = None) -> np.ndarray:
+    """Orthonormal basis of the plane {v : right . v = 0}: (S, S-1), the same for every call.
+
+    right None or all ones: the simplex's plane {sum v = 0} (Helmert contrasts); otherwise a GHMM's
+    (the SVD complement of tau)."""
     if n_states < 2:
         raise InvalidInput(f"a simplex tangent plane needs >= 2 states, got {n_states}")
+    if right is not None and not np.array_equal(right, np.ones(n_states)):
+        _, _, vt = np.linalg.svd(np.asarray(right, dtype=np.float64)[None])
+        return vt[1:].T
     # Helmert contrasts: column k = (1, ..., 1, -k, 0, ...) / norm, orthonormal and sum zero
     basis = np.zeros((n_states, n_states - 1))
     for k in range(1, n_states):
@@ -51,7 +61,7 @@ def tangent_basis(n_states: int) -> np.ndarray:
     return basis
 
 
-def update_jacobian(process: HMM, beliefs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+def update_jacobian(process: GHMM, beliefs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
     """D_x(b) = d f_x(b) / d b in the ambient coordinates: beliefs (..., S), symbols (...) ->
     (..., S, S), D[..., i, j] = d f_x(b)_i / d b_j. Symbols of probability zero at b -> NaN."""
     beliefs = np.asarray(beliefs, dtype=np.float64)
@@ -59,15 +69,16 @@ def update_jacobian(process: HMM, beliefs: np.ndarray, symbols: np.ndarray) -> n
     a_t = np.swapaxes(process.T[symbols], -1, -2)  # (..., S, S) = A^T
     g = np.einsum("...ij,...j->...i", a_t, beliefs)  # A^T b
     with np.errstate(divide="ignore", invalid="ignore"):
-        s = g.sum(axis=-1)
+        s = process.mass(g)
         f = g / s[..., None]
-        centre = np.eye(process.n_states) - f[..., :, None]  # (I - f 1^T)
+        centre = np.eye(process.n_states) - f[..., :, None] * process.right  # (I - f tau^T)
         return centre @ a_t / s[..., None, None]
 
 
-def simplex_jacobian(process: HMM, beliefs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
-    """M = Q^T D_x(b) Q, the Jacobian on the simplex: (..., S), (...) -> (..., S-1, S-1)."""
-    q = tangent_basis(process.n_states)
+def simplex_jacobian(process: GHMM, beliefs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+    """M = Q^T D_x(b) Q, the Jacobian on the simplex (a GHMM's state plane): (..., S), (...) ->
+    (..., S-1, S-1)."""
+    q = tangent_basis(process.n_states, process.right)
     return q.T @ update_jacobian(process, beliefs, symbols) @ q
 
 
@@ -136,7 +147,7 @@ def finite_time_lyapunov(jacobians: np.ndarray) -> np.ndarray:
 
 
 def belief_path(
-    process: HMM, n_sequences: int, length: int, seed: int = 0
+    process: GHMM, n_sequences: int, length: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sampled symbols (n, L) and the exact belief *before* each of them (n, L, S): the initial
     (stationary) belief, then the belief after each earlier symbol."""
@@ -147,7 +158,7 @@ def belief_path(
 
 
 def belief_update_dynamics(
-    process: HMM,
+    process: GHMM,
     n_sequences: int = 8,
     length: int = 4000,
     burn_in: int = 100,
@@ -179,7 +190,7 @@ def belief_update_dynamics(
     }
 
 
-def window_lyapunov(process: HMM, tokens: np.ndarray) -> dict:
+def window_lyapunov(process: GHMM, tokens: np.ndarray) -> dict:
     """The filter's finite-time exponent over windows tokens (n, L) from the initial belief: the
     window a network is trained on. -> {"lyapunov_window" (mean over sequences, nats/token;
     null when the filter synchronises, -inf), "lyapunov_window_sd", "window" (L),

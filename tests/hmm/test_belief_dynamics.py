@@ -176,3 +176,26 @@ def test_radius_quantiles_show_mess3s_bimodal_steps():
     found = belief_update_dynamics(load_process("mess3"), n_sequences=2, length=2000, burn_in=50)
     quantiles = found["spectral_radius_quantiles"]
     assert quantiles["q50"] < 0.5 < found["spectral_radius_mean"] < quantiles["q90"]
+
+def test_ghmm_update_jacobian_is_the_derivative_on_the_state_plane():
+    from hmm import load_process
+    from hmm.belief_dynamics import simplex_jacobian, tangent_basis, update_jacobian
+
+    p = load_process("moon")  # tau is not 1: states live on eta . tau = 1
+    q = tangent_basis(p.n_states, p.right)
+    np.testing.assert_allclose(q.T @ q, np.eye(p.n_states - 1), atol=1e-12)
+    np.testing.assert_allclose(p.right @ q, 0.0, atol=1e-12)
+    assert np.array_equal(tangent_basis(3, np.ones(3)), tangent_basis(3))  # classical: Helmert
+    tokens, _ = p.sample(1, 6, seed=2)
+    eta = p.beliefs(tokens)[0, -1]
+
+    def update(state, x):
+        v = state @ p.T[x]
+        return v / (v @ p.right)
+
+    for x in range(p.n_symbols):
+        step = 1e-6
+        numeric = np.stack([(update(eta + step * q[:, k], x) - update(eta - step * q[:, k], x))
+                            / (2 * step) for k in range(p.n_states - 1)], axis=1)
+        np.testing.assert_allclose(update_jacobian(p, eta, x) @ q, numeric, atol=1e-6)
+        np.testing.assert_allclose(simplex_jacobian(p, eta, x), q.T @ numeric, atol=1e-6)
