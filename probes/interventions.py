@@ -170,11 +170,11 @@ def exact_predictions(
     rows = np.arange(n)
     for s in range(int(positions.min()), length):
         later = positions < s
-        if later.any():  # the process's own update: b' = joint(b)[x] / P(x | b)
+        if later.any():  # the process's own update: eta' = joint(eta)[x] / P(x | eta)
             step = process.joint(belief[later])[np.arange(later.sum()), tokens[later, s]]
-            norm = step.sum(axis=1, keepdims=True)
+            norm = process.mass(step)[:, None]
             with np.errstate(invalid="ignore", divide="ignore"):
-                belief[later] = np.where(norm > 0, step / norm, np.nan)
+                belief[later] = np.where(norm > process.zero_mass, step / norm, np.nan)
         active = rows[positions <= s]
         out[active, s] = process.predictive(belief[active])
     return out

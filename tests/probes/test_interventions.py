@@ -100,14 +100,17 @@ def test_minimum_norm_move_reads_the_target_and_is_shortest():
     assert (np.linalg.norm(inside, axis=1) >= np.linalg.norm(delta, axis=1) - 1e-12).all()
 
 
-def test_exact_predictions_equal_filtering_the_spliced_sequence(mess3):
-    donor, recipient = np.array([[2, 2, 0]]), np.array([[1, 0, 1, 2, 2]])
+@pytest.mark.parametrize("name", ["mess3", "bloch_walk", "moon"])  # classical, GHMMs
+def test_exact_predictions_equal_filtering_the_spliced_sequence(name):
+    process = load_process(name)
+    tokens, _ = process.sample(2, 5, seed=3)
+    donor, recipient = tokens[:1, :3], tokens[1:]
     t = np.array([2])
-    start = mess3.beliefs(donor)[:, -1]
-    got = exact_predictions(mess3, start, recipient, t)
+    start = process.beliefs(donor)[:, -1]
+    got = exact_predictions(process, start, recipient, t)
     spliced = np.concatenate([donor, recipient[:, 3:]], axis=1)  # donor prefix, then x_3, x_4
-    expected = mess3.predictive(mess3.beliefs(spliced)[0, 2:])
-    np.testing.assert_allclose(got[0, 2:], expected, atol=1e-14)
+    expected = process.predictive(process.beliefs(spliced, on_zero="nan")[0, 2:])
+    np.testing.assert_allclose(got[0, 2:], expected, atol=1e-12)
     assert np.isnan(got[0, :2]).all()
 
 
