@@ -180,11 +180,52 @@ def compare_subspaces(A: np.ndarray, B: np.ndarray, n_null: int = NULL_DRAWS, se
     return record
 
 
+def fit_probe(X: np.ndarray, inputs, targets: np.ndarray | None = None):
+    """The probe as `beliefgeo probe` fits it, from X (R, d) per probe row to `targets` (R, k)
+    (default the beliefs): the fit half, ridge chosen by cross-validation over the fit half's
+    folds (probes.belief_probe.cv_ridge). Returns the fitted BeliefProbe with two more
+    attributes: ridge_factor_, and encoding_ (d, k), the least-squares map from targets to
+    activations on the same rows (Cov(X, Y) Cov(Y)^+: how the activations vary with them)."""
+    from probes.belief_probe import BeliefProbe, cv_ridge, gram_scale, merge_moments, moments
+
+    Y = inputs.beliefs if targets is None else np.asarray(targets, dtype=np.float64)
+    folds = []
+    for weights in inputs.fold_count:
+        rows = np.flatnonzero(weights > 0)
+        folds.append(moments(X[rows], Y[rows], weights[rows]))
+    fit = merge_moments(folds)
+    ridge = cv_ridge(folds, slice(None))
+    probe = BeliefProbe(ridge * gram_scale(fit)).fit_moments(fit)
+    probe.ridge_factor_ = ridge
+    probe.encoding_ = fit.xy @ np.linalg.pinv(fit.yy, rcond=RANK_TOL, hermitian=True)
+    return probe
+
+
 def readout_subspaces(coef: np.ndarray, groups: dict[str, np.ndarray | slice]) -> dict:
     """{group: coef[:, columns]} for the probe coefficients coef (d, targets) of each group of
     target columns (e.g. a product's factor beliefs side by side)."""
     coef = np.asarray(coef, dtype=np.float64)
     return {name: coef[:, columns] for name, columns in groups.items()}
+
+
+def target_subspaces(
+    coefs: dict[str, np.ndarray], groups: dict[str, dict[str, slice]], n_null: int = NULL_DRAWS,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Read-out geometry of grouped probe targets (hmm's `probe_targets` / `target_groups`):
+    coefs {target: probe coefficients (d, k)}; groups {target: {group: column slice}}.
+    {target: {"a|b": record}} for every target with two or more groups (a product's factors, a
+    mixture's components), and "between_targets" {"s|t": record} for every pair of targets (a
+    mixture's component posterior against its belief)."""
+    out = {name: group_subspaces(coefs[name], parts, n_null, seed)
+           for name, parts in groups.items() if name in coefs and len(parts) > 1}
+    names = list(coefs)
+    if len(names) > 1:
+        out["between_targets"] = {
+            f"{a}|{b}": compare_subspaces(coefs[a], coefs[b], n_null, seed)
+            for i, a in enumerate(names) for b in names[i + 1 :]
+        }
+    return out
 
 
 def group_subspaces(

@@ -53,8 +53,8 @@ from models.architectures import (
 from models.checkpoints import load_checkpoint, load_run_process, read_run_config, trained_positions
 from models.run_files import list_checkpoints
 from probes.activations import check_hooks, collect_activations, probe_inputs
-from probes.belief_probe import BeliefProbe, cv_ridge, gram_scale, merge_moments, moments, r2_score
-from probes.geometry import RANK_TOL, orthonormal_basis, overlap
+from probes.belief_probe import r2_score
+from probes.geometry import RANK_TOL, fit_probe, orthonormal_basis, overlap
 from probes.geometry_figures import intervention_bars
 
 FORMAT = 1
@@ -207,23 +207,6 @@ def gap_closed(
 
 
 # ---- one hook ----------------------------------------------------------------------------------
-def fit_intervention_probe(X: np.ndarray, inputs) -> BeliefProbe:
-    """The belief probe as `beliefgeo probe` fits it: the fit half, ridge by cross-validation
-    over the fit half's folds (probes.belief_probe.cv_ridge). Also sets encoding_ (d, S), the
-    least-squares map from beliefs to activations on the same rows (Cov(X, Y) Cov(Y)^+): the
-    directions along which the activations actually vary with the belief."""
-    folds = []
-    for weights in inputs.fold_count:
-        rows = np.flatnonzero(weights > 0)
-        folds.append(moments(X[rows], inputs.beliefs[rows], weights[rows]))
-    fit = merge_moments(folds)
-    ridge = cv_ridge(folds, slice(None))
-    probe = BeliefProbe(ridge * gram_scale(fit)).fit_moments(fit)
-    probe.ridge_factor_ = ridge
-    probe.encoding_ = fit.xy @ np.linalg.pinv(fit.yy, rcond=RANK_TOL, hermitian=True)
-    return probe
-
-
 def choose_prefixes(inputs, n_prefixes: int, seed: int = 0) -> dict:
     """Recipient and donor held-out sequences drawn by probability (with replacement, seeded),
     one position t uniform in 0..L-2 per pair (every recipient has a later position):
@@ -247,7 +230,7 @@ def intervene_hook(model, process, inputs, X_rows: np.ndarray, hook: str, pairs:
     `choose_prefixes`. Two moves that make the probe read b', each beside its own nulls of the
     same norm: the least-norm move (in the probe's subspace), and the least-norm move inside the
     encoding subspace (probe.encoding_'s columns)."""
-    probe = fit_intervention_probe(X_rows, inputs)
+    probe = fit_probe(X_rows, inputs)
     ho = inputs.heldout_rows
     r2 = r2_score(inputs.beliefs[ho], probe.predict(X_rows[ho]), inputs.heldout_count[ho])
     t, seqs = pairs["positions"], pairs["recipients"]

@@ -142,3 +142,35 @@ def test_group_subspaces_of_a_product_read_out():
     assert pairs["a|b"]["overlap"] == pytest.approx(0.0, abs=1e-12)
     assert max(pairs["a|b"]["angles_deg"]) == pytest.approx(90.0)
     assert pairs["a|c"]["overlap"] > 0.2  # both inside the same 4-d block: not orthogonal
+
+
+def test_factor_read_outs_of_a_product_are_orthogonal_when_stored_apart():
+    """Product of two Mess3 factors; activations hold each factor's belief in its own block of
+    coordinates (orthogonal) or both in one shared block (overlapping): the fitted probes'
+    factor subspaces say which, against the random-subspace null."""
+    from hmm import load_process
+    from hmm.composite import Product
+    from probes.activations import probe_inputs
+    from probes.geometry import fit_probe, target_subspaces
+
+    product = Product([load_process("mess3"), load_process("mess3:x=0.1,a=0.6")])
+    inputs = probe_inputs(product, 3)
+    targets = product.probe_targets(inputs.beliefs)
+    groups = product.target_groups()
+    f1, f2 = targets["factors"][:, :3], targets["factors"][:, 3:]
+    rng = np.random.default_rng(0)
+    apart = np.zeros((len(f1), 12))
+    apart[:, :4] = f1 @ rng.standard_normal((3, 4))
+    apart[:, 6:10] = f2 @ rng.standard_normal((3, 4))
+    shared = f1 @ rng.standard_normal((3, 12)) + f2 @ rng.standard_normal((3, 12))
+    shared[:, 4:] = 0.0  # both factors squeezed into the same 4 coordinates
+    records = {}
+    for name, X in (("apart", apart), ("shared", shared)):
+        coefs = {t: fit_probe(X, inputs, targets[t]).coef_ for t in ("belief", "factors")}
+        records[name] = target_subspaces(coefs, groups, n_null=100)
+    pair = "factor 0: mess3(x=0.05,a=0.85)|factor 1: mess3(x=0.1,a=0.6)"
+    apart_pair, shared_pair = records["apart"]["factors"][pair], records["shared"]["factors"][pair]
+    assert apart_pair["dims"] == [2, 2] and apart_pair["overlap"] < 1e-6
+    assert apart_pair["overlap"] < apart_pair["null"]["overlap_q05"]
+    assert shared_pair["overlap"] > shared_pair["null"]["overlap_q95"]
+    assert "belief|factors" in records["apart"]["between_targets"]

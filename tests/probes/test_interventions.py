@@ -21,11 +21,11 @@ from models.rnn import RNNConfig, build_rnn
 from models.training import train
 from models.transformer import TransformerConfig, build_transformer
 from probes.activations import collect_activations, probe_inputs
+from probes.geometry import fit_probe
 from probes.interventions import (
     choose_prefixes,
     counterfactual_logits,
     exact_predictions,
-    fit_intervention_probe,
     gap_closed,
     intervene_hook,
     intervene_run,
@@ -136,7 +136,7 @@ def test_kl_and_gap_closed_against_direct_formulas():
 
 def test_probe_move_gives_exactly_the_predicted_change(mess3, setting):
     net, inputs, X = setting
-    probe = fit_intervention_probe(X, inputs)
+    probe = fit_probe(X, inputs)
     pairs = choose_prefixes(inputs, 300, seed=2)
     seqs, t = pairs["recipients"], pairs["positions"]
     target = inputs.beliefs[inputs.row_of[pairs["donors"], t]]
