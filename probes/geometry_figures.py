@@ -24,8 +24,8 @@ def dimension_over_training(probes: dict) -> bytes | None:
     untrained = probes.get("baselines", {}).get("random_init", {})
     for i, hook in enumerate(hooks):
         colour = OKABE_ITO[i % len(OKABE_ITO)]
-        dims = np.array([c["layers"][hook]["effective_dim"]["95"] or np.nan for c in checkpoints],
-                        dtype=float)
+        dims = np.array([c["layers"].get(hook, {}).get("effective_dim", {}).get("95") or np.nan
+                         for c in checkpoints], dtype=float)  # --last keeps older records
         ax.plot(tokens, dims, "o-", color=colour, ms=3, label=hook_label(hook))
         null = untrained.get(hook, {}).get("effective_dim_mean", {}).get("95")
         if null is not None:

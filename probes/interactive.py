@@ -25,10 +25,12 @@ TETRAHEDRON = np.array([[1.0, 1.0, 1.0], [1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [
 
 
 def coordinates_3d(
-    true: np.ndarray, predicted: np.ndarray, weights: np.ndarray | None = None
+    true: np.ndarray, predicted: np.ndarray, weights: np.ndarray | None = None,
+    simplex: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]:
-    """(true (n, 3), predicted (n, 3), axis titles, corners (S, 3) or None) per the module doc."""
-    if true.shape[-1] == 4:
+    """(true (n, 3), predicted (n, 3), axis titles, corners (S, 3) or None) per the module doc;
+    simplex=False (a GHMM's quasi-probability states) always takes the principal axes."""
+    if true.shape[-1] == 4 and simplex:
         return true @ TETRAHEDRON, predicted @ TETRAHEDRON, ["x", "y", "z"], TETRAHEDRON
     pca = weighted_pca(true, weights)
     axes = pca.components[:3]
@@ -48,9 +50,12 @@ def belief_view_3d(
     include_plotlyjs: bool = True,
     max_points: int = MAX_POINTS,
     seed: int = 0,
+    simplex: bool = True,
 ) -> str:
-    """An HTML fragment (a div and its script) with two linked rotatable 3-D scatter plots: true
-    beliefs (n, S) and their predictions (n, S), a seeded subsample of max_points rows."""
+    """An HTML fragment (a div and its script) with two rotatable 3-D scatter plots: true
+    beliefs (n, S) and their predictions (n, S), a seeded subsample of max_points rows.
+    simplex: the states are probabilities (a classical HMM's beliefs), so 4 states may be drawn
+    in the tetrahedron."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -62,7 +67,7 @@ def belief_view_3d(
         )
     keep = np.random.default_rng(seed).permutation(len(true))[:max_points]
     true, predicted = true[keep], predicted[keep]
-    xyz_true, xyz_pred, titles, corners = coordinates_3d(true, predicted)
+    xyz_true, xyz_pred, titles, corners = coordinates_3d(true, predicted, simplex=simplex)
     colours = [f"rgb({r:.0f},{g:.0f},{b:.0f})" for r, g, b in 255 * belief_colors(true)]
     fig = make_subplots(rows=1, cols=2, specs=[[{"type": "scene"}, {"type": "scene"}]],
                         subplot_titles=["exact belief", subtitle], horizontal_spacing=0.02)

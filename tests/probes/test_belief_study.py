@@ -35,6 +35,7 @@ METRICS = {
     "r2_heldout", "r2_heldout_weighted", "r2_insample", "r2_pooled", "mse_heldout", "r2_shuffle",
     "r2_by_position", "mse_by_position", "r2_within_kgram", "resolution_depth", "ridge",
 }
+GEOMETRY = {"explained_variance", "effective_dim", "affine_dim"}  # probes.geometry_study
 
 
 class BeliefResidual(HookedRootModule):
@@ -94,7 +95,8 @@ def test_probe_run_writes_json_and_figures(tiny_run):
     hooks = transformer_residual_hooks(2)
     for entry in written["checkpoints"]:
         assert set(entry["layers"]) == set(hooks) | {CONCAT}
-        assert all(set(v) == METRICS for v in entry["layers"].values())
+        assert set(entry["layers"][CONCAT]) == METRICS
+        assert all(set(entry["layers"][h]) == METRICS | GEOMETRY for h in hooks)
         wanted = {"r2_heldout", "distance_corr_probe", "distance_corr_next_token"}
         assert wanted <= set(entry["next_token"])
     final, initial = written["checkpoints"][-1], written["checkpoints"][0]
