@@ -13,6 +13,8 @@ File map:
                       as Ray tasks, one run folder each, restartable
     sweep_summary.py  a sweep's summary.csv / summary.json (mean, sd, 95 % interval over seeds) and
                       its report with seed bands
+    geometry_report.py  the report's geometry section: effective dimension, interventions, 3-D view
+    cka_summary.py    CKA between a sweep's runs of one process (summary.json "cka") and its table
     report.py         RUN/report.html: self-contained page from a run folder, and the HTML helpers
                       (embed_image, html_page) the other reports use
     examples/         a 4-state process spec for `probe-hmm` and sweep specs

@@ -656,6 +656,8 @@ def _reproduce(run: Path, data: dict) -> list[str]:
 def write_report(run: str | Path) -> Path:
     """Write RUN/report.html from RUN's files and return its path. Computes the ground-truth
     geometry into RUN/fractal when it is missing and writes RUN/reproduce/ (process and recipe)."""
+    from experiments.geometry_report import geometry_section
+
     run = Path(run)
     data = _load(run, compute_fractal=True)
     config = data["config"]
@@ -677,6 +679,7 @@ def write_report(run: str | Path) -> Path:
     parts += _ground_truth(run, data)
     if data["probes"]:
         parts += _probes(run, data["probes"])
+    parts += geometry_section(run, data["probes"])  # experiments/geometry_report.py
     parts.append("<h2>Loss against the Bayes optimum</h2>")
     if loss_png:
         parts.append(numbers.get("loss") and f"<p>{html.escape(numbers['loss'])}.</p>" or "")

@@ -38,4 +38,6 @@ File map:
                        untrained null and each hook's CKA with the beliefs
     interactive.py     rotatable 3-D views of true vs predicted beliefs (plotly, JS inlined)
     geometry_figures.py  effective dimension over training; intervention gaps closed per hook
+    geometry_study.py  what `probe` adds: effective dimension per hook and checkpoint, the belief
+                       set's dimension, the untrained null, grouped-target subspaces, figures
 """
