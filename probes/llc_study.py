@@ -31,15 +31,9 @@ from models.architectures import final_layer_hook, residual_hooks
 from models.checkpoints import model_config_of_run, trained_positions
 from models.compute import cpu_threads, pick_device, torch_threads
 from models.run_files import list_checkpoints
-from probes.llc import (
-    CalibrationGrid,
-    LLCSettings,
-    NextTokenWindowLoss,
-    calibrate,
-    estimate_llc,
-)
+from probes.llc import NextTokenWindowLoss, calibrate, estimate_llc
+from probes.llc_settings import LLC_FORMAT, CalibrationGrid, LLCSettings
 
-LLC_FORMAT = "beliefgeo-llc/1"
 WINDOW_STREAM = 20  # third word of the sampling windows' seed entropy (docs/llc.md)
 NOT_AN_LLC = ("not_at_minimum", "loss_nonfinite", "loss_above_uniform")
 STAGE_RULE = (
@@ -273,16 +267,6 @@ def emergence_beside_stages(
             "log10_ratio": math.log10(out["tokens"] / near["tokens"]),
         }
     return out
-
-
-def read_llc_settings(path: str | Path) -> LLCSettings:
-    """The settings an earlier `llc` run used (its llc.json), to measure another run the same
-    way (seeds, a constant learning rate, other architectures)."""
-    data = read_json(path)
-    if not isinstance(data, dict) or data.get("format") != LLC_FORMAT:
-        raise InvalidInput(f"{path} is not a beliefgeo llc.json (no format {LLC_FORMAT!r})")
-    stored = data.get("settings", {})
-    return LLCSettings(**{k: stored[k] for k in LLCSettings.names() if k in stored})
 
 
 def _finite(value: float | None) -> float:

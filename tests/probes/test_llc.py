@@ -7,6 +7,7 @@ import copy
 import importlib.util
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,28 +20,15 @@ from models.recipes import TrainConfig
 from models.rnn import RNNConfig
 from models.training import train
 from models.transformer import TransformerConfig, build_transformer
-from probes.llc import (
-    CalibrationGrid,
-    LLCSettings,
-    NextTokenWindowLoss,
-    _sample,
-    estimate_llc,
-    pick_settings,
-    reduce_trace,
-)
+from probes.llc import NextTokenWindowLoss, _sample, estimate_llc, pick_settings, reduce_trace
 from probes.llc_known import (
     aoyagi_rrr_lambda,
     linear_regression_case,
     reduced_rank_case,
     regular_expected_llc,
 )
-from probes.llc_study import (
-    llc_run,
-    probe_emergence,
-    read_llc_settings,
-    select_checkpoints,
-    stage_boundaries,
-)
+from probes.llc_settings import CalibrationGrid, LLCSettings, read_llc_settings
+from probes.llc_study import llc_run, probe_emergence, select_checkpoints, stage_boundaries
 
 ROOT = Path(__file__).resolve().parents[2]
 # the settings the known-value tests use (docs/llc.md, "Validation")
@@ -99,7 +87,7 @@ def test_a_point_that_is_not_a_minimum_is_flagged():
     case = linear_regression_case()
     with torch.no_grad():
         case.model.weight.add_(0.3)  # off the least-squares solution: the chains go downhill
-    found = estimate_llc(case.model, case.windows, case.loss, REGULAR)
+    found = estimate_llc(case.model, case.windows, case.loss, replace(REGULAR, chains=2, draws=40))
     assert found["llc_mean"] < 0
     assert "not_at_minimum" in found["flags"]
 
@@ -265,11 +253,8 @@ def _tiny_run(path: Path, model) -> Path:
 
 @pytest.fixture(scope="module")
 def transformer_llc(tmp_path_factory):
-    from probes.belief_study import probe_run
-
     run = _tiny_run(tmp_path_factory.mktemp("llc") / "t",
                     TransformerConfig(n_layers=1, d_model=8, d_head=4, d_mlp=16, n_ctx=N_CTX))
-    probe_run(run, init_seeds=3)  # fmt: skip
     return run, llc_run(run, checkpoints=None, settings=TINY, calibrate_grid=TINY_GRID)
 
 
@@ -282,7 +267,7 @@ def test_llc_run_writes_every_checkpoint_its_calibration_and_figures(transformer
     assert stored["settings"]["source"].startswith(("calibrated", "given"))
     assert len(stored["calibration"]["grid"]) == 2 and stored["settings"]["device"] == "cpu"
     assert stored["loss"]["ceiling"] == pytest.approx(math.log(3))
-    assert stored["emergence"]["hook"] == "blocks.0.hook_resid_post"
+    assert stored["emergence"] is None  # no probes.json (tests/experiments/test_llc_command.py)
     for entry in stored["checkpoints"]:
         assert set(entry["flags"]) <= {"not_at_minimum", "not_settled", "loss_nonfinite",
                                        "loss_above_uniform", "calibration_failed"}  # fmt: skip
@@ -296,14 +281,19 @@ def test_llc_run_writes_every_checkpoint_its_calibration_and_figures(transformer
     )
 
 
-def test_llc_json_keys_are_the_documented_keys(transformer_llc):
+def documented_keys_check(run: Path, arch: str) -> None:
+    """llc.json of RUN against the ```keys llc.json block of docs/run-files.md, both ways (the
+    rule of tests/experiments/test_docs.py, loaded from there)."""
     spec = importlib.util.spec_from_file_location("docs_check",
                                                   ROOT / "tests/experiments/test_docs.py")
     docs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(docs)  # fmt: skip
-    run, _ = transformer_llc
     written = docs.written_keys(json.loads((run / "llc.json").read_text()))
-    docs.compare("llc.json", written, "transformer", {})
+    docs.compare("llc.json", written, arch, {})
+
+
+def test_llc_json_keys_are_the_documented_keys(transformer_llc):
+    documented_keys_check(transformer_llc[0], "transformer")
 
 
 def test_llc_run_on_an_elman_rnn(tmp_path):
