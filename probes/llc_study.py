@@ -24,7 +24,7 @@ import torch
 
 from hmm import HMM
 from hmm.errors import InvalidInput
-from hmm.files import read_json, write_json
+from hmm.files import read_json, writable_dir, write_json
 from hmm.progress import progress
 from models import build_model, load_checkpoint, load_run_process, read_run_config
 from models.architectures import final_layer_hook, residual_hooks
@@ -271,3 +271,70 @@ def emergence_beside_stages(
 
 def _finite(value: float | None) -> float:
     return float(value) if value is not None and math.isfinite(value) else 0.0
+
+
+def compare_llc(groups: dict[str, list[str | Path]], out: str | Path) -> dict:
+    """LLC curves of several groups of runs (seeds of one setting, a schedule, an architecture),
+    each group as its mean and sd across runs at the tokens every run of the group measured, with
+    its stage boundaries (STAGE_RULE on the group mean, se = sd across runs / sqrt(runs)) and where
+    each run's geometry emerged. Every run needs llc.json with the same settings (`llc
+    --settings-from`): LLC values are comparable only at equal settings.
+
+    Writes OUT/llc_compare.json and OUT/llc_compare.png; returns the json's content."""
+    from probes.llc_figures import plot_llc_groups
+
+    out = Path(out)
+    loaded = {
+        label: [(Path(r), _read_llc(Path(r))) for r in runs] for label, runs in groups.items()
+    }
+    if not loaded or any(not runs for runs in loaded.values()):
+        raise InvalidInput("give at least one run in every group")
+    keys = ("lr", "n_beta", "localization", "chains", "draws", "batch_size", "windows")
+    settings = {tuple(llc["settings"][k] for k in keys) for runs in loaded.values()
+                for _, llc in runs}  # fmt: skip
+    if len(settings) > 1:
+        raise InvalidInput(
+            "the runs were measured with different LLC settings; rerun them with "
+            "`beliefgeo llc RUN --settings-from FIRST/llc.json`"
+        )
+    result = {"settings": dict(zip(keys, settings.pop(), strict=True)), "groups": {}}
+    for label, runs in loaded.items():
+        result["groups"][label] = _group_curve(runs)
+    writable_dir(out)
+    write_json(out / "llc_compare.json", result)
+    plot_llc_groups(result, out / "llc_compare.png")
+    return result
+
+
+def _read_llc(run: Path) -> dict:
+    data = read_json(run / "llc.json")
+    if not isinstance(data, dict) or data.get("format") != LLC_FORMAT:
+        raise InvalidInput(f"{run}/llc.json is not a beliefgeo llc.json; run `beliefgeo llc {run}`")
+    return data
+
+
+def _group_curve(runs: list[tuple[Path, dict]]) -> dict:
+    """Mean and sd across runs at their common tokens, the stage boundaries of the mean, and each
+    run's emergence tokens."""
+    by_run = [{e["tokens"]: e for e in llc["checkpoints"]} for _, llc in runs]
+    common = sorted(set.intersection(*(set(b) for b in by_run)))
+    entries = []
+    for tokens in common:
+        values = [b[tokens]["llc_mean"] for b in by_run]
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        flags = sorted({f for b in by_run for f in b[tokens]["flags"]})
+        entries.append({
+            "tokens": tokens,
+            "llc_mean": float(np.mean(finite)) if finite else math.nan,
+            "llc_sd": float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan,
+            "llc_runs": values,
+            "flags": flags,
+        })  # fmt: skip
+    emerged = [(llc.get("emergence") or {}).get("tokens") for _, llc in runs]
+    return {
+        "runs": [str(r) for r, _ in runs],
+        "checkpoints": entries,
+        "stages": stage_boundaries(entries, max(len(runs), 1)),
+        "emergence_tokens": emerged,
+        "per_run_boundaries": [llc["stages"]["boundaries"] for _, llc in runs],
+    }

@@ -28,7 +28,13 @@ from probes.llc_known import (
     regular_expected_llc,
 )
 from probes.llc_settings import CalibrationGrid, LLCSettings, read_llc_settings
-from probes.llc_study import llc_run, probe_emergence, select_checkpoints, stage_boundaries
+from probes.llc_study import (
+    compare_llc,
+    llc_run,
+    probe_emergence,
+    select_checkpoints,
+    stage_boundaries,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 # the settings the known-value tests use (docs/llc.md, "Validation")
@@ -302,3 +308,29 @@ def test_llc_run_on_an_elman_rnn(tmp_path):
     assert [e["tokens"] for e in result["checkpoints"]][-1] == 9 * 16 * N_CTX
     assert result["calibration"] is None and result["emergence"] is None
     assert all(np.isfinite(e["llc_mean"]) for e in result["checkpoints"])
+
+
+def test_compare_llc_bands_runs_measured_alike(transformer_llc, tmp_path):
+    run, _ = transformer_llc
+    runs = []
+    for k, shift in enumerate((0.0, 1.0)):
+        copy_ = tmp_path / f"seed{k}"
+        copy_.mkdir()
+        llc = json.loads((run / "llc.json").read_text())
+        for entry in llc["checkpoints"]:
+            entry["llc_mean"] += shift
+            entry["flags"] = []
+        (copy_ / "llc.json").write_text(json.dumps(llc))
+        runs.append(copy_)
+    result = compare_llc({"seeds": runs}, tmp_path / "out")
+    group = result["groups"]["seeds"]
+    first = json.loads((runs[0] / "llc.json").read_text())["checkpoints"]
+    for entry, original in zip(group["checkpoints"], first, strict=True):
+        assert entry["llc_mean"] == pytest.approx(original["llc_mean"] + 0.5)
+        assert entry["llc_sd"] == pytest.approx(math.sqrt(0.5))
+    assert (tmp_path / "out" / "llc_compare.png").read_bytes()[:4] == b"\x89PNG"
+    other = json.loads((runs[1] / "llc.json").read_text())
+    other["settings"]["n_beta"] = 99.0
+    (runs[1] / "llc.json").write_text(json.dumps(other))
+    with pytest.raises(InvalidInput, match="different LLC settings"):
+        compare_llc({"seeds": runs}, tmp_path / "out")
