@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from hmm.files import read_json, write_atomic
@@ -69,35 +70,63 @@ def plot_llc_timeline(run: str | Path, llc: dict) -> Path:
         ax.grid(alpha=0.25, lw=0.5)
     axes[0].legend(**LEGEND)
     _token_axis(axes[-1], np.array(tokens, dtype=float))
-    fig.suptitle(_timeline_title(run, llc), fontsize=11)
+    fig.suptitle(textwrap.fill(_timeline_title(run, llc), 130), fontsize=11)
     fig.text(0.01, 0.1 / height, caption, fontsize=7.5, va="bottom", ha="left")
-    fig.tight_layout(rect=(0, (caption_in - 0.35) / height, 1, 1 - 0.35 / height))
+    fig.tight_layout(rect=(0, (caption_in - 0.35) / height, 1, 1 - 0.55 / height))
     return _save(fig, run / "figures" / "llc_timeline.png")
 
 
 def _llc_panel(ax, llc: dict) -> None:
+    """LLC mean, ± 1 sd band and single chains; flagged points hollow with their flags. The y
+    range follows the estimates that are LLCs; one far off it (an early checkpoint's large
+    negative λ̂) sits on the frame as a triangle labelled with its value."""
     entries = llc["checkpoints"]
     x = np.array([e["tokens"] for e in entries], dtype=float)
     mean = np.array([_nan(e["llc_mean"]) for e in entries])
     sd = np.array([_nan(e["llc_sd"]) for e in entries])
-    ax.fill_between(x, mean - sd, mean + sd, color=LLC_COLOUR, alpha=0.2, lw=0,
-                    label="± 1 sd across chains")  # fmt: skip
-    ax.plot(x, mean, "-", color=LLC_COLOUR, lw=1.4)
+    low, high = _llc_range(entries)
+    shown = np.clip(mean, low, high)
+    ax.fill_between(x, np.clip(mean - sd, low, high), np.clip(mean + sd, low, high),
+                    color=LLC_COLOUR, alpha=0.2, lw=0, label="± 1 sd across chains")  # fmt: skip
+    ax.plot(x, shown, "-", color=LLC_COLOUR, lw=1.4)
     for e in entries:
-        chains = e["llc_per_chain"]
+        chains = [c for c in e["llc_per_chain"] if low <= c <= high]
         ax.plot([e["tokens"]] * len(chains), chains, ".", ms=2.5, color=LLC_COLOUR, alpha=0.5)
     clean = np.array([not e["flags"] for e in entries])
-    ax.plot(x[clean], mean[clean], "o", ms=5, color=LLC_COLOUR, label="LLC (mean of chains)")
+    ax.plot(x[clean], shown[clean], "o", ms=5, color=LLC_COLOUR, label="LLC (mean of chains)")
     if (~clean).any():
-        ax.plot(x[~clean], mean[~clean], "o", ms=7, mfc="white", mec=FLAG_COLOUR, mew=1.5,
+        ax.plot(x[~clean], shown[~clean], "o", ms=7, mfc="white", mec=FLAG_COLOUR, mew=1.5,
                 label="flagged (see caption)")  # fmt: skip
-        for e in entries:
-            if e["flags"]:
-                ax.annotate(" ".join(FLAG_MARKS.get(f, f) for f in e["flags"]), (e["tokens"],
-                            _nan(e["llc_mean"])), fontsize=6, color=FLAG_COLOUR,
-                            xytext=(4, -10), textcoords="offset points")  # fmt: skip
+    for e, value, drawn in zip(entries, mean, shown, strict=True):
+        text = " ".join(FLAG_MARKS.get(f, f) for f in e["flags"])
+        if value != drawn:  # off the frame: its value says enough
+            ax.plot(e["tokens"], drawn, "v" if value < drawn else "^", ms=9, color=FLAG_COLOUR)
+            text = f"{value:.3g}"
+        if text:
+            offset = (4, 4 if value < drawn else -10)
+            ax.annotate(text, (e["tokens"], drawn), fontsize=6, color=FLAG_COLOUR,
+                        xytext=offset, textcoords="offset points")  # fmt: skip
     ax.axhline(0, color="#333333", lw=0.6)
+    ax.set_ylim(low, high)
     ax.set_ylabel("local learning\ncoefficient")
+
+
+def _llc_range(entries: list[dict]) -> tuple[float, float]:
+    """Y limits around the estimates that are LLCs (0 included), else around all of them."""
+    from probes.llc_study import NOT_AN_LLC
+
+    def values(use: list[dict]) -> list[float]:
+        out = []
+        for e in use:
+            if e["llc_mean"] is not None and np.isfinite(e["llc_mean"]):
+                out += [e["llc_mean"] - _zero(e["llc_sd"]), e["llc_mean"] + _zero(e["llc_sd"])]
+        return out
+
+    found = values([e for e in entries if not set(e["flags"]) & set(NOT_AN_LLC)])
+    found = found or values(entries) or [0.0, 1.0]
+    low, high = min(min(found), 0.0), max(max(found), 0.0)
+    pad = 0.12 * ((high - low) or 1.0)
+    return low - pad, high + pad
 
 
 def _r2_panel(ax, probes: dict, emergence: dict) -> None:
@@ -191,8 +220,10 @@ def plot_calibration(run: str | Path, llc: dict) -> Path:
     gammas = sorted({c["localization"] for c in cells})
     fig = Figure(figsize=(3.6 * max(len(n_betas), 2), 7.6))
     grid = fig.add_gridspec(2, len(n_betas), height_ratios=(1.2, 1.0))
+    first = None
     for col, n_beta in enumerate(n_betas):
-        ax = fig.add_subplot(grid[0, col])
+        ax = fig.add_subplot(grid[0, col], sharey=first)
+        first = first or ax
         for i, gamma in enumerate(gammas):
             line = sorted((c for c in cells if c["n_beta"] == n_beta
                            and c["localization"] == gamma), key=lambda c: c["lr"])  # fmt: skip
@@ -206,7 +237,11 @@ def plot_calibration(run: str | Path, llc: dict) -> Path:
                 if c["picked"]:
                     ax.plot(c["lr"], _nan(c["llc_mean"]), "*", ms=16, color="black")
         ax.set_xscale("log")
-        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_xticks(sorted({c["lr"] for c in cells}), [f"{v:g}" for v in
+                      sorted({c["lr"] for c in cells})])  # fmt: skip
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_title(f"nβ = {n_beta:g}", fontsize=9)
         ax.set_xlabel("SGLD step size ε")
         if col == 0:
@@ -250,7 +285,7 @@ def _chosen_traces(ax, calibration: dict, settings: dict) -> None:
         f" — λ̂ {chosen['llc_mean']:.3g}, last − middle quarter {trace['drift']:+.3g}",
         fontsize=9,
     )
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(alpha=0.25, lw=0.5)
 
 
@@ -264,6 +299,10 @@ def _calibration_title(run: Path, calibration: dict) -> str:
 
 def _read(path: Path) -> dict | None:
     return read_json(path) if path.is_file() else None
+
+
+def _zero(value: float | None) -> float:
+    return 0.0 if value is None or not np.isfinite(value) else float(value)
 
 
 def _nan(value: float | None) -> float:
