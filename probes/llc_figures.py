@@ -36,7 +36,7 @@ from probes.phase_figures import (
 )
 
 LLC_COLOUR = OKABE_ITO[0]
-FLAG_COLOUR = OKABE_ITO[5]
+FLAG_COLOUR = OKABE_ITO[3]  # vermillion
 FLAG_MARKS = {"not_at_minimum": "λ̂<0", "not_settled": "unsettled", "loss_nonfinite": "non-finite",
               "loss_above_uniform": ">ln V", "calibration_failed": "uncalibrated"}  # fmt: skip
 
