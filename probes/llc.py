@@ -142,7 +142,7 @@ def _sample(
                 output_path=Path(folder) / "samples.zarr", loss_fn=loss,
             )  # fmt: skip
             data = samples.dataset
-            losses = data.sampling_loss_micro.mean(dim=["batch_sampling", "token_pos"]).values
+            losses = np.asarray(data.sampling_loss_micro.values, np.float64).mean(axis=(2, 3))
             init_loss = float(np.asarray(data.init_loss.values, dtype=np.float64).mean())
         finally:
             torch.set_rng_state(states[0])
@@ -153,7 +153,7 @@ def _sample(
     for w in caught:
         if "Chain failed" not in str(w.message):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return np.asarray(losses, dtype=np.float64), init_loss, failures
+    return losses, init_loss, failures
 
 
 def reduce_trace(
@@ -178,7 +178,7 @@ def reduce_trace(
     last = llc(slice(3 * draws // 4, None)) if ok.any() else per_chain
     mean = float(per_chain.mean()) if ok.any() else math.nan
     bins = np.array_split(np.arange(draws), min(TRACE_BINS, draws))
-    binned = np.array([[row[b].mean() for b in bins] for row in kept]).reshape(len(kept), -1)
+    binned = np.array([[row[b].mean() for b in bins] for row in kept]).reshape(len(kept), len(bins))
     loss_max = float(binned.max()) if binned.size else math.nan
     drift = float(last.mean() - middle.mean()) if ok.any() else math.nan
     flags = []

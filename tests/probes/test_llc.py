@@ -137,6 +137,14 @@ def test_flags_not_settled_nonfinite_and_above_uniform():
     assert "loss_above_uniform" not in _trace(np.full((2, 40), 1.05), ceiling=math.log(3))["flags"]
 
 
+def test_a_step_size_that_diverges_drops_every_chain_and_says_so():
+    case = linear_regression_case()
+    settings = LLCSettings(lr=0.05, n_beta=1000, chains=2, draws=20, windows=256)
+    found = estimate_llc(case.model, case.windows[:256], case.loss, settings)
+    assert "loss_nonfinite" in found["flags"] and found["llc_per_chain"] == []
+    assert math.isnan(found["llc_mean"])
+
+
 def test_pick_settings_prefers_least_localization_then_smaller_steps():
     cell = dict(usable=True)
     cells = [
