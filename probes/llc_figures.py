@@ -321,21 +321,26 @@ def plot_llc_groups(result: dict, path: str | Path) -> Path:
     fig = Figure(figsize=(11, 5.2))
     ax = fig.subplots()
     tokens_all = []
+    low, high = _llc_range([e for g in result["groups"].values() for e in g["checkpoints"]])
     for i, (label, group) in enumerate(result["groups"].items()):
         colour = OKABE_ITO[i % len(OKABE_ITO)]
         entries = group["checkpoints"]
         x = np.array([e["tokens"] for e in entries], dtype=float)
-        mean = np.array([_nan(e["llc_mean"]) for e in entries])
+        raw = np.array([_nan(e["llc_mean"]) for e in entries])
+        mean = np.clip(raw, low, high)
         sd = np.nan_to_num(np.array([_nan(e["llc_sd"]) for e in entries]))
         tokens_all += list(x)
         n = len(group["runs"])
-        ax.fill_between(x, mean - sd, mean + sd, color=colour, alpha=0.2, lw=0)
+        off = raw < low
+        ax.plot(x[off], mean[off], "v", ms=9, color=colour)  # off the frame: not LLCs
+        ax.fill_between(x, np.clip(mean - sd, low, high), np.clip(mean + sd, low, high),
+                        color=colour, alpha=0.2, lw=0)  # fmt: skip
         ax.plot(
             x, mean, "o-", color=colour, ms=4, lw=1.6, label=f"{label} ({n} run{'s' * (n > 1)})"
         )
         for k in range(n):
-            ax.plot(x, [_nan(e["llc_runs"][k]) for e in entries], "-", color=colour, lw=0.6,
-                    alpha=0.5)  # fmt: skip
+            single = np.clip([_nan(e["llc_runs"][k]) for e in entries], low, high)
+            ax.plot(x, single, "-", color=colour, lw=0.6, alpha=0.5)
         for b in group["stages"]["boundaries"]:
             ax.axvline(b["tokens"], color=colour, ls="--", lw=1.0)
             ax.annotate(f"{b['kind']}", (b["tokens"], 1.0 - 0.06 * i),
@@ -346,10 +351,11 @@ def plot_llc_groups(result: dict, path: str | Path) -> Path:
                 ax.plot(t, 0.02 + 0.03 * i, "|", ms=14, mew=2, color=colour,
                         transform=ax.get_xaxis_transform())  # fmt: skip
     ax.axhline(0, color="#333333", lw=0.6)
+    ax.set_ylim(low, high)
     _token_axis(ax, np.array(tokens_all, dtype=float))
     ax.set_ylabel("local learning coefficient")
     ax.grid(alpha=0.25, lw=0.5)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.13), ncol=2)
     s = result["settings"]
     ax.set_title(
         f"LLC across runs at one setting (ε {s['lr']:g}, γ {s['localization']:g}, nβ "
@@ -357,9 +363,10 @@ def plot_llc_groups(result: dict, path: str | Path) -> Path:
         fontsize=10,
     )
     fig.text(0.01, 0.01, textwrap.fill(
-        "Thin lines: single runs. Dashed: stage boundaries of each group's mean curve (trend "
+        "Thin lines: single runs; triangles on the lower edge: estimates below the frame (not "
+        "at a minimum). Dashed: stage boundaries of each group's mean curve (trend "
         "changes beyond the spread across runs; docs/llc.md). Ticks at the bottom: where each "
         "run's final-layer probe R² crossed halfway from the untrained network to its end.", 160),
         fontsize=7.5, va="bottom")  # fmt: skip
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return _save(fig, Path(path))
