@@ -6,15 +6,14 @@ OUT/fractal.json (node counts, entropy rate, optimal loss by position, dimension
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from hmm import BUILTINS, HMM, load_process
 from hmm.builtins import describe_params
+from hmm.figure_style import new_figure, png_bytes
 from hmm.files import writable_dir, write_atomic, write_json
 from hmm.fractal import box_counting_dimension
 from hmm.memory import check_fits
@@ -135,9 +134,7 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
     }
     next(stages)
     fig = _figure(p, distinct.beliefs, chaos, depth, summary)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=150)
-    write_atomic(out / "fractal.png", buf.getvalue())
+    write_atomic(out / "fractal.png", png_bytes(fig, dpi=150))
     write_json(out / "fractal.json", summary)
     for _ in stages:  # the closing progress line
         pass
@@ -145,7 +142,7 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
 
 
 def _figure(p: HMM, msp_beliefs: np.ndarray, chaos: np.ndarray, depth: int, summary: dict):
-    fig = Figure(figsize=(11, 5.8))  # no pyplot: no global backend switch, nothing to close
+    fig = new_figure(11, 5.8)
     axes = fig.subplots(1, 2)
     plot_simplex(axes[0], msp_beliefs, s=_marker_size(len(msp_beliefs)), labels=p.states,
                  title=f"Every mixed state to depth {depth}: {len(msp_beliefs):,} distinct "

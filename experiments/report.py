@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -259,18 +258,17 @@ def _code(command: str) -> str:
 
 def loss_figure(config: dict, metrics: list[dict]) -> bytes | None:
     """Model loss against the Bayes optimum over training (log-token axis: step 0 left out)."""
-    from matplotlib.figure import Figure
-
+    from hmm.figure_style import NULL_GREY, new_figure, png_bytes
     from probes.phase_figures import loss_panel
 
     initial = next((m for m in metrics if m["tokens"] == 0), None)
     metrics = [m for m in metrics if m["tokens"] > 0]
     if not metrics:
         return None
-    fig = Figure(figsize=(9, 4.2))
+    fig = new_figure(9, 4.2)
     ax = fig.subplots()
     loss_panel(ax, metrics)
-    ax.axhline(1e-3, color="#999", ls="--", lw=1, label="0.001 nats (reference line)")
+    ax.axhline(1e-3, color=NULL_GREY, ls="--", lw=1, label="0.001 nats (reference line)")
     if initial and initial.get("exact_excess_loss") is not None:
         ax.plot([], [], " ", label=f"initial model: {initial['exact_excess_loss']:.3f} excess")
     ax.set(
@@ -282,9 +280,7 @@ def loss_figure(config: dict, metrics: list[dict]) -> bytes | None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
+    return png_bytes(fig, dpi=110)
 
 
 def _analyses(run: Path, data: dict) -> tuple[str, list[str]]:

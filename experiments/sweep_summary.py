@@ -201,39 +201,38 @@ CURVE_PANELS = (
 
 def band_figure(rows: list[dict], curves: dict, title: str) -> bytes:
     """Four panels on a log-token axis: per setting the mean over seeds and its 95 % band."""
-    from matplotlib.figure import Figure
+    from hmm.figure_style import LINES, REFERENCE_GREY, new_figure, png_bytes, token_axis
 
-    from hmm.plots import OKABE_ITO_HEX
-
-    fig = Figure(figsize=(12, 8))
+    fig = new_figure(12, 8)
     axes = fig.subplots(2, 2, sharex=True)
+    ticks = []
     for ax, (key, label, yscale) in zip(axes.flat, CURVE_PANELS, strict=True):
         for i, row in enumerate(rows):
-            colour = OKABE_ITO_HEX[i % len(OKABE_ITO_HEX)]
+            colour = LINES[i % len(LINES)]
             runs = [curves.get(run, {}).get(key, []) for run in row["runs"]]
             x, mean, low, high = seed_band(runs)
             if not len(x):
                 continue
             positive = mean[mean > 0]
             floor = (positive.min() / 10 if len(positive) else 1e-6) if yscale == "log" else -np.inf
-            x = np.maximum(x, 1e3)
             ax.plot(x, np.maximum(mean, floor), "o-", ms=2.5, lw=1.3, color=colour,
                     label=f"{row['setting']} (n={row['n_seeds']})")  # fmt: skip
             if low is not None:
                 ax.fill_between(x, np.maximum(low, floor), np.maximum(high, floor),
                                 color=colour, alpha=0.2, lw=0)  # fmt: skip
-        ax.set(xscale="log", yscale=yscale, ylabel=label)
+            ticks.append(x)
+        ax.set(yscale=yscale, ylabel=label)
         ax.grid(alpha=0.3, which="both")
         if key == "spectral_radius_mean":
-            ax.axhline(1.0, color="#666", ls="--", lw=1)
-    for ax in axes[1]:
-        ax.set_xlabel("training tokens (checkpoint at 0 drawn at 10³)")
+            ax.axhline(1.0, color=REFERENCE_GREY, ls="--", lw=1)
+    for ax in axes.flat:
+        token_axis(ax, np.concatenate(ticks) if ticks else np.zeros(1))
+    for ax in axes[0]:
+        ax.set_xlabel("")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    return png_bytes(fig, dpi=100)
 
 
 def seed_band(runs: list[list]) -> tuple:

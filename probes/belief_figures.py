@@ -21,11 +21,12 @@ from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hmm.figure_style import LINES as OKABE_ITO  # black first
+from hmm.figure_style import token_axis as _token_axis
 from hmm.msp import merge_beliefs
-from hmm.plots import OKABE_ITO_HEX, belief_colors, plot_simplex, simplex_vertices, simplex_xy
+from hmm.plots import belief_colors, plot_simplex, simplex_vertices, simplex_xy
 from models.architectures import CONCAT, final_layer_hook, hook_label
 
-OKABE_ITO = [OKABE_ITO_HEX[i] for i in (7, 0, 1, 2, 3, 4, 5, 6)]  # black first
 KGRAM_SHOWN = 3  # k-gram lookup baselines drawn as lines: k = 1..KGRAM_SHOWN
 FLOOR = 1e-6  # 1 - R² is drawn no lower than this (log axis)
 MAX_FRAMES = 20  # animation frames: encoding costs ~0.2 CPU s each
@@ -321,13 +322,6 @@ def _r2_axis(ax, label: str) -> None:
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{1 - v:.6g}"))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_ylabel(label)
-
-
-def _token_axis(ax, tokens: np.ndarray) -> None:
-    positive = tokens[tokens > 0]
-    ax.set_xscale("symlog", linthresh=positive.min() if len(positive) else 1.0)
-    ax.set_xlim(left=0)
-    ax.set_xlabel("training tokens (symlog; 0 = initialisation)")
 
 
 def _error(r2) -> np.ndarray:
