@@ -6,8 +6,10 @@ File map:
     closing.py        the one closing line of each command: what it wrote and its headline number
     fractal.py        `beliefgeo processes` and `beliefgeo fractal`: ground-truth belief geometry
                       (mixed-state presentation beside the chaos game), memory checked first
-    pipeline.py       the studies: `reproduce mess3|rrxor`, `probe-hmm` (train → probe → phases →
-                      fractal → report) and the context-length rule for a user's process
+    pipeline.py       one study end to end: Study (its plan), with_settings (flags, sweep keys),
+                      run_study (train → probe → phases → fractal → report)
+    studies.py        `reproduce mess3|rrxor` and `probe-hmm` (with the context-length rule for a
+                      user's process); several seeds through sweep.run_seeds
     compare.py        `compare-phases`: several architectures × seeds on one process, compared
     sweep.py          `beliefgeo sweep` and `reproduce --seeds`: every combination of a spec's axes
                       as Ray tasks, one run folder each, restartable

@@ -10,7 +10,8 @@ import pytest
 
 from experiments.cli import main
 from experiments.compare import parse_runs
-from experiments.pipeline import Study, context_length, run_study
+from experiments.pipeline import Study, run_study
+from experiments.studies import context_length
 from hmm import load_process
 from hmm.errors import InvalidInput
 from models.architectures import final_layer_hook
