@@ -264,18 +264,6 @@ def mse(Y: np.ndarray, Y_pred: np.ndarray, weights: np.ndarray | None = None) ->
     return float(w @ ((np.asarray(Y) - Y_pred) ** 2).mean(axis=1) / w.sum())
 
 
-def heldout_scores(
-    Y: np.ndarray, Y_pred: np.ndarray, count: np.ndarray, prob: np.ndarray
-) -> dict:
-    """r2_heldout (row-count weights), r2_heldout_weighted (probability weights), mse_heldout
-    (row-count weights) of held-out predictions Y_pred (n, S) of beliefs Y (n, S)."""
-    return {
-        "r2_heldout": r2_score(Y, Y_pred, count),
-        "r2_heldout_weighted": r2_score(Y, Y_pred, prob),
-        "mse_heldout": mse(Y, Y_pred, count),
-    }
-
-
 def pairwise_distance_correlation(
     true: np.ndarray, *others: np.ndarray, n_points: int = 1000, seed: int = 0
 ) -> list[float]:
