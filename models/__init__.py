@@ -42,6 +42,7 @@ _EXPORTS = {
     "RNNConfig": "models.rnn",
     "TransformerConfig": "models.transformer",
     "build_model": "models.architectures",
+    "list_checkpoints": "models.run_files",
     "load_checkpoint": "models.checkpoints",
     "load_run_process": "models.checkpoints",
     "read_run_config": "models.checkpoints",

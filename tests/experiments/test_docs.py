@@ -180,3 +180,21 @@ def test_documented_summary_columns_are_the_written_columns(run_names, tmp_path)
     with open(tmp_path / "summary.csv", newline="") as handle:
         header = next(csv.reader(handle))
     compare("summary.csv", set(header), config["arch"], {**names, "<axis>": ["act_fn"]})
+
+
+def test_the_python_api_example_runs_as_written(tiny_run, capsys):
+    """docs/python-api.md's example, executed on the tiny run: twenty lines at most, its probe
+    scores the held-out half, and it prints the headline probes.json holds."""
+    text = (ROOT / "docs" / "python-api.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, flags=re.S).group(1)
+    assert len([line for line in code.splitlines() if line.strip()]) <= 20
+    run = tiny_run["run"]
+    assert 'Path("runs/mess3-demo")' in code
+    code = code.replace('Path("runs/mess3-demo")', f"Path({str(run)!r})")
+    capsys.readouterr()
+    exec(compile(code, "docs/python-api.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    hook, _, score = lines[0].partition(": held-out R² ")
+    assert hook == "blocks.1.hook_hidden" and 0.0 < float(score) <= 1.0
+    headline = json.loads((run / "probes.json").read_text())["headline"]
+    assert lines[1] == f"probes.json headline: {headline}"
