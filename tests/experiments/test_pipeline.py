@@ -48,6 +48,7 @@ def test_probe_beats_its_shuffle_control(tiny_run):
     assert all(v["r2_shuffle"] < 0.05 for v in final.values())
 
 
+@pytest.mark.slow  # probes, phases and the report again: about a CPU minute
 def test_rerun_resumes_instead_of_retraining(tiny_run, capsys):
     before = sorted(p.name for p in (tiny_run / "checkpoints").iterdir())
     study = Study(process="mess3", model=TINY_MODEL, tokens=40_000, train=TINY_TRAIN, why="tiny")
@@ -121,11 +122,13 @@ def _exit_code(argv) -> int:
         return exc.code
 
 
+@pytest.mark.slow  # a Ray sweep of two runs: about 2 CPU minutes
 def test_compare_phases_writes_table_figure_and_report(tmp_path):
     out = tmp_path / "cmp"
     argv = ["compare-phases", "even", "--runs", "transformer:relu,rnn:sigmoid", "--tokens", "3000"]
     assert main([*argv, "--seeds", "1", "--out", str(out)]) == 0
-    rows = list(csv.DictReader((out / "summary.csv").open()))
+    with open(out / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
     assert [r["run"] for r in rows] == ["transformer-relu", "rnn-sigmoid"]
     for row in rows:
         assert row["final_phase"] and row["n_seeds"] == "1"
