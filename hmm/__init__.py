@@ -14,6 +14,8 @@ File map:
     belief_dynamics.py  the belief update's Jacobian on the simplex, one-step spectral radius,
                     largest Lyapunov exponent (renormalised products), an affine-filter process
     plots.py        simplex projection, belief colours, simplex scatter plot (matplotlib)
+    records.py      typed JSON records: Record dataclasses for the run files (from_json with
+                    defaults for older files, undeclared keys kept, migrate), record_keys
     figure_style.py the look of every figure: Okabe-Ito palette (corner and line orders), greys,
                     THE training-token axis, pyplot-free figures and their PNG bytes
 """

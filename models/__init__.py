@@ -30,7 +30,9 @@ File map:
   run files
     checkpoints.py    save/read checkpoints (weights_only), load_checkpoint, read_run_config,
                       trained_positions, load_run_process, opening a run for --resume
-    run_files.py      the metrics log reader, checkpoint paths and listing
+    run_files.py      what is a run folder; config.json (read_run_config, typed: RunConfig /
+                      read_config), metrics.jsonl (read_metrics, typed: MetricsLine), checkpoint
+                      paths and listing; no torch
 """
 
 
@@ -45,7 +47,7 @@ _EXPORTS = {
     "list_checkpoints": "models.run_files",
     "load_checkpoint": "models.checkpoints",
     "load_run_process": "models.checkpoints",
-    "read_run_config": "models.checkpoints",
+    "read_run_config": "models.run_files",
     "residual_hooks": "models.architectures",
     "unit_hooks": "models.architectures",
 }
