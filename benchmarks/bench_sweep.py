@@ -118,14 +118,15 @@ def _worker_records(out: Path, points) -> tuple[dict, dict, float]:
 def _summary_gap(out: Path, serial_dir: Path, points) -> float:
     """Largest |difference| between the sweep's summary (means, intervals) and the same numbers
     recomputed from the serial runs' folders: 0 when the two executions agree."""
-    from experiments.sweep_summary import interval, run_headline
+    from experiments.summary import summarize_run
+    from experiments.sweep_summary import interval
 
     summary = json.loads((out / "summary.json").read_text())
     worst = 0.0
     for row in summary["rows"]:
         runs = [p.name for p in points if p.setting == row["setting"]]
         for name in ("final_exact_excess_loss", "final_r2_heldout"):
-            recomputed = interval([run_headline(serial_dir / r)[0][name] for r in runs])
+            recomputed = interval([summarize_run(serial_dir / r).headline()[name] for r in runs])
             for suffix in ("mean", "ci95_low", "ci95_high"):
                 worst = max(worst, abs(recomputed[suffix] - row[f"{name}_{suffix}"]))
     return worst

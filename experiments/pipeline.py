@@ -179,20 +179,14 @@ def _fractal(process: HMM, out: Path, cache: Path | None) -> None:
 
 
 def summary(run: Path, seconds: float | None = None) -> str:
-    """A few lines a researcher reads first: loss vs optimum, R² per layer, the flagged phase."""
-    from experiments.report import run_numbers
-
-    numbers = run_numbers(run)
-    lines = [f"{numbers['title']}" + (f" — {seconds / 60:.1f} min" if seconds else "")]
-    if numbers.get("loss"):
-        lines.append(numbers["loss"])
-    if numbers.get("r2_line"):
-        lines.append(numbers["r2_line"])
-    if numbers.get("r2_verdict"):
-        lines.append(numbers["r2_verdict"])
-    if numbers.get("phase_line"):
-        lines.append(numbers["phase_line"])
+    """What a researcher reads first: the title, the report's three verdict sentences, and last
+    the closing line (what was written, the headline numbers)."""
     from experiments.closing import report_line
+    from experiments.summary import summarize_run
+    from experiments.verdict import verdict
 
-    lines.append(report_line(run / "report.html"))  # last: what was written, headline numbers
+    numbers = summarize_run(run)
+    lines = [numbers.title + (f" — {seconds / 60:.1f} min" if seconds else "")]
+    lines += verdict(numbers)
+    lines.append(report_line(run / "report.html"))
     return "\n".join(lines)

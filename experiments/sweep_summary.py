@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hmm.files import read_json, write_atomic, write_json
-from models.run_files import read_metrics
+from experiments.summary import RunSummary, summarize_run
+from hmm.files import write_atomic, write_json
 
-R2_REACHED = 0.9
 STAT_SUFFIXES = ("mean", "sd", "ci95_low", "ci95_high", "n")
 FIXED_HEADLINES = (
     "final_exact_excess_loss", "final_r2_heldout", "final_r2_concat", "tokens_to_r2_0.9",
@@ -38,57 +37,7 @@ FIXED_HEADLINES = (
 )  # fmt: skip
 
 
-# ---- one run ------------------------------------------------------------------------------------
-def run_headline(run: Path) -> tuple[dict, dict]:
-    """(headline numbers, curves) of one finished run folder; curves are [(tokens, value)]."""
-    from models.architectures import CONCAT, final_layer_hook
-
-    numbers: dict = dict.fromkeys(FIXED_HEADLINES)
-    curves: dict = {}
-    metrics = read_metrics(run)
-    exact = [
-        (m["tokens"], m["exact_excess_loss"])
-        for m in metrics
-        if _finite(m.get("exact_excess_loss"))
-    ]
-    # the curve: exact excess loss where it was evaluated at several checkpoints, else the batches'
-    batches = [(m["tokens"], m["excess_loss"]) for m in metrics if _finite(m.get("excess_loss"))]
-    curves["excess_loss"] = exact if len(exact) >= 2 else batches
-    if exact:
-        numbers["final_exact_excess_loss"] = exact[-1][1]
-    probes = read_json(run / "probes.json") if (run / "probes.json").is_file() else None
-    if probes and probes.get("checkpoints"):
-        layers = probes["checkpoints"][-1]["layers"]
-        hooks = [h for h in layers if h != CONCAT]
-        head = final_layer_hook(hooks)
-        numbers["final_r2_heldout"] = layers[head]["r2_heldout"]
-        numbers["final_r2_concat"] = layers.get(CONCAT, {}).get("r2_heldout")
-        for hook in hooks:
-            numbers[f"r2_heldout:{hook}"] = layers[hook]["r2_heldout"]
-        r2 = [(c["tokens"], c["layers"][head]["r2_heldout"]) for c in probes["checkpoints"]]
-        curves["r2_final_layer"] = r2
-        numbers["tokens_to_r2_0.9"] = next((t for t, v in r2 if v >= R2_REACHED), None)
-    phases = read_json(run / "phases.json") if (run / "phases.json").is_file() else None
-    if phases and phases.get("checkpoints"):
-        entries = phases["checkpoints"]
-        last = entries[-1]
-        numbers["first_spectral_radius_above_1"] = phases.get("first_spectral_radius_above_1")
-        numbers["final_spectral_radius_mean"] = last.get("jacobian", {}).get("spectral_radius_mean")
-        numbers["final_saturated_frac"] = _unit_mean(last, "saturated_frac")
-        numbers["final_linear_frac"] = _unit_mean(last, "linear_frac")
-        numbers["final_sharpness"] = last.get("sharpness")
-        flips = [e.get("sign_flip_frac") for e in entries if e.get("sign_flip_frac") is not None]
-        numbers["final_sign_flip_frac"] = flips[-1] if flips else None
-        curves["spectral_radius_mean"] = [
-            (e["tokens"], e["jacobian"]["spectral_radius_mean"]) for e in entries
-        ]
-        curves["saturated_frac"] = [(e["tokens"], _unit_mean(e, "saturated_frac")) for e in entries]
-    return numbers, curves
-
-
-def _unit_mean(entry: dict, key: str) -> float | None:
-    values = [u[key] for u in entry.get("units", {}).values() if u.get(key) is not None]
-    return float(np.mean(values)) if values else None
+# ---- one run: experiments.summary.RunSummary.headline() and .curves() ---------------------------
 
 
 # ---- statistics ---------------------------------------------------------------------------------
@@ -119,17 +68,18 @@ def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def setting_rows(points, results: dict, out: Path) -> tuple[list[dict], dict]:
-    """One row per setting (axes other than seed) and the curves of every finished run."""
+def setting_rows(points, results: dict, out: Path) -> tuple[list[dict], dict[str, RunSummary]]:
+    """One row per setting (axes other than seed) and the summary of every finished run."""
     groups: dict[str, list] = {}
     for point in points:
         groups.setdefault(point.setting, []).append(point)
-    rows, curves = [], {}
+    rows, summaries = [], {}
     for setting, members in groups.items():
         done = [p for p in members if results.get(p.name, {}).get("status") == "done"]
         headlines = {}
         for point in done:
-            headlines[point.name], curves[point.name] = run_headline(out / point.name)
+            summaries[point.name] = summarize_run(out / point.name)
+            headlines[point.name] = summaries[point.name].headline()
         row = {"setting": setting}
         row.update({k: v for k, v in members[0].values if k != "seed"})
         row["n_seeds"] = len(done)
@@ -141,13 +91,13 @@ def setting_rows(points, results: dict, out: Path) -> tuple[list[dict], dict]:
             row.update({f"{name}_{suffix}": stats[suffix] for suffix in STAT_SUFFIXES})
         row["runs"] = [p.name for p in done]
         rows.append(row)
-    return rows, curves
+    return rows, summaries
 
 
 # ---- files --------------------------------------------------------------------------------------
 def write_summary(out: Path, points, results: dict, record: dict) -> list[dict]:
     """DIR/summary.json, DIR/summary.csv and DIR/report.html; returns the rows."""
-    rows, curves = setting_rows(points, results, out)
+    rows, summaries = setting_rows(points, results, out)
     failed = [
         {"name": p.name, "error": results.get(p.name, {}).get("error", "not run")}
         for p in points
@@ -165,7 +115,7 @@ def write_summary(out: Path, points, results: dict, record: dict) -> list[dict]:
         },
     )
     write_atomic(out / "summary.csv", rows_csv(rows))
-    write_atomic(out / "report.html", report_html(out, points, rows, curves, failed))
+    write_atomic(out / "report.html", report_html(out, points, rows, summaries, failed))
     return rows
 
 
@@ -193,14 +143,19 @@ def rows_csv(rows: list[dict]) -> str:
 # ---- the report ---------------------------------------------------------------------------------
 CURVE_PANELS = (
     ("r2_final_layer", "held-out probe R² (final layer)", "linear"),
-    ("excess_loss", "excess loss (nats/token; exact where evaluated)", "log"),
+    ("excess_loss", "excess loss (nats/token)", "log"),
     ("spectral_radius_mean", "mean spectral radius", "log"),
     ("saturated_frac", "saturated fraction of units", "linear"),
 )
+LOSS_KINDS = {
+    "exact": "exact, over every input, at each checkpoint",
+    "batch": "batch estimate (the exact loss was evaluated at fewer than two checkpoints)",
+}
 
 
-def band_figure(rows: list[dict], curves: dict, title: str) -> bytes:
-    """Four panels on a log-token axis: per setting the mean over seeds and its 95 % band."""
+def band_figure(rows: list[dict], summaries: dict[str, RunSummary], title: str) -> bytes:
+    """Four panels on one token axis: per setting the mean over seeds and its 95 % band. The
+    excess-loss panel says whether it plots exact losses or batch estimates (RunSummary)."""
     from hmm.figure_style import LINES, REFERENCE_GREY, new_figure, png_bytes, token_axis
 
     fig = new_figure(12, 8)
@@ -209,7 +164,7 @@ def band_figure(rows: list[dict], curves: dict, title: str) -> bytes:
     for ax, (key, label, yscale) in zip(axes.flat, CURVE_PANELS, strict=True):
         for i, row in enumerate(rows):
             colour = LINES[i % len(LINES)]
-            runs = [curves.get(run, {}).get(key, []) for run in row["runs"]]
+            runs = [summaries[run].curves().get(key, []) for run in row["runs"]]
             x, mean, low, high = seed_band(runs)
             if not len(x):
                 continue
@@ -221,6 +176,9 @@ def band_figure(rows: list[dict], curves: dict, title: str) -> bytes:
                 ax.fill_between(x, np.maximum(low, floor), np.maximum(high, floor),
                                 color=colour, alpha=0.2, lw=0)  # fmt: skip
             ticks.append(x)
+        if key == "excess_loss":
+            kinds = {summaries[run].loss.curve_kind for row in rows for run in row["runs"]}
+            label += "\n" + "; ".join(LOSS_KINDS[k] for k in sorted(kinds))
         ax.set(yscale=yscale, ylabel=label)
         ax.grid(alpha=0.3, which="both")
         if key == "spectral_radius_mean":
@@ -252,11 +210,13 @@ def seed_band(runs: list[list]) -> tuple:
     return x, mean, low, high
 
 
-def report_html(out: Path, points, rows: list[dict], curves: dict, failed: list) -> str:
-    from experiments.report import embed_image, html_page
+def report_html(
+    out: Path, points, rows: list[dict], summaries: dict[str, RunSummary], failed: list
+) -> str:
+    from experiments.page import embed_image, html_page
 
     figure = out / "figures" / "sweep.png"
-    write_atomic(figure, band_figure(rows, curves, f"{out.name}: mean over seeds, 95 % band"))
+    write_atomic(figure, band_figure(rows, summaries, f"{out.name}: mean over seeds, 95 % band"))
     headline = ["final_exact_excess_loss", "final_r2_heldout", "final_r2_concat",
                 "tokens_to_r2_0.9", "final_spectral_radius_mean"]  # fmt: skip
     parts = [

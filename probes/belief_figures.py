@@ -26,6 +26,7 @@ from hmm.figure_style import token_axis as _token_axis
 from hmm.msp import merge_beliefs
 from hmm.plots import belief_colors, plot_simplex, simplex_vertices, simplex_xy
 from models.architectures import CONCAT, final_layer_hook, hook_label
+from probes.belief_probe import probe_method
 
 KGRAM_SHOWN = 3  # k-gram lookup baselines drawn as lines: k = 1..KGRAM_SHOWN
 FLOOR = 1e-6  # 1 - R² is drawn no lower than this (log axis)
@@ -58,10 +59,9 @@ def simplex_comparison(
                  f"({tokens:,} training tokens)", fontsize=11)
     _caption(fig, (
         "Each point is one held-out prefix, coloured by its exact belief (with three states, "
-        "RGB = the state probabilities), placed at its exact belief (left) or at the belief a "
-        "linear probe (least squares with a cross-validated ridge, fit on the other half of the "
-        "prefixes) reads from the "
-        "named layer. R² is the held-out R², mean over belief coordinates."
+        "RGB = the state probabilities), placed at its exact belief (left) or at the belief read "
+        f"from the named layer by {probe_method()}. R² is the held-out R², mean over belief "
+        "coordinates."
     ))
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.17, top=0.83, wspace=0.05)
     return _png(fig)
@@ -291,10 +291,9 @@ def _baseline_caption(probes: dict) -> str:
     where = ("prefixes whose first " f"{split.get('prefix_len')} tokens were held out"
              if split["kind"] == "subtree" else "a random half of the sequences")
     text = (
-        "Left: held-out R² of a linear probe (least squares, ridge chosen by cross-validation "
-        "inside the fit half) from each layer to the exact "
+        f"Left: held-out R² of {probe_method()} from each layer to the exact "
         "belief, drawn on a log scale of 1 − R² (0.99 → 0.999 shows as clearly as 0.9 → 0.99), "
-        f"fit on half of the prefixes and scored on {where} "
+        f"scored on {where} "
         f"(held-out weight on prefixes also fitted: {split['shared_prefix_weight']:.2f}). "
     )
     if n_seeds:

@@ -18,7 +18,6 @@ MAX_FUNCTION_LINES = 60
 KNOWN_LONG = {
     "hmm/information.py:statistical_complexity",
     "probes/activations.py:probe_inputs",
-    "experiments/report.py:run_numbers",
 }
 
 
