@@ -197,7 +197,8 @@ def test_the_python_api_example_runs_as_written(tiny_run, capsys):
     hook, _, score = lines[0].partition(": held-out R² ")
     assert hook == "blocks.1.hook_hidden" and 0.0 < float(score) <= 1.0
     headline = json.loads((run / "probes.json").read_text())["headline"]
-    assert lines[1] == f"probes.json headline: {headline}"
+    assert lines[1] == (f"probes.json: {headline['hook']} held-out R² "
+                        f"{headline['r2_heldout']:.4f} ({headline['split']} split)")
 
 
 # ---- the types are the key lists --------------------------------------------------------------
