@@ -4,6 +4,7 @@ contract for the studies' bad input."""
 from __future__ import annotations
 
 import csv
+import html
 import json
 
 import pytest
@@ -29,22 +30,48 @@ def tiny_run(tmp_path_factory):
     return run
 
 
-def test_every_output_exists_and_parses(tiny_run):
-    for name in ("config.json", "probes.json", "phases.json", "fractal/fractal.json"):
-        json.loads((tiny_run / name).read_text())
-    metrics = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
-    assert metrics and all("excess_loss" in m for m in metrics)
-    for figure in ("fractal/fractal.png", "figures/phases.png", "figures/loss.png"):
-        assert (tiny_run / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_the_report_leads_with_the_runs_own_numbers(tiny_run):
+    """The page opens with the verdict computed from the run's files, then the beliefs-vs-probe
+    figure; every number in the verdict is the one the files hold."""
+    from experiments.summary import summarize_run
+    from experiments.verdict import verdict
+
     page = (tiny_run / "report.html").read_text()
-    assert page.count("data:image/png;base64,") >= 4
     assert "http://" not in page and "https://" not in page  # self-contained, readable offline
+    sentences = verdict(summarize_run(tiny_run))
+    opening = page.index("<section class='verdict'>")
+    assert page.index("<h2>") > opening  # nothing but the title comes before the verdict
+    for sentence in sentences:
+        assert html.escape(sentence) in page[opening:page.index("</section>")]
+    metrics = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    probes = json.loads((tiny_run / "probes.json").read_text())
+    assert f"{metrics[-1]['exact_excess_loss']:.5f} nats/token" in sentences[0]
+    assert f"held-out R² {probes['headline']['r2_heldout']:.4f}" in sentences[1]
+    assert f"scores {probes['headline']['baseline_r2']:.4f}" in sentences[1]
+    first_image = page.index("data:image/png;base64,")
+    assert opening < first_image < page.index("<h2>")  # the figure right after the verdict
 
 
-def test_probe_beats_its_shuffle_control(tiny_run):
+@pytest.mark.parametrize("figure", ["fractal/fractal.png", "figures/phases.png", "figures/loss.png",
+                                    "figures/probe_simplex.png", "figures/probe_layers.png"])
+def test_figures_are_drawn_images_not_blank_canvases(tiny_run, figure):
+    from matplotlib.image import imread
+
+    pixels = imread(tiny_run / figure)  # (height, width, channels) in [0, 1]
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 600
+    ink = (pixels[..., :3].mean(axis=2) < 0.9).mean()  # share of non-white pixels
+    assert 0.01 < ink < 0.9, ink
+
+
+def test_the_probe_beats_its_strongest_baseline_and_the_untrained_network(tiny_run):
     probes = json.loads((tiny_run / "probes.json").read_text())
     final = probes["checkpoints"][-1]["layers"]
-    assert final["concat"]["r2_heldout"] > 0.5
+    head = probes["headline"]
+    r2 = final[head["hook"]]["r2_heldout"]
+    assert head["baseline_r2"] is not None and r2 > head["baseline_r2"]
+    untrained = probes["baselines"]["random_init"]
+    assert all(v["r2_heldout"] > untrained[h]["r2_mean"] for h, v in final.items()
+               if h != "blocks.0.hook_resid_pre")  # the embedding is the same function untrained
     assert all(v["r2_shuffle"] < 0.05 for v in final.values())
 
 
