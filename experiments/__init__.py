@@ -19,7 +19,8 @@ File map:
                       as Ray tasks, one run folder each, restartable
     sweep_summary.py  a sweep's summary.csv / summary.json (mean, sd, 95 % interval over seeds) and
                       its report with seed bands
-    report.py         RUN/report.html: verdict, the beliefs-vs-probe figure, details, settings folded
+    report.py         RUN/report.html: the verdict, the beliefs-vs-probe figure, details, settings
+                      folded at the end
     reproduction.py   the report's folded sections: the folder's files, RUN/reproduce/ and commands
     page.py           HTML building blocks of every report (html_page, embed_image, tables)
     examples/         a 4-state process spec for `probe-hmm` and sweep specs

@@ -28,7 +28,8 @@ File map:
     progress.py       progress bar or stderr lines, and the run's clocks
     compute.py        the run's torch device and CPU thread count (BELIEFGEO_THREADS)
   run files
-    checkpoints.py    save/read checkpoints (weights_only), load_checkpoint, trained_positions, load_run_process, opening a run for --resume
+    checkpoints.py    save/read checkpoints (weights_only), load_checkpoint, trained_positions,
+                      load_run_process, opening a run for --resume
     run_files.py      what is a run folder; config.json (read_run_config, typed: RunConfig /
                       read_config), metrics.jsonl (read_metrics, typed: MetricsLine), checkpoint
                       paths and listing; no torch
