@@ -197,7 +197,7 @@ def _position_table(probes: ProbesFile, head: str) -> str:
 # ---- details: loss ------------------------------------------------------------------------------
 def loss_figure(summary: RunSummary) -> bytes | None:
     """Model loss against the Bayes optimum over training, on THE token axis."""
-    from hmm.figure_style import NULL_GREY, new_figure, png_bytes
+    from hmm.figure_style import NULL_GREY, new_figure, png_bytes, token_axis
     from models.run_files import read_metrics
     from probes.phase_figures import loss_panel
 
@@ -207,6 +207,7 @@ def loss_figure(summary: RunSummary) -> bytes | None:
     fig = new_figure(9, 4.2)
     ax = fig.subplots()
     loss_panel(ax, metrics)
+    token_axis(ax, [m["tokens"] for m in metrics])
     ax.axhline(1e-3, color=NULL_GREY, ls="--", lw=1, label="0.001 nats (reference line)")
     ax.set(ylabel="excess loss (nats/token)",
            title=f"Loss above the Bayes optimum ({summary.loss.optimal:.4f} nats/token)")
