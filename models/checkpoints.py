@@ -31,7 +31,7 @@ from models.recipes import resume_clashes
 from models.run_files import (
     CHECKPOINT_DIR,
     RUN_FORMAT,
-    RUN_FORMATS,
+    RunConfig,
     checkpoint_path,
     list_checkpoints,
     read_run_config,
@@ -88,11 +88,9 @@ def run_of_checkpoint(path: str | Path) -> Path:
 
 def trained_positions(config: dict) -> int:
     """How many leading input positions carry a training loss: n_ctx for format-2 runs, n_ctx - 1
-    for format-1 runs (their last position never got a gradient). `config`: a run's config.json."""
-    data = config["data"]
-    if "trained_positions" in data:
-        return int(data["trained_positions"])
-    return int(data["n_ctx"]) - (1 if config.get("format") == RUN_FORMATS[0] else 0)
+    for format-1 runs (their last position never got a gradient; RunConfig.migrate says so).
+    `config`: a run's config.json."""
+    return int(RunConfig.from_json(config).data.trained_positions)
 
 
 def model_config_of_run(config: dict) -> ModelConfig:
