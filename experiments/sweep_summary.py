@@ -147,9 +147,10 @@ CURVE_PANELS = (
     ("spectral_radius_mean", "mean spectral radius", "log"),
     ("saturated_frac", "saturated fraction of units", "linear"),
 )
-LOSS_KINDS = {
-    "exact": "exact, over every input, at each checkpoint",
-    "batch": "batch estimate (the exact loss was evaluated at fewer than two checkpoints)",
+LOSS_KINDS = {  # which excess loss the panel plots (RunSummary.loss.curve_kind of its runs)
+    ("exact",): "excess loss: exact, at each checkpoint",
+    ("batch",): "excess loss: batch estimates (no exact curve)",
+    ("batch", "exact"): "excess loss: exact where evaluated per checkpoint, else batch",
 }
 
 
@@ -178,7 +179,7 @@ def band_figure(rows: list[dict], summaries: dict[str, RunSummary], title: str) 
             ticks.append(x)
         if key == "excess_loss":
             kinds = {summaries[run].loss.curve_kind for row in rows for run in row["runs"]}
-            label += "\n" + "; ".join(LOSS_KINDS[k] for k in sorted(kinds))
+            ax.set_title(LOSS_KINDS[tuple(sorted(kinds))], fontsize=9)
         ax.set(yscale=yscale, ylabel=label)
         ax.grid(alpha=0.3, which="both")
         if key == "spectral_radius_mean":
