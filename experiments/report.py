@@ -25,8 +25,6 @@ from models.architectures import CONCAT, hook_label
 from probes.belief_probe import probe_method
 from probes.run_files import PhasesFile, ProbesFile, UnitLayer
 
-RELU_LIKE = ("relu", "gelu", "gelu_new", "silu")
-
 
 def write_report(run: str | Path) -> Path:
     """Write RUN/report.html from RUN's files and return its path. Computes the ground-truth
@@ -242,7 +240,7 @@ def _phases(run: Path, summary: PhaseSummary) -> list[str]:
     parts = ["<h2>Training phases: Jacobian diagnostics</h2>",
              "<p>First checkpoint whose mean spectral radius exceeds 1 (the seed rule, for an "
              f"iterated map): {html.escape(radius_rule_text(summary))}.</p>"]
-    rows = _phase_rows(phases)
+    rows = _phase_rows(phases, summary.iterated)
     if rows:
         parts += [f"<h3>At the newest checkpoint ({end.tokens:,} tokens) beside its nulls</h3>",
                   table(["diagnostic", "trained", "at initialisation",
@@ -255,6 +253,13 @@ def _phases(run: Path, summary: PhaseSummary) -> list[str]:
                      "network would have to iterate): mean one-step spectral radius "
                      f"{num(belief.spectral_radius_mean)}, largest Lyapunov exponent "
                      f"{num(belief.lyapunov)} nats/token.</p>")
+    settled = phases.sharpness_settled
+    if settled and settled.step is not None:
+        shown = settled.first_shown_tokens
+        when = f"{shown:,} tokens" if isinstance(shown, int) else "no checkpoint"
+        parts.append("<p>Adam's preconditioned sharpness is shown from step "
+                     f"{settled.step} ({when}), once its second-moment estimate has settled; "
+                     f"{html.escape(settled.rule or '')}</p>")
     for rule in (phases.spectral_radius_meaning, phases.unit_phase_rule, phases.sharpness_rule):
         if rule:
             parts.append(f"<p>{html.escape(rule)}</p>")
@@ -263,21 +268,33 @@ def _phases(run: Path, summary: PhaseSummary) -> list[str]:
     return parts
 
 
-def _phase_rows(phases: PhasesFile) -> list[list[str]]:
+def _phase_rows(phases: PhasesFile, iterated: bool) -> list[list[str]]:
+    """The newest checkpoint's diagnostics beside their nulls; a transformer's radius is never
+    read against 1, so only a recurrent network's recurrence rows are shown."""
     end = phases.checkpoints[-1]
     null = phases.null.reinit if phases.null else {}
     init = phases.null.init if phases.null else {}
     jac = end.jacobian
-    rows = []
-    for key, label, current in (
+    secant = jac.secant if jac else None
+    quantiles = jac.spectral_radius_quantiles if jac else None
+    recurrent = [
+        ("jacobian.spectral_radius_quantiles.q50", "spectral radius (median over batch)",
+         quantiles.q50 if quantiles else None),
         ("jacobian.spectral_radius_mean", "spectral radius (mean over batch)",
          jac.spectral_radius_mean if jac else None),
-        ("jacobian.spectral_norm_mean", "spectral norm (mean over batch)",
-         jac.spectral_norm_mean if jac else None),
-        ("jacobian.lyapunov", "largest Lyapunov exponent (nats/token)",
+        ("jacobian.lyapunov_window", "Lyapunov exponent over the trained window",
+         jac.lyapunov_window if jac else None),
+        ("jacobian.lyapunov", "largest Lyapunov exponent, long-run (nats/token)",
          jac.lyapunov if jac else None),
-        ("sign_flip_frac", "update sign-flip fraction (0.5 = random walk)", end.sign_flip_frac),
-    ):
+        ("jacobian.secant.rate_state", "secant rate of the state (nats/token)",
+         secant.rate_state if secant else None),
+        ("jacobian.secant.rate_readout", "secant rate of the probe read-out",
+         secant.rate_readout if secant else None),
+    ]
+    flips = [("sign_flip_frac", "update sign-flip fraction (the optimiser on pure noise: "
+              f"{num(end.sign_flip_null, 3)})", end.sign_flip_frac)]
+    rows = []
+    for key, label, current in (recurrent if iterated else []) + flips:
         if current is None and key not in null:
             continue
         band = null.get(key)
@@ -287,14 +304,11 @@ def _phase_rows(phases: PhasesFile) -> list[list[str]]:
 
 
 def _units_table(units: dict[str, UnitLayer]) -> str:
-    """The unit regimes; for ReLU-like units 'saturated' means off (z ≤ 0), and the phase is set by
-    the gain, so both are labelled as such."""
-    relu = any(u.act in RELU_LIKE for u in units.values())
-    off = "off fraction (z ≤ 0)" if relu else "saturated fraction"
-    rows = [[layer, u.phase or "—", num(u.gain_mean, 3), num(u.linear_frac, 3),
+    """The unit regimes: tanh/sigmoid-like layers by their gain, ReLU-like ones by their active
+    fraction (probes/units.py), each row saying which."""
+    rows = [[layer, u.phase or "—", u.measure or "gain", num(u.level, 3), num(u.linear_frac, 3),
              num(u.saturated_frac, 3), num(u.dead_frac, 3)] for layer, u in units.items()]
-    return table(["layer", "phase (by the gain: linear ≥ 0.8, saturated ≤ 0.2)",
-                  "gain E[f′(z)]/f′ of the linear regime", "linear fraction", off,
+    return table(["layer", "phase", "measure", "value", "linear fraction", "saturated fraction",
                   "dead fraction"], rows)
 
 
@@ -333,10 +347,14 @@ def _what_was_run(summary: RunSummary) -> str:
 
 def _settings(summary: RunSummary) -> str:
     """config.json as a table, one row per setting, grouped."""
+    from hmm import load_process
+
     c = summary.config
+    built = load_process(c.process.to_json())  # a mixture or product spec lists parts, not states
+    kind = "" if built.kind == "hmm" else f" ({built.kind})"
     rows = [["process", "name", c.process.name],
-            ["process", "states × symbols", f"{len(c.process.states or [])} × "
-             f"{len(c.process.symbols or [])}"], ["model", "architecture", c.arch]]
+            ["process", "states × symbols", f"{built.n_states} × {built.n_symbols}{kind}"],
+            ["model", "architecture", c.arch]]
     rows += [["model", k, value(v)] for k, v in c.model.to_json().items() if v is not None]
     rows += [["training", k, value(v)] for k, v in c.train.to_json().items() if k != "extra"]
     data = c.data.to_json() if c.data else {}

@@ -23,6 +23,7 @@ from experiments.fractal import FractalFile, read_fractal
 from hmm.errors import InvalidInput
 from models.architectures import CONCAT, final_layer_hook
 from models.run_files import RunConfig, list_checkpoints, read_config, read_metrics_lines
+from probes.phase_study import MILESTONE_KEYS
 from probes.run_files import PhaseCheckpoint, PhasesFile, ProbesFile, read_phases, read_probes
 
 BATCH_WINDOW = 20
@@ -91,6 +92,18 @@ class PhaseSummary:
         values = [getattr(u, key) for u in entry.units.values() if getattr(u, key) is not None]
         return float(np.mean(values)) if values else None
 
+    def unit_level(self, entry: PhaseCheckpoint | None = None) -> float | None:
+        """Mean over nonlinear layers of the number each layer's phase is read from: the gain, or
+        a ReLU-like layer's active fraction."""
+        entry = entry or self.final
+        values = [u.level for u in entry.units.values() if u.level is not None]
+        return float(np.mean(values)) if values else None
+
+    @property
+    def unit_measure(self) -> str:
+        measures = {u.measure or "gain" for u in self.final.units.values()}
+        return "active fraction" if measures == {"active fraction"} else "gain"
+
     def block_gain(self, entry: PhaseCheckpoint | None = None) -> float | None:
         """A transformer's mean scale-normalised block-update gain (mean over blocks)."""
         entry = entry or self.final
@@ -102,6 +115,12 @@ class PhaseSummary:
     def radius(self, entry: PhaseCheckpoint | None = None) -> float | None:
         entry = entry or self.final
         return entry.jacobian.spectral_radius_mean if entry.jacobian else None
+
+    def milestones(self) -> dict[str, float | None]:
+        """The phase milestones sweeps summarise (probes.phase_study.phase_milestones)."""
+        from probes.phase_study import phase_milestones
+
+        return phase_milestones(self.file.to_json())  # phases.json as read
 
     def at(self, tokens: int) -> PhaseCheckpoint:
         """The diagnosed checkpoint nearest to `tokens`."""
@@ -170,12 +189,15 @@ class RunSummary:
             "final_r2_concat": p.r2_concat if p else None,
             "tokens_to_r2_0.9": p.tokens_to_reached if p else None,
             "first_spectral_radius_above_1": ph.first_radius_above_1 if ph else None,
-            "final_spectral_radius_mean": ph.radius() if ph else None,
+            # a transformer's radius is never read against 1: recurrent networks only
+            "final_spectral_radius_mean": ph.radius() if ph and ph.iterated else None,
             "final_saturated_frac": ph.unit_mean("saturated_frac") if ph else None,
             "final_linear_frac": ph.unit_mean("linear_frac") if ph else None,
             "final_sharpness": ph.final.sharpness if ph else None,
-            "final_sign_flip_frac": _last_sign_flips(ph) if ph else None,
+            "final_sign_flip_frac": _last_sign_flips(ph, "sign_flip_frac") if ph else None,
+            "final_sign_flip_null": _last_sign_flips(ph, "sign_flip_null") if ph else None,
         }
+        numbers.update(ph.milestones() if ph else dict.fromkeys(MILESTONE_KEYS))
         if p:
             numbers.update({f"r2_heldout:{h}": v for h, v in p.r2_by_hook.items() if h != CONCAT})
         return numbers
@@ -188,7 +210,8 @@ class RunSummary:
             out["r2_final_layer"] = self.probes.curve
         if self.phases:
             ph = self.phases
-            out["spectral_radius_mean"] = [(c.tokens, ph.radius(c)) for c in ph.checkpoints]
+            if ph.iterated:
+                out["spectral_radius_mean"] = [(c.tokens, ph.radius(c)) for c in ph.checkpoints]
             out["saturated_frac"] = [(c.tokens, ph.unit_mean("saturated_frac", c))
                                      for c in ph.checkpoints]  # fmt: skip
         return {k: [(t, v) for t, v in c if _finite(v)] for k, c in out.items()}
@@ -263,9 +286,10 @@ def _phases(phases: PhasesFile | None) -> PhaseSummary | None:
     )
 
 
-def _last_sign_flips(phases: PhaseSummary) -> float | None:
-    flips = [c.sign_flip_frac for c in phases.checkpoints if c.sign_flip_frac is not None]
-    return flips[-1] if flips else None
+def _last_sign_flips(phases: PhaseSummary, key: str) -> float | None:
+    """`key` (sign_flip_frac or its null) at the newest checkpoint that has the fraction."""
+    flips = [c for c in phases.checkpoints if c.sign_flip_frac is not None]
+    return getattr(flips[-1], key) if flips else None
 
 
 def _finite(value: object) -> bool:

@@ -8,8 +8,11 @@ Headline numbers of one run (None where the run has no such number):
   final_r2_concat              the same for all layers concatenated
   r2_heldout:<hook>            the same per probed layer
   tokens_to_r2_0.9             tokens of the first checkpoint whose final-layer R² >= 0.9
-  first_spectral_radius_above_1, final_spectral_radius_mean, final_saturated_frac,
-  final_linear_frac, final_sharpness, final_sign_flip_frac   from phases.json
+  first_spectral_radius_above_1, final_spectral_radius_mean (recurrent networks only: a
+  transformer's radius is never read against 1), final_saturated_frac, final_linear_frac,
+  final_sharpness, final_sign_flip_frac, final_sign_flip_null   from phases.json
+  linear_until, hybrid_from, saturated_from, sparse_from, gain_*, active_*, radius_*,
+  lyapunov_*, secant_*   the phase milestones (probes.phase_study.phase_milestones)
 Per setting and number: <name>_mean, <name>_sd (n-1), <name>_ci95_low, <name>_ci95_high
 (mean ± t_{0.975, n-1} · sd / √n), over the seeds that have the number; n_seeds counts finished
 seeds, <name>_n how many of them have it (tokens_to_r2_0.9: how many reached 0.9).
@@ -28,12 +31,14 @@ import numpy as np
 
 from experiments.summary import RunSummary, summarize_run
 from hmm.files import write_atomic, write_json
+from probes.phase_study import MILESTONE_KEYS
 
 STAT_SUFFIXES = ("mean", "sd", "ci95_low", "ci95_high", "n")
 FIXED_HEADLINES = (
     "final_exact_excess_loss", "final_r2_heldout", "final_r2_concat", "tokens_to_r2_0.9",
     "first_spectral_radius_above_1", "final_spectral_radius_mean", "final_saturated_frac",
-    "final_linear_frac", "final_sharpness", "final_sign_flip_frac",
+    "final_linear_frac", "final_sharpness", "final_sign_flip_frac", "final_sign_flip_null",
+    *MILESTONE_KEYS,
 )  # fmt: skip
 
 
@@ -144,7 +149,7 @@ def rows_csv(rows: list[dict]) -> str:
 CURVE_PANELS = (
     ("r2_final_layer", "held-out probe R² (final layer)", "linear"),
     ("excess_loss", "excess loss (nats/token)", "log"),
-    ("spectral_radius_mean", "mean spectral radius", "log"),
+    ("spectral_radius_mean", "mean recurrent spectral radius (RNNs)", "log"),
     ("saturated_frac", "saturated fraction of units", "linear"),
 )
 LOSS_KINDS = {  # which excess loss the panel plots (RunSummary.loss.curve_kind of its runs)

@@ -82,8 +82,8 @@ def _moves(s: RunSummary, t1: int, t2: int) -> str:
     parts = [_change(what, main(a), main(b))]
     if parts[0] and init.tokens == 0 and main(init) is not None:
         parts[0] += f" ({main(init):.2f} at initialisation)"
-    units = "the units' mean gain" if ph.iterated else "the MLP units' mean gain"
-    parts.append(_change(units, ph.unit_mean("gain_mean", a), ph.unit_mean("gain_mean", b)))
+    units = f"the {'' if ph.iterated else 'MLP '}units' mean {ph.unit_measure}"
+    parts.append(_change(units, ph.unit_level(a), ph.unit_level(b)))
     return " and ".join(p for p in parts if p) or "no phase diagnostic was measured there"
 
 
@@ -105,7 +105,8 @@ def _end_state(s: RunSummary) -> str:
     elif ph.block_gain() is not None:
         parts.append(f"block-update gain {ph.block_gain():.2f}")
     phases = sorted({u.phase for u in ph.final.units.values() if u.phase})
-    gain = ph.unit_mean("gain_mean")
-    if gain is not None:
-        parts.append(f"unit gain {gain:.2f} ({', '.join(phases)} by the gain rule)")
+    level = ph.unit_level()
+    if level is not None:
+        parts.append(f"unit {ph.unit_measure} {level:.2f} ({', '.join(phases)} by the "
+                     f"{ph.unit_measure} rule)")
     return ", ".join(parts) or "no diagnostics"

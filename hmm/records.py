@@ -42,13 +42,17 @@ class Record:
         values = {k: _convert(hints[k], v) for k, v in data.items() if k in known}
         record = cls(**values)
         record.undeclared = {k: v for k, v in data.items() if k not in known}
+        record._given = frozenset(data)  # which keys the file had: to_json gives them back
         return record
 
     def to_json(self) -> dict:
-        """The record as a JSON object: its fields, then its undeclared keys."""
-        out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
-        undeclared = out.pop("undeclared")
-        return {**out, **undeclared}
+        """The record as a JSON object: the keys it was read with (all non-None fields for a
+        record built in code), then its undeclared keys; from_json(d).to_json() == d."""
+        given = getattr(self, "_given", None)
+        out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+               if f.name != "undeclared"
+               and (f.name in given if given is not None else getattr(self, f.name) is not None)}
+        return {**out, **self.undeclared}
 
 
 def record(cls: type[R]) -> type[R]:
@@ -109,7 +113,9 @@ def record_keys(cls: type, prefix: str = "") -> list[tuple[str, str | None]]:
         path, tag = f"{prefix}{f.name}", f.metadata.get("only")
         tp = _strip_optional(hints[f.name])
         origin, args = typing.get_origin(tp), typing.get_args(tp)
-        if origin is list and args and _is_record(args[0]):
+        if origin is list and "keys" in f.metadata:  # a list of objects with free keys
+            out += [(f"{path}[].{name}", tag or t) for name, t in _key_names(f.metadata["keys"])]
+        elif origin is list and args and _is_record(args[0]):
             out += [(p, tag or t) for p, t in record_keys(args[0], f"{path}[].")]
         elif "keys" in f.metadata:
             inner = _strip_optional(args[1]) if len(args) == 2 else None

@@ -118,6 +118,10 @@ class ProcessSpec(Record):
     symbols: list[str] | None = None
     transitions: dict[str, list] = keyed("<symbol>")
     initial: list[float] | None = None
+    kind: str | None = only("optional")  # written unless a classical HMM (docs/processes.md)
+    weights: list[float] | None = only("optional")  # a mixture's
+    components: list[dict] | None = keyed("<key>", only="optional")  # a mixture's part specs
+    factors: list[dict] | None = keyed("<key>", only="optional")  # a product's part specs
 
 
 @record

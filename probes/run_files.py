@@ -174,21 +174,7 @@ class CrossPosition(Spectrum):
 
 
 @record
-class JacobianEntry(Spectrum):
-    kind: str | None = None  # "recurrent" | "residual"
-    blocks: list[BlockMap] | None = None
-    lyapunov: float | None = only("rnn")
-    projected_radius_mean: float | None = only("rnn")
-    projected_radius_max: float | None = only("rnn")
-    projected_vs_filter_rel_error: float | None = only("rnn")
-    filter_radius_mean_on_batch: float | None = only("rnn")
-    embedded_radius_mean: float | None = only("rnn")
-    embedded_vs_filter_rel_error: float | None = only("rnn")
-    cross_position: CrossPosition | None = only("transformer")
-
-
-@record
-class GainQuantiles(Record):
+class Quantiles(Record):
     q10: float | None = None
     q25: float | None = None
     q50: float | None = None
@@ -197,16 +183,70 @@ class GainQuantiles(Record):
 
 
 @record
+class Separation(Record):
+    state: float | None = None
+    readout: float | None = None
+    belief: float | None = None
+
+
+@record
+class SecantComparison(Record):
+    rate_gap: float | None = None
+    tolerance: float | None = None
+    distortion: float | None = None
+    se: float | None = None
+    passes: bool | None = None
+
+
+@record
+class Secant(Record):
+    """The secant test on the belief manifold (docs/phases.md)."""
+
+    split: str | None = None
+    horizon: int | None = None
+    pairs: int | None = None
+    dropped_pairs: int | None = None
+    synchronised_pairs: int | None = None
+    rate_state: float | None = None
+    rate_readout: float | None = None
+    rate_belief: float | None = None
+    readout_error_rms: float | None = None
+    log_separation: Separation | None = None
+    state_vs_belief: SecantComparison | None = None
+    readout_vs_belief: SecantComparison | None = None
+
+
+@record
+class JacobianEntry(Spectrum):
+    kind: str | None = None  # "recurrent" | "residual"
+    blocks: list[BlockMap] | None = None
+    lyapunov: float | None = only("rnn")
+    lyapunov_window: float | None = only("rnn")
+    spectral_radius_quantiles: Quantiles | None = only("rnn")
+    secant: Secant | None = only("rnn")
+    cross_position: CrossPosition | None = only("transformer")
+
+
+@record
 class UnitLayer(Record):
-    """A nonlinear layer's regime on the probe batch (probes/units.py defines each number)."""
+    """A nonlinear layer's regime on the probe batch (probes/units.py defines each number):
+    tanh/sigmoid-like layers by their gain, ReLU-like ones by their active fraction (`measure`)."""
 
     act: str | None = None
-    phase: str | None = None  # "linear" | "hybrid" | "saturated", by the gain
-    linear_frac: float | None = None
-    saturated_frac: float | None = None  # for ReLU-like units: off (z <= 0)
+    measure: str | None = None  # "gain" | "active fraction"
+    phase: str | None = None
     dead_frac: float | None = None
-    gain_mean: float | None = None
-    gain_quantiles: GainQuantiles | None = None
+    gain_mean: float | None = only("optional")
+    linear_frac: float | None = only("optional")
+    saturated_frac: float | None = only("optional")
+    gain_quantiles: Quantiles | None = only("optional")
+    active_frac: float | None = only("optional")
+    active_quantiles: Quantiles | None = only("optional")
+
+    @property
+    def level(self) -> float | None:
+        """The number the phase is read from: the gain, or the active fraction."""
+        return self.active_frac if self.measure == "active fraction" else self.gain_mean
 
 
 @record
@@ -225,6 +265,8 @@ class SharpnessDetail(Record):
     ratio: float | None = None
     iterations: int | None = None
     converged: bool | None = None
+    settled: bool | None = None
+    settled_step: int | None = only("optional")
 
 
 @record
@@ -246,6 +288,7 @@ class PhaseCheckpoint(Record):
     sharpness: float | None = None
     sharpness_detail: SharpnessDetail | None = None
     sign_flip_frac: float | None = None
+    sign_flip_null: float | None = None
     sign_flip_steps: int | None = None
     excess_loss: float | None = None
     exact_excess_loss: float | None = None
@@ -259,10 +302,15 @@ class BeliefUpdate(Record):
     frac_radius_above_1: float | None = None
     lyapunov: float | None = None
     lyapunov_sd: float | None = None
+    spectral_radius_quantiles: Quantiles | None = None
     n_sequences: int | None = None
     length: int | None = None
     burn_in: int | None = None
     seed: int | None = None
+    lyapunov_window: float | None = None
+    lyapunov_window_sd: float | None = None
+    window: int | None = None
+    window_sequences: int | None = None
 
 
 @record
@@ -297,6 +345,8 @@ class ProbeBatch(Record):
     seed: int | None = None
     fit_sequences: int | None = None
     recurrent_sequences: int | None = None
+    secant_pairs: int | None = None
+    secant_split: str | None = None
     linear_threshold: float | None = None
     saturated_threshold: float | None = None
     linear_gain: float | None = None
@@ -307,6 +357,28 @@ class ProbeBatch(Record):
     sharpness_tol: float | None = None
     sharpness_exact_max: int | None = None
     sharpness_batch: int | None = None
+
+
+@record
+class SharpnessSettled(Record):
+    step: int | None = None
+    first_shown_tokens: int | None = None
+    rule: str | None = None
+
+
+@record
+class SignFlipNull(Record):
+    """The sign-flip fraction the optimiser gives on pure-noise gradients (docs/phases.md)."""
+
+    null: float | None = None
+    reference: float | None = None
+    rho: float | None = None
+    optimizer: str | None = None
+    coordinates: int | None = None
+    noise_scale: float | None = None
+    pairs: int | None = None
+    method: str | None = None
+    cpu_seconds: float | None = None
 
 
 @record
@@ -322,7 +394,9 @@ class PhasesFile(Record):
     unit_phase_rule: str | None = None
     sharpness_rule: str | None = None
     sharpness_loss: SharpnessLoss | None = None
+    sharpness_settled: SharpnessSettled | None = None
     sign_flip_source: str | None = None
+    sign_flips: SignFlipNull | None = None
     probe_batch: ProbeBatch | None = None
     cpu_seconds: float | None = None
     cpu_seconds_null: float | None = None
