@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hmm.figure_style import OKABE_ITO_HEX  # noqa: F401  (names of the palette, for the charts)
 from hmm.figure_style import OKABE_ITO_RGB as OKABE_ITO  # simplex vertex colours when S != 3
 
 if TYPE_CHECKING:
