@@ -1,8 +1,9 @@
 """The shape of the source tree, read with `ast` (no imports): functions stay short, the layers
 import downward only (hmm → models → probes → experiments), and no two modules import each other,
 not even through an import inside a function (a runtime circle). `if TYPE_CHECKING:` imports are
-for type checkers only and do not count, nor do the imports inside class HMM's methods: they hand
-on to msp, information, fractal and spec (`p.msp()`, `p.optimal_loss()`: the notebook API)."""
+for type checkers only and do not count, nor do the imports inside the process classes' methods
+(GHMM, HMM): they hand on to msp, information, fractal and spec (`p.msp()`, `p.optimal_loss()`:
+the notebook API)."""
 
 from __future__ import annotations
 
@@ -30,17 +31,18 @@ def _module(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-HANDS_ON = {"hmm.process": "HMM"}  # module -> the class whose methods hand on to other modules
+# module -> the classes whose methods hand on to other modules (the process classes' notebook API)
+HANDS_ON = {"hmm.process": ("GHMM", "HMM")}
 
 
-def _runtime_imports(tree: ast.Module, hands_on: str | None = None) -> set[str]:
+def _runtime_imports(tree: ast.Module, hands_on: tuple[str, ...] = ()) -> set[str]:
     """Modules of ours imported anywhere in the file except under `if TYPE_CHECKING:` and inside
-    class `hands_on`."""
+    the classes `hands_on`."""
     skip = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skip |= {id(n) for child in node.body for n in ast.walk(child)}
-        if isinstance(node, ast.ClassDef) and node.name == hands_on:
+        if isinstance(node, ast.ClassDef) and node.name in hands_on:
             skip |= {id(n) for n in ast.walk(node)}
     found = set()
     for node in ast.walk(tree):
@@ -57,7 +59,7 @@ def _graph() -> dict[str, set[str]]:
     modules = {_module(p): p for p in _sources(*PACKAGES)}
     graph = {}
     for name, path in modules.items():
-        imported = _runtime_imports(ast.parse(path.read_text()), HANDS_ON.get(name))
+        imported = _runtime_imports(ast.parse(path.read_text()), HANDS_ON.get(name, ()))
         graph[name] = {m for m in imported if m in modules and m != name}
     return graph
 
