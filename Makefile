@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 $(BIN)/beliefgeo: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,llc]"
 	touch $@
 
 demo: $(BIN)/beliefgeo

@@ -72,6 +72,39 @@ def phases_line(run: Path) -> str:
     return f"wrote {run / 'phases.json'}" + (f": {part}" if part else "")
 
 
+def llc_part(run: Path) -> str | None:
+    """'LLC at 10 checkpoints (ε 0.001, γ 300, nβ 15, calibrated): final 0.40 ± 0.04; 1 stage
+    boundary (peak at 11,520); geometry emerges at 92,411 tokens; 3 of 10 flagged'."""
+    llc = _read(run / "llc.json")
+    try:
+        entries, s, stages = llc["checkpoints"], llc["settings"], llc["stages"]
+        final = entries[-1]
+    except (TypeError, KeyError, IndexError):
+        return None
+    text = (f"LLC at {len(entries)} checkpoints (ε {s['lr']:g}, γ {s['localization']:g}, "
+            f"nβ {s['n_beta']:g}, {s['source']})")  # fmt: skip
+    if final.get("llc_mean") is not None:
+        text += f": final {final['llc_mean']:.3g} ± {final.get('llc_sd') or 0:.2g}"
+    bounds = stages.get("boundaries") or []
+    if stages.get("structure") is None:
+        text += "; too few unflagged estimates for stages"
+    else:
+        where = ", ".join(f"{b['kind']} at {b['tokens']:,}" for b in bounds)
+        text += f"; {len(bounds)} stage boundar{'y' if len(bounds) == 1 else 'ies'}" + (
+            f" ({where})" if where else " (no stage structure)"
+        )
+    emerged = (llc.get("emergence") or {}).get("tokens")
+    if emerged:
+        text += f"; geometry emerges at {emerged:,.0f} tokens"
+    flagged = sum(bool(e.get("flags")) for e in entries)
+    return text + (f"; {flagged} of {len(entries)} flagged" if flagged else "")
+
+
+def llc_line(run: Path) -> str:
+    part = llc_part(run)
+    return f"wrote {run / 'llc.json'}" + (f": {part}" if part else "")
+
+
 def report_line(path: Path) -> str:
     summary = summarize_run(path.parent)
     trained = summary.loss.batch_window or summary.loss.exact_excess is not None

@@ -30,4 +30,15 @@ File map:
                        sign_flip_reference: every checkpoint -> RUN/phases.json, then the figure;
                        PhaseOptions; phase_milestones (the numbers sweeps summarise)
     phase_figures.py   RUN/figures/phases.png: each diagnostic beside its null band and reference
+    llc_settings.py    LLCSettings, CalibrationGrid, the LLC flags, read_llc_settings (no torch:
+                       the CLI checks them first)
+    llc.py             the local learning coefficient of one model (devinterp SGLD, imported only
+                       there): estimate_llc, the trace reduction and its flags, calibrate /
+                       pick_settings, the training loss on devinterp's model copies
+    llc_known.py       models with a closed-form learning coefficient (linear regression, reduced-
+                       rank regression with Aoyagi's formula): the estimator's test cases
+    llc_study.py       llc_run: log-spaced checkpoints -> RUN/llc.json (calibration, estimates,
+                       stage boundaries, where the probe's geometry emerges), then the figures
+    llc_figures.py     RUN/figures/llc_timeline.png (LLC beside probe R², excess loss, phases)
+                       and llc_calibration.png
 """
