@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from experiments.summary import LossSummary, PhaseSummary, ProbeSummary, summarize_run
+from hmm.errors import InvalidInput
+from hmm.files import read_json
 
 
 def loss_part(loss: LossSummary) -> str:
@@ -75,11 +77,11 @@ def phases_line(run: Path) -> str:
 def llc_part(run: Path) -> str | None:
     """'LLC at 10 checkpoints (ε 0.001, γ 300, nβ 15, calibrated): final 0.40 ± 0.04; 1 stage
     boundary (peak at 11,520); geometry emerges at 92,411 tokens; 3 of 10 flagged'."""
-    llc = _read(run / "llc.json")
     try:
+        llc = read_json(run / "llc.json")
         entries, s, stages = llc["checkpoints"], llc["settings"], llc["stages"]
         final = entries[-1]
-    except (TypeError, KeyError, IndexError):
+    except (InvalidInput, TypeError, KeyError, IndexError):
         return None
     text = (f"LLC at {len(entries)} checkpoints (ε {s['lr']:g}, γ {s['localization']:g}, "
             f"nβ {s['n_beta']:g}, {s['source']})")  # fmt: skip
