@@ -458,7 +458,7 @@ def hooks_parser(sub) -> None:
 
 def reproduce_command(args: argparse.Namespace) -> None:
     check_family_flags(_arch_of_flags(args), args.act_fn, _sizes(args))
-    from experiments.pipeline import reproduce
+    from experiments.studies import reproduce
 
     with compute():
         reproduce(args.study, out=args.out, tokens=args.tokens, seeds=args.seeds,
@@ -482,7 +482,7 @@ def probe_hmm_command(args: argparse.Namespace) -> None:
         raise InvalidInput(f"{args.spec} is not a file; give the path of a process spec .json")
     checked_process(str(args.spec))
     check_family_flags(_arch_of_flags(args), args.act_fn, _sizes(args))
-    from experiments.pipeline import probe_hmm
+    from experiments.studies import probe_hmm
 
     with compute():
         probe_hmm(args.spec, out=args.out, tokens=args.tokens, overrides=training_options(args))

@@ -46,7 +46,7 @@ def _dimension_table(probes: dict) -> str:
 def geometry_section(run: Path, probes: dict | None) -> list[str]:
     """HTML parts: dimension table and figure, the interventions' sentences and figure, the 3-D
     view (its plotly script inline, so the page still opens with no network)."""
-    from experiments.report import embed_image
+    from experiments.page import embed_image
 
     parts = []
     if probes and probes.get("checkpoints"):

@@ -29,9 +29,11 @@ File map:
     progress.py       progress bar or stderr lines, and the run's clocks
     compute.py        the run's torch device and CPU thread count (BELIEFGEO_THREADS)
   run files
-    checkpoints.py    save/read checkpoints (weights_only), load_checkpoint, read_run_config,
-                      trained_positions, load_run_process, opening a run for --resume
-    run_files.py      the metrics log reader, checkpoint paths and listing
+    checkpoints.py    save/read checkpoints (weights_only), load_checkpoint, trained_positions,
+                      load_run_process, opening a run for --resume
+    run_files.py      what is a run folder; config.json (read_run_config, typed: RunConfig /
+                      read_config), metrics.jsonl (read_metrics, typed: MetricsLine), checkpoint
+                      paths and listing; no torch
 """
 
 
@@ -43,9 +45,10 @@ _EXPORTS = {
     "RNNConfig": "models.rnn",
     "TransformerConfig": "models.transformer",
     "build_model": "models.architectures",
+    "list_checkpoints": "models.run_files",
     "load_checkpoint": "models.checkpoints",
     "load_run_process": "models.checkpoints",
-    "read_run_config": "models.checkpoints",
+    "read_run_config": "models.run_files",
     "residual_hooks": "models.architectures",
     "unit_hooks": "models.architectures",
 }

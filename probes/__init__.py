@@ -11,6 +11,8 @@ File map:
                        pooled, in-sample) and MSE rules, k-gram lookups, distance correlation
     belief_study.py    probe_run: trained positions only, every checkpoint -> RUN/probes.json +
                        figures; per-position and within-k-gram scores, baselines, headline
+    run_files.py       RUN/probes.json and RUN/phases.json as typed records (ProbesFile,
+                       PhasesFile) and their readers read_probes / read_phases
     belief_figures.py  simplex, R² per layer, emergence, R² by position, simplex GIF (captioned)
     jacobian.py        exact Jacobians: RNN recurrent map (radius quantiles, Lyapunov exponents
                        long-run and over the window, W_rec vs circular law, the secant test on

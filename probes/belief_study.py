@@ -292,17 +292,6 @@ def headline(probes: dict) -> dict:
     }
 
 
-def headline_line(probes: dict) -> str:
-    """One line for logs and reports, from `headline`."""
-    h = headline(probes)
-    line = (f"{h['hook']} held-out R² {h['r2_heldout']:.4f} at {h['tokens']:,} tokens "
-            f"({h['split']} split)")
-    if h["best_baseline"] is not None:
-        line += (f"; best baseline with <= {h['width']} features: {h['best_baseline']} "
-                 f"{h['baseline_r2']:.4f} (margin {h['margin']:+.4f})")
-    return line + f"; resolution depth {h['resolution_depth']}"
-
-
 def probed_positions(config: dict, positions: int | None) -> dict:
     """probes.json "positions": {"trained", "probed", "n_ctx", "note"}; InvalidInput when
     `positions` asks for a position the run never trained."""

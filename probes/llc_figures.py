@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from hmm.files import read_json, write_atomic
 from models.architectures import hook_label
 from models.run_files import read_metrics
+from probes.llc_settings import NOT_AN_LLC
 from probes.phase_figures import (
     BELIEF_COLOUR,
     CAPTION_WIDTH,
@@ -113,7 +114,6 @@ def _llc_panel(ax, llc: dict) -> None:
 
 def _llc_range(entries: list[dict]) -> tuple[float, float]:
     """Y limits around the estimates that are LLCs (0 included), else around all of them."""
-    from probes.llc_study import NOT_AN_LLC
 
     def values(use: list[dict]) -> list[float]:
         out = []

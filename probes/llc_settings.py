@@ -23,6 +23,8 @@ FLAGS = (
     "loss_above_uniform",
     "calibration_failed",
 )
+# flags that mean the estimate is not an LLC at all (the others only qualify it)
+NOT_AN_LLC = ("not_at_minimum", "loss_nonfinite", "loss_above_uniform")
 CALIBRATION_RULE = (
     "a cell is usable when every chain stayed finite, its loss stayed at or below the ceiling "
     "(ln V), its trace settled (last quarter vs middle quarter within settle_tol) and its LLC is "

@@ -32,10 +32,9 @@ from models.checkpoints import model_config_of_run, trained_positions
 from models.compute import cpu_threads, pick_device, torch_threads
 from models.run_files import list_checkpoints
 from probes.llc import NextTokenWindowLoss, calibrate, estimate_llc
-from probes.llc_settings import LLC_FORMAT, CalibrationGrid, LLCSettings
+from probes.llc_settings import LLC_FORMAT, NOT_AN_LLC, CalibrationGrid, LLCSettings
 
 WINDOW_STREAM = 20  # third word of the sampling windows' seed entropy (docs/llc.md)
-NOT_AN_LLC = ("not_at_minimum", "loss_nonfinite", "loss_above_uniform")
 STAGE_RULE = (
     "between consecutive checkpoints whose estimate is an LLC (flags not_at_minimum, "
     "loss_nonfinite and loss_above_uniform excluded) the LLC rises or falls when the change "

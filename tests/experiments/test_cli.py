@@ -207,13 +207,20 @@ def test_reproduce_shows_each_stage_and_ends_with_the_report_line(cli, tmp_path)
     "argv", [["train", "nosuch", "--out", "x"], ["train", "mess3", "--token", "5"]]
 )
 def test_bad_input_exits_2_within_a_second_in_a_fresh_process(tmp_path, argv):
-    """Checked before torch is imported: the console script answers a typo at once."""
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "experiments.cli", *argv], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
-    seconds = time.perf_counter() - started
+    """Checked before torch is imported: the console script answers a typo at once. Under 1 s on
+    an idle machine; on a busy one (several engineers share 2 cores) no slower than twice a bare
+    `import hmm`, which is what these checks need."""
+
+    def seconds(args: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+        return time.perf_counter() - started, proc
+
+    bare, _ = seconds(["-c", "import hmm"])
+    took, proc = seconds(["-m", "experiments.cli", *argv])
     assert proc.returncode == 2 and len(_lines(proc.stderr)) == 1, proc.stderr
-    assert seconds < 1.0, f"{argv}: {seconds:.2f} s"
+    assert took < max(1.0, 2 * bare), f"{argv}: {took:.2f} s (bare import hmm: {bare:.2f} s)"
 
 
 def test_checks_run_before_torch_is_imported(tmp_path):
