@@ -50,6 +50,7 @@ class UntrainedBaseline(Record):
     seeds: list[int] | None = None
     r2_weighted_mean: float | None = None
     r2_within_kgram_mean: dict[str, float | None] = keyed("<k>")
+    effective_dim_mean: dict[str, float | None] = keyed("<k>")
 
 
 @record
@@ -79,6 +80,26 @@ class ProbeScores(Record):
 
 
 @record
+class LayerScores(ProbeScores):
+    """A hook's probe scores and the geometry of its activations (probes.geometry_study; per
+    hook, not concat)."""
+
+    explained_variance: Curve | None = None
+    affine_dim: int | None = None
+    effective_dim: dict[str, int | None] = keyed("<k>")
+    subspaces: dict = keyed("<key>", only="optional")
+
+
+@record
+class BeliefGeometry(Record):
+    """The exact belief set's own dimensions (the reference for effective_dim)."""
+
+    explained_variance: Curve | None = None
+    affine_dim: int | None = None
+    effective_dim: dict[str, int | None] = keyed("<k>")
+
+
+@record
 class NextTokenScores(ProbeScores):
     """The probe from the model's next-token distribution, and distance correlations."""
 
@@ -91,7 +112,7 @@ class NextTokenScores(ProbeScores):
 @record
 class ProbeCheckpoint(Record):
     tokens: int = 0
-    layers: dict[str, ProbeScores] = keyed("<hook>")
+    layers: dict[str, LayerScores] = keyed("<hook>")
     next_token: NextTokenScores | None = None
 
 
@@ -118,6 +139,8 @@ class ProbeFigures(Record):
     emergence: str | None = None
     positions: str | None = None
     animation: str | None = None
+    dimension: str | None = None
+    view_3d: str | None = only("optional")
 
 
 @record
@@ -134,6 +157,7 @@ class ProbesFile(Record):
     baselines: Baselines | None = None
     checkpoints: list[ProbeCheckpoint] | None = None
     headline: Headline | None = None
+    belief_geometry: BeliefGeometry | None = None
     figures: ProbeFigures | None = None
 
     @classmethod
