@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.summary import LossSummary, PhaseSummary, ProbeSummary, summarize_run
+from experiments.summary import (
+    LlcSummary,
+    LossSummary,
+    PhaseSummary,
+    ProbeSummary,
+    summarize_run,
+)
 from hmm.errors import InvalidInput
 from hmm.files import read_json
 
@@ -74,36 +80,31 @@ def phases_line(run: Path) -> str:
     return f"wrote {run / 'phases.json'}" + (f": {part}" if part else "")
 
 
-def llc_part(run: Path) -> str | None:
+def llc_part(llc: LlcSummary | None) -> str | None:
     """'LLC at 10 checkpoints (ε 0.001, γ 300, nβ 15, calibrated): final 0.40 ± 0.04; 1 stage
     boundary (peak at 11,520); geometry emerges at 92,411 tokens; 3 of 10 flagged'."""
-    try:
-        llc = read_json(run / "llc.json")
-        entries, s, stages = llc["checkpoints"], llc["settings"], llc["stages"]
-        final = entries[-1]
-    except (InvalidInput, TypeError, KeyError, IndexError):
+    if llc is None or not llc.checkpoints:
         return None
-    text = (f"LLC at {len(entries)} checkpoints (ε {s['lr']:g}, γ {s['localization']:g}, "
-            f"nβ {s['n_beta']:g}, {s['source']})")  # fmt: skip
-    if final.get("llc_mean") is not None:
-        text += f": final {final['llc_mean']:.3g} ± {final.get('llc_sd') or 0:.2g}"
-    bounds = stages.get("boundaries") or []
-    if stages.get("structure") is None:
+    entries, final = llc.checkpoints, llc.checkpoints[-1]
+    text = f"LLC at {len(entries)} checkpoints ({llc.settings_text()})"
+    if final.llc_mean is not None:
+        text += f": final {final.llc_mean:.3g} ± {final.llc_sd or 0:.2g}"
+    bounds = llc.boundaries
+    if llc.structure is None:
         text += "; too few unflagged estimates for stages"
     else:
-        where = ", ".join(f"{b['kind']} at {b['tokens']:,}" for b in bounds)
+        where = ", ".join(f"{b.kind} at {b.tokens:,}" for b in bounds)
         text += f"; {len(bounds)} stage boundar{'y' if len(bounds) == 1 else 'ies'}" + (
             f" ({where})" if where else " (no stage structure)"
         )
-    emerged = (llc.get("emergence") or {}).get("tokens")
-    if emerged:
-        text += f"; geometry emerges at {emerged:,.0f} tokens"
-    flagged = sum(bool(e.get("flags")) for e in entries)
+    if llc.emergence_tokens:
+        text += f"; geometry emerges at {llc.emergence_tokens:,.0f} tokens"
+    flagged = sum(bool(e.flags) for e in entries)
     return text + (f"; {flagged} of {len(entries)} flagged" if flagged else "")
 
 
 def llc_line(run: Path) -> str:
-    part = llc_part(run)
+    part = llc_part(summarize_run(run).llc)
     return f"wrote {run / 'llc.json'}" + (f": {part}" if part else "")
 
 

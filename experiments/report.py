@@ -1,9 +1,10 @@
 """RUN/report.html: one self-contained page (images embedded, no network), rebuilt from RUN alone,
 that leads with its answer.
 
-Order: the verdict (three computed sentences, experiments/verdict.py), the figure of exact beliefs
-beside the probe's predictions, then the details — probes with their baselines, the loss against
-the Bayes optimum, the phase diagnostics beside their nulls, the ground-truth geometry — and, folded
+Order: the verdict (three computed sentences, a fourth with llc.json; experiments/verdict.py), the
+figure of exact beliefs beside the probe's predictions, then the details — probes with their
+baselines, the loss against the Bayes optimum, the phase diagnostics beside their nulls, the local
+learning coefficient's stages (experiments/llc_report.py), the ground-truth geometry — and, folded
 at the end, what was run, the settings, the folder's files and how to reproduce it
 (experiments/reproduction.py). Every number comes from the run's RunSummary and typed files
 (experiments/summary.py, probes/run_files.py); files of older versions lack some keys, and the
@@ -30,6 +31,7 @@ def write_report(run: str | Path) -> Path:
     """Write RUN/report.html from RUN's files and return its path. Computes the ground-truth
     geometry into RUN/fractal when it is missing and writes RUN/reproduce/ (process and recipe)."""
     from experiments.geometry_report import geometry_section
+    from experiments.llc_report import llc_section
 
     run = Path(run)
     fractal_error = _ensure_fractal(run)
@@ -49,6 +51,7 @@ def write_report(run: str | Path) -> Path:
     parts += _loss(run, summary, bool(loss_png))
     if summary.phases:
         parts += _phases(run, summary.phases)
+    parts += llc_section(run, summary)
     parts += _ground_truth(run, summary, fractal_error)
     parts.append(folded("What was run, the settings and the files",
                         _what_was_run(summary) + _settings(summary)))

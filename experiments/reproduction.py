@@ -41,6 +41,11 @@ def reproduce_section(run: Path, summary: RunSummary) -> str:
         probe += f" --max-sequences {inputs.sequences}"
     commands = [f"beliefgeo train {process_file} --config {recipe_file} --out {again}", probe,
                 f"beliefgeo phases {again}", f"beliefgeo report {again}"]
+    if summary.llc:  # measured like this run: its LLC settings, its checkpoints
+        measured = summary.llc.checkpoints
+        count = "all" if measured and measured[0].tokens == 0 else len(measured)
+        commands.insert(3, f"beliefgeo llc {again} --settings-from {shown}/llc.json "
+                        f"--checkpoints {count}")
     parts = ["<p>Retrain from scratch (same process, model, optimiser, seeds and data stream; the "
              "two files were written beside this report from config.json), then rerun the "
              "analyses:</p>", "<pre>" + html.escape("\n".join(commands)) + "</pre>"]
@@ -49,10 +54,12 @@ def reproduce_section(run: Path, summary: RunSummary) -> str:
     if isinstance(study, str) and study.startswith("reproduce "):
         parts.append(f"<p>This run came from {code('beliefgeo ' + study)}; "
                      f"{code(f'beliefgeo {study} --out {again}')} reruns the whole study.</p>")
+    llc = (f"{code(f'beliefgeo llc {shown} --settings-from {shown}/llc.json')} (the same LLC "
+           "settings), " if summary.llc else "")
     parts.append(f"<p>Only the analyses, from this folder's checkpoints: "
                  f"{code(f'beliefgeo probe {shown}')}, {code(f'beliefgeo phases {shown}')}, "
-                 f"{code(f'beliefgeo report {shown}')}. The files and their keys are described "
-                 "in docs/run-files.md of the beliefgeo repository.</p>")
+                 f"{llc}{code(f'beliefgeo report {shown}')}. The files and their keys are "
+                 "described in docs/run-files.md of the beliefgeo repository.</p>")
     return "\n".join(parts)
 
 
@@ -74,6 +81,10 @@ def folder_table(summary: RunSummary) -> str:
         rows.append([name, "not run", f"beliefgeo {command} {shown}"])
         missing.append(f"{name.capitalize()} were not run: {code(f'beliefgeo {command} {shown}')}"
                        f", then {code(f'beliefgeo report {shown}')}.")
+    llc = summary.llc
+    rows.append(["local learning coefficient", f"{len(llc.checkpoints)} checkpoints", "llc.json, "
+                 "figures/llc_*.png"] if llc else ["local learning coefficient", "not run "
+                 "(optional)", f"beliefgeo llc {shown}"])
     f = summary.fractal
     rows.append(["ground-truth geometry", f"depth {f.depth}" if f else "not computed",
                  "fractal/fractal.json, fractal/fractal.png" if f else ""])

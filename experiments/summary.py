@@ -9,7 +9,9 @@ Rules that were once written in several places live here, once:
 * the final layer (models.architectures.final_layer_hook) and its R² against its strongest
   baseline (probes.json `headline`);
 * the seed rule (first mean spectral radius > 1) only for iterated maps (`PhasesFile.iterated`);
-* the emergence window: where the final-layer R² climbed from 10 % to 90 % of its rise.
+* the emergence window: where the final-layer R² climbed from 10 % to 90 % of its rise;
+* which LLC estimates are LLCs (no flag of probes.llc_settings.NOT_AN_LLC) and where the geometry
+  emerges against the LLC's stage boundaries (`LlcSummary`, from llc.json when the run has one).
 """
 
 from __future__ import annotations
@@ -23,8 +25,20 @@ from experiments.fractal import FractalFile, read_fractal
 from hmm.errors import InvalidInput
 from models.architectures import CONCAT, final_layer_hook
 from models.run_files import RunConfig, list_checkpoints, read_config, read_metrics_lines
+from probes.llc_settings import NOT_AN_LLC
 from probes.phase_study import MILESTONE_KEYS
-from probes.run_files import PhaseCheckpoint, PhasesFile, ProbesFile, read_phases, read_probes
+from probes.run_files import (
+    LlcCheckpoint,
+    LlcFile,
+    NearestBoundary,
+    PhaseCheckpoint,
+    PhasesFile,
+    ProbesFile,
+    StageBoundary,
+    read_llc,
+    read_phases,
+    read_probes,
+)
 
 BATCH_WINDOW = 20
 R2_REACHED = 0.9
@@ -128,6 +142,91 @@ class PhaseSummary:
 
 
 @dataclass
+class LlcSummary:
+    """A run's llc.json (probes/llc_study.py), read once for the report, the verdict, the closing
+    line and the sweep headline."""
+
+    file: LlcFile
+
+    @property
+    def checkpoints(self) -> list[LlcCheckpoint]:
+        return self.file.checkpoints or []
+
+    @property
+    def usable(self) -> list[LlcCheckpoint]:
+        """The estimates that are LLCs: finite, and no flag of NOT_AN_LLC."""
+        return [e for e in self.checkpoints if _finite(e.llc_mean)
+                and not set(e.flags) & set(NOT_AN_LLC)]  # fmt: skip
+
+    @property
+    def final_llc(self) -> float | None:
+        """λ̂ at the last measured checkpoint when that estimate is an LLC."""
+        last = self.checkpoints[-1] if self.checkpoints else None
+        return last.llc_mean if any(e is last for e in self.usable) else None
+
+    @property
+    def boundaries(self) -> list[StageBoundary]:
+        stages = self.file.stages
+        return sorted((stages.boundaries or []) if stages else [], key=lambda b: b.tokens or 0)
+
+    @property
+    def structure(self) -> bool | None:
+        """True: stage boundaries found; False: none ("no stage structure"); None: too few
+        estimates that are LLCs to read stages."""
+        return self.file.stages.structure if self.file.stages else None
+
+    @property
+    def emergence_tokens(self) -> float | None:
+        return self.file.emergence.tokens if self.file.emergence else None
+
+    def settings_text(self) -> str:
+        """'ε 0.001, γ 300, nβ 15, calibrated'."""
+        s = self.file.settings
+        if s is None:
+            return "settings unknown"
+        return (f"ε {s.lr:g}, γ {s.localization:g}, nβ {s.n_beta:g}, "
+                f"{s.source or 'source unknown'}")
+
+    def flagged(self) -> dict[str, list[int]]:
+        """Flag -> the tokens of the checkpoints that carry it, in the file's order."""
+        out: dict[str, list[int]] = {}
+        for e in self.checkpoints:
+            for flag in e.flags:
+                out.setdefault(flag, []).append(e.tokens)
+        return out
+
+    def emergence_place(self) -> str | None:
+        """Where the geometry emerges against the stage boundaries, in words; None when llc.json
+        has no emergence tokens."""
+        tokens = self.emergence_tokens
+        if tokens is None:
+            return None
+        bounds = [b for b in self.boundaries if b.tokens]
+        if not bounds:
+            return "with no stage boundary to set it against"
+        near = min(bounds, key=lambda b: abs(np.log10(tokens / b.tokens)))
+        relation = _relation(tokens, near)
+        if relation == "at":
+            return f"at the {near.kind} at {near.tokens:,} tokens (within 5 %)"
+        before = [b for b in bounds if b.tokens <= tokens]
+        after = [b for b in bounds if b.tokens > tokens]
+        if not before:
+            return (f"before the first stage boundary, the {after[0].kind} at "
+                    f"{after[0].tokens:,} tokens ({_relation(tokens, after[0])} it)")
+        if not after:
+            return (f"after the last stage boundary, the {before[-1].kind} at "
+                    f"{before[-1].tokens:,} tokens ({_relation(tokens, before[-1])} it)")
+        return (f"between the {before[-1].kind} at {before[-1].tokens:,} and the "
+                f"{after[0].kind} at {after[0].tokens:,} tokens ({relation} the {near.kind})")
+
+
+def _relation(tokens: float, boundary: StageBoundary) -> str:
+    """'at', '1.6× after' or '3.0× before' (NearestBoundary.relation)."""
+    ratio = float(np.log10(tokens / boundary.tokens))
+    return NearestBoundary(tokens=boundary.tokens, log10_ratio=ratio).relation
+
+
+@dataclass
 class RunSummary:
     run: Path
     config: RunConfig
@@ -138,6 +237,7 @@ class RunSummary:
     phases: PhaseSummary | None
     fractal: FractalFile | None
     probes_file: ProbesFile | None = None
+    llc: LlcSummary | None = None
 
     @property
     def process(self) -> str:
@@ -197,6 +297,7 @@ class RunSummary:
             "final_sign_flip_frac": _last_sign_flips(ph, "sign_flip_frac") if ph else None,
             "final_sign_flip_null": _last_sign_flips(ph, "sign_flip_null") if ph else None,
         }
+        numbers["final_llc"] = self.llc.final_llc if self.llc else None
         numbers.update(ph.milestones() if ph else dict.fromkeys(MILESTONE_KEYS))
         if p:
             numbers.update({f"r2_heldout:{h}": v for h, v in p.r2_by_hook.items() if h != CONCAT})
@@ -228,10 +329,12 @@ def summarize_run(run: str | Path) -> RunSummary:
         n_checkpoints = 0
     probes = read_probes(run)
     phases = read_phases(run)
+    llc = read_llc(run)
     return RunSummary(
         run=run, config=config, tokens_trained=metrics[-1].tokens if metrics else 0,
         n_checkpoints=n_checkpoints, loss=_loss(config, metrics), probes=_probes(probes),
         phases=_phases(phases), fractal=read_fractal(run / "fractal"), probes_file=probes,
+        llc=LlcSummary(llc) if llc else None,
     )
 
 

@@ -11,6 +11,8 @@ Headline numbers of one run (None where the run has no such number):
   first_spectral_radius_above_1, final_spectral_radius_mean (recurrent networks only: a
   transformer's radius is never read against 1), final_saturated_frac, final_linear_frac,
   final_sharpness, final_sign_flip_frac, final_sign_flip_null   from phases.json
+  final_llc                    the local learning coefficient at the last checkpoint llc.json
+                               measured, when that estimate is an LLC (runs with llc.json only)
   linear_until, hybrid_from, saturated_from, sparse_from, gain_*, active_*, radius_*,
   lyapunov_*, secant_*   the phase milestones (probes.phase_study.phase_milestones)
 Per setting and number: <name>_mean, <name>_sd (n-1), <name>_ci95_low, <name>_ci95_high
@@ -38,7 +40,7 @@ FIXED_HEADLINES = (
     "final_exact_excess_loss", "final_r2_heldout", "final_r2_concat", "tokens_to_r2_0.9",
     "first_spectral_radius_above_1", "final_spectral_radius_mean", "final_saturated_frac",
     "final_linear_frac", "final_sharpness", "final_sign_flip_frac", "final_sign_flip_null",
-    *MILESTONE_KEYS,
+    "final_llc", *MILESTONE_KEYS,
 )  # fmt: skip
 
 
@@ -245,6 +247,7 @@ def report_html(
         if axis in ("n_seeds", "n_failed", "runs") or len({str(r[axis]) for r in rows}) < 2:
             continue
         parts += [f"<h2>By {html.escape(axis)}</h2>", _axis_table(rows, axis, headline)]
+    parts += llc_band_section(out, {row["setting"]: [out / r for r in row["runs"]] for row in rows})
     parts.append(setting_table_html(list(cka), rows))
     if failed:
         items = "".join(
@@ -304,3 +307,52 @@ def _axis_table(rows: list[dict], axis: str, names: list[str]) -> str:
             + "</tr>"
         )
     return f"<table><tr>{header}</tr>{body}</table>"
+
+
+# ---- the LLC across runs ------------------------------------------------------------------------
+def llc_band_section(out: Path, groups: dict[str, list[Path]]) -> list[str]:
+    """HTML parts: each group's LLC curve with its band across runs (probes.llc_study.compare_llc
+    writes DIR/llc_compare.json and .png), its stage boundaries and where each run's geometry
+    emerged; [] when no run has llc.json, a note when only some have or their settings differ."""
+    from experiments.page import embed_image
+
+    runs = [r for members in groups.values() for r in members]
+    measured = [r for r in runs if (r / "llc.json").is_file()]
+    if not measured:
+        return []
+    head = "<h2>Local learning coefficient across runs</h2>"
+    if len(measured) < len(runs):
+        missing = ", ".join(r.name for r in runs if r not in measured)
+        return [head, f"<p class='note'>Not compared: {html.escape(missing)} ha"
+                f"{'s' if len(runs) - len(measured) == 1 else 've'} no llc.json.</p>"]
+    from hmm.errors import InvalidInput
+    from probes.llc_study import compare_llc
+
+    try:
+        result = compare_llc({label: members for label, members in groups.items() if members},
+                             out)  # fmt: skip
+    except InvalidInput as exc:
+        return [head, f"<p class='note'>Not compared: {html.escape(str(exc))}.</p>"]
+    s = result["settings"]
+    items = "".join(f"<li>{html.escape(_llc_group_words(label, group))}</li>"
+                    for label, group in result["groups"].items())  # fmt: skip
+    return [head, f"<p>Every run measured alike (ε {s['lr']:g}, γ {s['localization']:g}, nβ "
+            f"{s['n_beta']:g}, {s['chains']} chains × {s['draws']} draws): per group the mean "
+            "over its runs with a ± 1 sd band, the stage boundaries of the mean curve (the "
+            "stage rule of docs/llc.md with the spread across runs as its noise) and where each "
+            f"run's final-layer probe R² crossed halfway.</p><ul>{items}</ul>",
+            embed_image(out / "llc_compare.png", "LLC per group, mean ± 1 sd across runs")]
+
+
+def _llc_group_words(label: str, group: dict) -> str:
+    bounds = group["stages"]["boundaries"]
+    if group["stages"]["structure"] is None:
+        stages = "too few estimates that are LLCs to read stages"
+    elif bounds:
+        stages = "stage boundaries of the mean: " + ", ".join(
+            f"{b['kind']} at {b['tokens']:,}" for b in bounds)
+    else:
+        stages = "no stage structure in the mean"
+    emerged = [f"{t:,.0f}" for t in group["emergence_tokens"] if t]
+    where = f"; geometry emerges at {', '.join(emerged)} tokens" if emerged else ""
+    return f"{label} ({len(group['runs'])} runs): {stages}{where}"

@@ -1,7 +1,8 @@
 """The answer a run gives, in three sentences computed from its RunSummary (never typed): what was
 trained and how close it came to the Bayes optimum; the headline probe score beside its strongest
-baseline; what the phase diagnostics did while the belief geometry emerged. The report opens with
-them and the studies print them.
+baseline; what the phase diagnostics did while the belief geometry emerged — and a fourth when the
+run has llc.json: the stages the local learning coefficient shows and where the geometry emerges
+against them. The report opens with them and the studies print them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ RELATIVE_CHANGE = 0.05  # below this a diagnostic "stayed near" its value
 
 
 def verdict(summary: RunSummary) -> list[str]:
-    """The three sentences, in order."""
-    return [trained_sentence(summary), probe_sentence(summary), phases_sentence(summary)]
+    """The three sentences, in order, and the LLC's when the run has llc.json."""
+    sentences = [trained_sentence(summary), probe_sentence(summary), phases_sentence(summary)]
+    return sentences + ([llc_sentence(summary)] if summary.llc else [])
 
 
 def trained_sentence(s: RunSummary) -> str:
@@ -110,3 +112,38 @@ def _end_state(s: RunSummary) -> str:
         parts.append(f"unit {ph.unit_measure} {level:.2f} ({', '.join(phases)} by the "
                      f"{ph.unit_measure} rule)")
     return ", ".join(parts) or "no diagnostics"
+
+
+def llc_sentence(s: RunSummary) -> str:
+    """The stages of the local learning coefficient and where the geometry emerges among them."""
+    llc = s.llc
+    n, usable = len(llc.checkpoints), len(llc.usable)
+    head = f"The local learning coefficient at {n} checkpoints ({llc.settings_text()})"
+    bounds = llc.boundaries
+    if llc.structure is None:
+        shape = (f"has too few estimates that are LLCs ({usable} of {n}; the others were not at "
+                 "a minimum or left the loss basin) to read stages")
+    elif not bounds:
+        first, last = llc.usable[0], llc.usable[-1]
+        shape = (f"shows no stage structure by the stage rule: it goes from "
+                 f"{first.llc_mean:.3g} at {first.tokens:,} to {last.llc_mean:.3g} at "
+                 f"{last.tokens:,} tokens")
+    else:
+        where = ", ".join(f"a {b.kind} at {b.tokens:,}" for b in bounds)
+        shape = f"has {len(bounds)} stage boundar{'y' if len(bounds) == 1 else 'ies'} ({where})"
+    return f"{head} {shape}; {_emergence_words(s)}{_flag_words(llc, n)}."
+
+
+def _emergence_words(s: RunSummary) -> str:
+    llc, place = s.llc, s.llc.emergence_place()
+    if place is not None:
+        return (f"the belief geometry emerges (final-layer R² halfway from the untrained network "
+                f"to its end) at {llc.emergence_tokens:,.0f} tokens, {place}")
+    if llc.file.emergence is not None:
+        return "the final-layer probe R² never rose above the untrained network's"
+    return "no emergence is set against it (probes.json did not exist when llc.json was written)"
+
+
+def _flag_words(llc, n: int) -> str:
+    flagged = sum(bool(e.flags) for e in llc.checkpoints)
+    return f" ({flagged} of {n} estimates flagged)" if flagged else ""

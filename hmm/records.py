@@ -3,7 +3,9 @@ readers use attributes (`probes.headline.r2_heldout`) instead of string keys and
 
 A record type is a `@record` dataclass whose fields are the file's keys: plain values, nested
 records, lists of records (`checkpoints[]`) and dicts of records or values keyed by a name that
-depends on the run (`layers.<hook>`; the field's `keys` metadata names the placeholder). Every field
+depends on the run (`layers.<hook>`; the field's `keys` metadata names the placeholder); a nested
+record written as null, or a list of them written empty, is declared `nullable` (the key is then a
+leaf of its own). Every field
 has a default, so `from_json` reads files that lack keys (older versions: their migration lives in
 the file type's `migrate`, the one place that knows old formats); keys the type does not declare
 are kept in `undeclared`, so a file written by a newer version still loads. `record_keys` lists
@@ -71,6 +73,13 @@ def only(arch: str, default: Any = None) -> Any:
     return dataclasses.field(default=default, metadata={"only": arch})
 
 
+def nullable(arch: str | None = None) -> Any:
+    """A nested record or list of records that a file may hold as null or [] (llc.json's
+    `calibration` when settings were given, `stages.boundaries` when none was found): the key is
+    then itself a leaf, so docs/run-files.md lists it beside its children."""
+    return dataclasses.field(default=None, metadata={"only": arch, "nullable": True})
+
+
 def _strip_optional(tp: Any) -> Any:
     if typing.get_origin(tp) in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -111,6 +120,8 @@ def record_keys(cls: type, prefix: str = "") -> list[tuple[str, str | None]]:
         if f.name == "undeclared":
             continue
         path, tag = f"{prefix}{f.name}", f.metadata.get("only")
+        if f.metadata.get("nullable"):
+            out.append((path, tag))
         tp = _strip_optional(hints[f.name])
         origin, args = typing.get_origin(tp), typing.get_args(tp)
         if origin is list and "keys" in f.metadata:  # a list of objects with free keys

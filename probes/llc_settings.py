@@ -1,21 +1,22 @@
 """Settings of the LLC estimate and of its calibration, checked before torch is imported.
 
 The CLI builds these from its flags and reports nonsense in one line within a second; probes.llc
-(the estimator, heavy imports) takes them. Also the flag names an estimate can carry and
-`read_llc_settings`, to measure another run exactly as an earlier `llc` run did.
+(the estimator, heavy imports) takes them. Also the flag names an estimate can carry,
+`read_llc_settings`, to measure another run exactly as an earlier `llc` run did, and `LLCPlan`:
+how a study (reproduce, compare-phases, a sweep's `llc` key) measures the LLC after its other
+analyses (`llc_options` and `llc_plan` read the flags and the spec key, one rule for both).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from hmm.errors import InvalidInput
-from hmm.files import read_json
+from probes.run_files import read_llc
 
-LLC_FORMAT = "beliefgeo-llc/1"
 FLAGS = (
     "not_at_minimum",
     "not_settled",
@@ -25,6 +26,21 @@ FLAGS = (
 )
 # flags that mean the estimate is not an LLC at all (the others only qualify it)
 NOT_AN_LLC = ("not_at_minimum", "loss_nonfinite", "loss_above_uniform")
+# what each flag says about an estimate, for a reader (docs/llc.md, "Flags")
+FLAG_MEANINGS = {
+    "not_at_minimum": "λ̂ < 0: the chains found lower loss nearby, so the checkpoint is not a "
+    "local minimum and the estimate is not an LLC",
+    "not_settled": "the estimate from the last quarter of the draws differs from the middle "
+    "quarter's by more than settle_tol × max(|λ̂|, 1): the trace still drifts (more draws or "
+    "another step size)",
+    "loss_nonfinite": "a chain's loss became NaN or infinite (dropped): the step size is too "
+    "large here, and the estimate is not an LLC",
+    "loss_above_uniform": "a chain predicted worse than uniform (mean loss over a stretch of its "
+    "draws above ln V): it left the basin, and the estimate says more about the prior than the "
+    "loss",
+    "calibration_failed": "no calibration cell was usable, so the given settings were used "
+    "unchecked",
+}
 CALIBRATION_RULE = (
     "a cell is usable when every chain stayed finite, its loss stayed at or below the ceiling "
     "(ln V), its trace settled (last quarter vs middle quarter within settle_tol) and its LLC is "
@@ -130,8 +146,82 @@ class CalibrationGrid:
 def read_llc_settings(path: str | Path) -> LLCSettings:
     """The settings an earlier `llc` run used (its llc.json), to measure another run the same
     way (seeds, a constant learning rate, other architectures)."""
-    data = read_json(path)
-    if not isinstance(data, dict) or data.get("format") != LLC_FORMAT:
-        raise InvalidInput(f"{path} is not a beliefgeo llc.json (no format {LLC_FORMAT!r})")
-    stored = data.get("settings", {})
+    llc = read_llc(path)
+    if llc is None:
+        raise InvalidInput(f"{path} does not exist; give the llc.json of an earlier "
+                           "`beliefgeo llc`")
+    stored = llc.settings.to_json() if llc.settings else {}
     return LLCSettings(**{k: stored[k] for k in LLCSettings.names() if k in stored})
+
+
+def llc_options(
+    lr: float | None = None,
+    n_beta: float | None = None,
+    localization: float | None = None,
+    settings_from: str | Path | None = None,
+    chains: int | None = None,
+    draws: int | None = None,
+    spell=lambda key: "--" + key.replace("_", "-"),
+) -> tuple[LLCSettings, CalibrationGrid | None]:
+    """(settings, calibration grid or None) from the llc options: calibrate unless lr, n_beta and
+    localization are all given or settings_from names an earlier llc.json. `spell` writes an
+    option's name in errors (a flag by default; a sweep spec's key otherwise)."""
+    given = {k: v for k, v in (("lr", lr), ("n_beta", n_beta), ("localization", localization))
+             if v is not None}  # fmt: skip
+    names = ", ".join(map(spell, ("lr", "n_beta"))) + " and " + spell("localization")
+    if settings_from is not None and given:
+        raise InvalidInput(f"{spell('settings_from')} sets {names}; drop them")
+    if 0 < len(given) < 3:
+        raise InvalidInput(f"give {names} together (no calibration) or none of them "
+                           "(calibrated on the final checkpoint)")  # fmt: skip
+    counts = {k: v for k, v in (("chains", chains), ("draws", draws)) if v is not None}
+    if settings_from is not None:
+        return replace(read_llc_settings(settings_from), **counts), None
+    return LLCSettings(**given, **counts), (None if given else CalibrationGrid())
+
+
+@dataclass
+class LLCPlan:
+    """How a study measures the LLC after its other analyses (docs/llc.md, "In the studies"):
+    `checkpoints` log-spaced checkpoints (None: all), with `settings`, calibrated on the final
+    checkpoint over `grid` first unless grid is None. Studies of several runs calibrate once, on
+    their first run, and measure the others `like` it."""
+
+    checkpoints: int | None = 10
+    settings: LLCSettings = field(default_factory=LLCSettings)
+    grid: CalibrationGrid | None = field(default_factory=CalibrationGrid)
+
+    def like(self, llc_json: str | Path) -> LLCPlan:
+        """This plan with the settings of an earlier llc.json, not calibrated again."""
+        return replace(self, settings=read_llc_settings(llc_json), grid=None)
+
+
+PLAN_KEYS = ("checkpoints", "settings_from", "lr", "n_beta", "localization", "chains", "draws")
+
+
+def llc_plan(value: object) -> LLCPlan | None:
+    """The LLCPlan a sweep spec's `llc` key asks for: true (10 checkpoints, calibrated), false or
+    null (none), or an object with keys of PLAN_KEYS (`checkpoints`: a count or "all")."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, dict) or set(value) - set(PLAN_KEYS):
+        raise InvalidInput(f"llc must be true, false or an object with keys "
+                           f"{', '.join(PLAN_KEYS)}; got {value!r}")  # fmt: skip
+    options = {k: v for k, v in value.items() if k != "checkpoints"}
+    if not isinstance(options.get("settings_from", ""), str):
+        raise InvalidInput(f"llc.settings_from must be the path of an llc.json, got "
+                           f"{options['settings_from']!r}")  # fmt: skip
+    settings, grid = llc_options(**options, spell=lambda key: f"llc.{key}")
+    return LLCPlan(checkpoints=checkpoint_count(value.get("checkpoints", 10), "llc.checkpoints"),
+                   settings=settings, grid=grid)  # fmt: skip
+
+
+def checkpoint_count(value: object, name: str = "--checkpoints") -> int | None:
+    """A count of checkpoints (an integer >= 1) or "all" (None)."""
+    if value == "all":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"{name} must be an integer >= 1 or 'all', got {value!r}")
+    return value

@@ -32,7 +32,8 @@ from models.checkpoints import model_config_of_run, trained_positions
 from models.compute import cpu_threads, pick_device, torch_threads
 from models.run_files import list_checkpoints
 from probes.llc import NextTokenWindowLoss, calibrate, estimate_llc
-from probes.llc_settings import LLC_FORMAT, NOT_AN_LLC, CalibrationGrid, LLCSettings
+from probes.llc_settings import NOT_AN_LLC, CalibrationGrid, LLCSettings, checkpoint_count
+from probes.run_files import LLC_FORMAT, LlcFile, read_llc
 
 WINDOW_STREAM = 20  # third word of the sampling windows' seed entropy (docs/llc.md)
 STAGE_RULE = (
@@ -157,8 +158,7 @@ def select_checkpoints(found: list[tuple[int, Path]], count: int | None) -> list
     a log axis and is no minimum), or every checkpoint when count is None."""
     if count is None:
         return list(found)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise InvalidInput(f"--checkpoints must be an integer >= 1 or 'all', got {count!r}")
+    checkpoint_count(count)
     positive = [(t, p) for t, p in found if t > 0]
     if not positive:
         raise InvalidInput("the run has only its untrained checkpoint; train it first")
@@ -289,7 +289,7 @@ def compare_llc(groups: dict[str, list[str | Path]], out: str | Path) -> dict:
     if not loaded or any(not runs for runs in loaded.values()):
         raise InvalidInput("give at least one run in every group")
     keys = ("lr", "n_beta", "localization", "chains", "draws", "batch_size", "windows")
-    settings = {tuple(llc["settings"][k] for k in keys) for runs in loaded.values()
+    settings = {tuple(getattr(llc.settings, k) for k in keys) for runs in loaded.values()
                 for _, llc in runs}  # fmt: skip
     if len(settings) > 1:
         raise InvalidInput(
@@ -305,23 +305,23 @@ def compare_llc(groups: dict[str, list[str | Path]], out: str | Path) -> dict:
     return result
 
 
-def _read_llc(run: Path) -> dict:
-    data = read_json(run / "llc.json")
-    if not isinstance(data, dict) or data.get("format") != LLC_FORMAT:
-        raise InvalidInput(f"{run}/llc.json is not a beliefgeo llc.json; run `beliefgeo llc {run}`")
-    return data
+def _read_llc(run: Path) -> LlcFile:
+    llc = read_llc(run)
+    if llc is None or llc.settings is None:
+        raise InvalidInput(f"{run} has no llc.json; run `beliefgeo llc {run}`")
+    return llc
 
 
-def _group_curve(runs: list[tuple[Path, dict]]) -> dict:
+def _group_curve(runs: list[tuple[Path, LlcFile]]) -> dict:
     """Mean and sd across runs at their common tokens, the stage boundaries of the mean, and each
     run's emergence tokens."""
-    by_run = [{e["tokens"]: e for e in llc["checkpoints"]} for _, llc in runs]
+    by_run = [{e.tokens: e for e in llc.checkpoints or []} for _, llc in runs]
     common = sorted(set.intersection(*(set(b) for b in by_run)))
     entries = []
     for tokens in common:
-        values = [b[tokens]["llc_mean"] for b in by_run]
+        values = [b[tokens].llc_mean for b in by_run]
         finite = [v for v in values if v is not None and math.isfinite(v)]
-        flags = sorted({f for b in by_run for f in b[tokens]["flags"]})
+        flags = sorted({f for b in by_run for f in b[tokens].flags})
         entries.append({
             "tokens": tokens,
             "llc_mean": float(np.mean(finite)) if finite else math.nan,
@@ -329,11 +329,13 @@ def _group_curve(runs: list[tuple[Path, dict]]) -> dict:
             "llc_runs": values,
             "flags": flags,
         })  # fmt: skip
-    emerged = [(llc.get("emergence") or {}).get("tokens") for _, llc in runs]
     return {
         "runs": [str(r) for r, _ in runs],
         "checkpoints": entries,
         "stages": stage_boundaries(entries, max(len(runs), 1)),
-        "emergence_tokens": emerged,
-        "per_run_boundaries": [llc["stages"]["boundaries"] for _, llc in runs],
+        "emergence_tokens": [llc.emergence.tokens if llc.emergence else None for _, llc in runs],
+        "per_run_boundaries": [
+            [b.to_json() for b in (llc.stages.boundaries or [])] if llc.stages else []
+            for _, llc in runs
+        ],
     }

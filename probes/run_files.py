@@ -1,15 +1,18 @@
-"""RUN/probes.json and RUN/phases.json as typed records (hmm.records): their one reader each,
-`read_probes` and `read_phases`, and the type every writer's keys must be declared in (a new key
-is one field here and one line in docs/run-files.md; tests/experiments/test_docs.py checks both
-against a real run). Older formats are brought up to date in the types' `migrate`.
+"""RUN/probes.json, RUN/phases.json and RUN/llc.json as typed records (hmm.records): their one
+reader each, `read_probes`, `read_phases` and `read_llc`, and the type every writer's keys must be
+declared in (a new key is one field here and one line in docs/run-files.md;
+tests/experiments/test_docs.py checks both against a real run). Older formats are brought up to
+date in the types' `migrate`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+from hmm.errors import InvalidInput
 from hmm.files import read_json
-from hmm.records import Record, keyed, only, record
+from hmm.records import Record, keyed, nullable, only, record
 
 Curve = list[float | None]
 
@@ -443,3 +446,193 @@ def read_phases(run: str | Path) -> PhasesFile | None:
     """RUN/phases.json, typed; None when the run was not diagnosed."""
     path = Path(run) / "phases.json"
     return PhasesFile.from_json(read_json(path)) if path.is_file() else None
+
+
+# ---- llc.json (probes/llc_study.py writes it; docs/llc.md defines every key) -----------------
+LLC_FORMAT = "beliefgeo-llc/1"
+
+
+@record
+class LlcSettingsUsed(Record):
+    """The SGLD settings every estimate of the file used (probes.llc_settings.LLCSettings), with
+    where they came from (`source`: calibrated, given, or why the given ones were kept)."""
+
+    lr: float | None = None
+    n_beta: float | None = None
+    localization: float | None = None
+    chains: int | None = None
+    draws: int | None = None
+    batch_size: int | None = None
+    windows: int | None = None
+    burnin_frac: float | None = None
+    settle_tol: float | None = None
+    data_seed: int | None = None
+    sampler_seed: int | None = None
+    source: str | None = None
+    device: str | None = None
+
+
+@record
+class LlcData(Record):
+    windows: int | None = None
+    length: int | None = None
+    seed: int | None = None
+    description: str | None = None
+
+
+@record
+class LlcLoss(Record):
+    kind: str | None = None
+    ceiling: float | None = None
+
+
+@record
+class LlcTrace(Record):
+    """Per chain the mean batch loss over equal stretches of the draws, and the settling test."""
+
+    draws: int | None = None
+    bin_centres: list[float] | None = None
+    loss: list[list[float]] | None = None
+    llc_middle_quarter: float | None = None
+    llc_last_quarter: float | None = None
+    drift: float | None = None
+    loss_max: float | None = None
+
+
+@record
+class CalibrationChoice(Record):
+    lr: float | None = None
+    localization: float | None = None
+    n_beta: float | None = None
+
+
+@record
+class CalibrationCell(CalibrationChoice):
+    llc_mean: float | None = None
+    llc_sd: float | None = None
+    init_loss: float | None = None
+    drift: float | None = None
+    loss_max: float | None = None
+    flags: list[str] = dataclasses.field(default_factory=list)
+    usable: bool | None = None
+    picked: bool | None = None
+    trace: LlcTrace | None = None  # the picked cell's only
+
+
+@record
+class Calibration(Record):
+    rule: str | None = None
+    cpu_s: float | None = None
+    checkpoint_tokens: int | None = None
+    chosen: CalibrationChoice | None = nullable()
+    grid: list[CalibrationCell] | None = None
+
+    @property
+    def usable(self) -> int:
+        return sum(bool(c.usable) for c in self.grid or [])
+
+
+@record
+class LlcCheckpoint(Record):
+    tokens: int = 0
+    llc_mean: float | None = None
+    llc_sd: float | None = None
+    llc_per_chain: list[float] | None = None
+    init_loss: float | None = None
+    flags: list[str] = dataclasses.field(default_factory=list)
+    cpu_s: float | None = None
+    wall_s: float | None = None
+    trace: LlcTrace | None = None
+
+
+@record
+class StageStep(Record):
+    from_tokens: int | None = None
+    to_tokens: int | None = None
+    change: float | None = None
+    threshold: float | None = None
+    trend: str | None = None  # "rise" | "fall" | "flat"
+
+
+@record
+class StageBoundary(Record):
+    tokens: int | None = None
+    kind: str | None = None  # "peak" | "trough" | "plateau start" | "plateau end"
+    llc: float | None = None
+
+
+@record
+class Stages(Record):
+    rule: str | None = None
+    flat_frac: float | None = None
+    used_tokens: list[int] | None = None
+    steps: list[StageStep] | None = nullable("optional")
+    boundaries: list[StageBoundary] | None = nullable("optional")
+    structure: bool | None = None  # None: too few estimates that are LLCs
+
+
+@record
+class NearestBoundary(StageBoundary):
+    log10_ratio: float | None = None  # log10(emergence tokens / boundary tokens); > 0: after
+
+    @property
+    def relation(self) -> str:
+        """'at', or '1.6× after' / '3.0× before' (the emergence against this boundary)."""
+        if self.log10_ratio is None:
+            return "?"
+        factor = 10 ** abs(self.log10_ratio)
+        if factor < 1.05:
+            return "at"
+        return f"{factor:.1f}× {'after' if self.log10_ratio > 0 else 'before'}"
+
+
+@record
+class LlcEmergence(Record):
+    """Where the final layer's probe R² first crosses halfway from the untrained network to the
+    last checkpoint (tokens None when it never rose above the untrained network)."""
+
+    hook: str | None = None
+    untrained_r2: float | None = None
+    final_r2: float | None = None
+    halfway_r2: float | None = None
+    tokens: float | None = None
+    bracket: list[int] | None = None
+    nearest_boundary: NearestBoundary | None = nullable()
+
+
+@record
+class LlcFigures(Record):
+    timeline: str | None = None
+    calibration: str | None = None
+
+
+@record
+class LlcFile(Record):
+    """RUN/llc.json."""
+
+    format: str | None = None
+    devinterp: str | None = None
+    settings: LlcSettingsUsed | None = None
+    data: LlcData | None = None
+    loss: LlcLoss | None = None
+    calibration: Calibration | None = nullable("optional")
+    checkpoints: list[LlcCheckpoint] | None = None
+    stages: Stages | None = None
+    emergence: LlcEmergence | None = nullable("optional")
+    figures: LlcFigures | None = None
+    cpu_s: float | None = None
+    wall_s: float | None = None
+
+
+def read_llc(path: str | Path) -> LlcFile | None:
+    """RUN/llc.json (path a run folder) or an llc.json named by its path, typed; None when there is
+    no such file; InvalidInput when the file is not a beliefgeo llc.json."""
+    path = Path(path)
+    path = path / "llc.json" if path.is_dir() else path
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("format") != LLC_FORMAT:
+        raise InvalidInput(f"{path} is not a beliefgeo llc.json (no format {LLC_FORMAT!r}); "
+                           "write one with `beliefgeo llc RUN`")
+    return LlcFile.from_json(data)

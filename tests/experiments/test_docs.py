@@ -216,17 +216,20 @@ def test_the_python_api_example_runs_as_written(tiny_run, capsys):
 def _types() -> dict:
     from experiments.fractal import FractalFile
     from models.run_files import MetricsLine, RunConfig
-    from probes.run_files import PhasesFile, ProbesFile
+    from probes.run_files import LlcFile, PhasesFile, ProbesFile
 
     return {"config.json": RunConfig, "metrics.jsonl": MetricsLine, "probes.json": ProbesFile,
-            "phases.json": PhasesFile, "fractal.json": FractalFile}  # fmt: skip
+            "phases.json": PhasesFile, "fractal.json": FractalFile,
+            "llc.json": LlcFile}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["config.json", "metrics.jsonl", "probes.json", "phases.json",
-                                  "fractal.json"])  # fmt: skip
+                                  "fractal.json", "llc.json"])  # fmt: skip
 def test_documented_keys_are_the_keys_the_types_declare(name):
     """docs/run-files.md lists exactly the keys of the file's record type (hmm.records), with the
-    same architecture tags: a new key is one field in the type and one line in the docs."""
+    same architecture tags: a new key is one field in the type and one line in the docs. A
+    record a file may hold as null or [] (`nullable`) is listed itself too (llc.json's
+    `calibration`, `stages.boundaries`)."""
     from hmm.records import record_keys
 
     documented = {(p, tag) for p, tag in documented_keys(name)}

@@ -242,3 +242,102 @@ def test_files_of_an_older_version_still_give_a_report(run):
     assert "block 1 hidden 0.5000 0.6000 — 0.0010 — —" in text
     assert "spectral radius (mean over batch) 0.7000 — —" in text
     assert "exceeds 1 (the seed rule, for an iterated map): never" in text
+
+
+# ---- the LLC section (llc.json fabricated: values chosen, stages from the real stage rule) -------
+LLC_CURVE = [(640, -2.0, ["not_at_minimum"]), (1280, 1.5, ["not_settled"]), (1920, 0.6, []),
+             (2560, 1.1, []), (3200, 1.05, []), (3840, 0.6, [])]  # fmt: skip
+
+
+def _llc() -> dict:
+    from probes.llc_study import stage_boundaries
+
+    settings = {"lr": 1e-3, "n_beta": 15.0, "localization": 300.0, "chains": 4, "draws": 200,
+                "batch_size": 64, "windows": 2048, "burnin_frac": 0.25, "settle_tol": 0.1,
+                "data_seed": 0, "sampler_seed": 100, "source": "calibrated", "device": "cpu"}
+    entries = [{"tokens": t, "llc_mean": v, "llc_sd": 0.05, "llc_per_chain": [v] * 4,
+                "init_loss": 0.51, "flags": flags, "cpu_s": 1.0, "wall_s": 1.0,
+                "trace": {"draws": 200, "drift": 0.2 if flags else 0.01}}
+               for t, v, flags in LLC_CURVE]  # fmt: skip
+    cells = [{"lr": 1e-3, "localization": 300.0, "n_beta": 15.0, "llc_mean": 0.62,
+              "flags": [], "usable": True, "picked": True},
+             {"lr": 3e-3, "localization": 300.0, "n_beta": 15.0, "llc_mean": 4.1,
+              "flags": ["loss_above_uniform"], "usable": False, "picked": False}]  # fmt: skip
+    return {
+        "format": "beliefgeo-llc/1", "devinterp": "2.0.1", "settings": settings,
+        "calibration": {"rule": "...", "checkpoint_tokens": 3840, "cpu_s": 3.0, "grid": cells,
+                        "chosen": {"lr": 1e-3, "localization": 300.0, "n_beta": 15.0}},
+        "checkpoints": entries, "stages": stage_boundaries(entries, 4),
+        "emergence": {"hook": HOOKS[1], "untrained_r2": 0.4321, "final_r2": 0.9234,
+                      "halfway_r2": 0.67775, "tokens": 2200.0, "bracket": [1920, 2560],
+                      "nearest_boundary": None},
+        "figures": {"timeline": "figures/llc_timeline.png", "calibration": None},
+    }  # fmt: skip
+
+
+def test_the_llc_section_states_settings_flags_stages_and_emergence(run):
+    from experiments.summary import summarize_run
+    from experiments.verdict import verdict
+
+    (run / "probes.json").write_text(json.dumps(_probes()))
+    (run / "llc.json").write_text(json.dumps(_llc()))
+    (run / "figures").mkdir()
+    (run / "figures" / "llc_timeline.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    summary = summarize_run(run)
+    assert [b.kind for b in summary.llc.boundaries] == ["trough", "plateau start", "plateau end"]
+    assert summary.headline()["final_llc"] == 0.6
+    assert verdict(summary)[3] == (
+        "The local learning coefficient at 6 checkpoints (ε 0.001, γ 300, nβ 15, calibrated) has "
+        "3 stage boundaries (a trough at 1,920, a plateau start at 2,560, a plateau end at "
+        "3,200); the belief geometry emerges (final-layer R² halfway from the untrained network "
+        "to its end) at 2,200 tokens, between the trough at 1,920 and the plateau start at 2,560 "
+        "tokens (1.1× after the trough) (2 of 6 estimates flagged).")
+    page = write_report(run)
+    text = _text(page)
+    section = text[text.index("Local learning coefficient: stages"):]
+    assert text.index("Loss against") < text.index("Local learning coefficient: stages") < (
+        text.index("Ground truth"))  # among the details, before the ground truth
+    assert ("Settings calibrated on the checkpoint at 3,840 tokens: 1 of 2 grid cells" in section
+            and "The rule picked ε 0.001, γ 300, nβ 15 (γ/nβ = 20" in section
+            and "(λ̂ there 0.62)" in section)  # fmt: skip
+    assert "Flag not_at_minimum at 1 of 6 checkpoints (640 tokens): λ̂ < 0" in section
+    assert "Left out of the stage rule." in section.split("Flag not_settled")[0]
+    assert "Flag not_settled at 1 of 6 checkpoints (1,280 tokens)" in section
+    assert "Left out" not in section.split("Flag not_settled")[1].split("Stages:")[0]
+    assert ("finds 3 boundaries among the 5 estimates that are LLCs: a trough at 1,920 tokens "
+            "(λ̂ 0.6)") in section
+    assert ("crosses halfway (0.678) between the untrained network (0.432) and its end (0.923) "
+            "at 2,200 tokens, between the trough at 1,920") in section
+    assert "1,280 1.500 0.050 4 0.5100 0.200 not_settled" in section  # the checkpoint table
+    assert "alt='The LLC (± 1 sd across chains" in page.read_text()
+    assert "local learning coefficient 6 checkpoints llc.json" in text  # the folder table
+    assert f"beliefgeo llc {run}-again --settings-from {run}/llc.json --checkpoints 6" in text
+
+
+def test_without_llc_json_the_report_has_no_llc_section_and_names_the_command(run):
+    from experiments.summary import summarize_run
+    from experiments.verdict import verdict
+
+    text = _text(write_report(run))
+    assert "Local learning coefficient" not in text and "LLC" not in text
+    assert len(verdict(summarize_run(run))) == 3
+    assert f"local learning coefficient not run (optional) beliefgeo llc {run}" in text
+
+
+def test_an_llc_json_of_given_settings_without_emergence_or_stages(run):
+    """A partial file (settings given, no calibration, no probes.json when it was written, too few
+    LLCs for stages) still gives a section that says each of those."""
+    llc = _llc()
+    llc["calibration"], llc["emergence"] = None, None
+    llc["settings"]["source"] = "given"
+    for entry in llc["checkpoints"][2:]:
+        entry["flags"] = ["loss_above_uniform"]
+    llc["stages"] = {"structure": None, "boundaries": [], "steps": []}
+    del llc["figures"]
+    (run / "llc.json").write_text(json.dumps(llc))
+    text = _text(write_report(run))
+    assert "Settings given, not calibrated on this run (ε 0.001, γ 300, nβ 15, given)" in text
+    assert "Stages: only 1 of 6 estimates are LLCs; the stage rule needs three" in text
+    assert "Emergence: llc.json sets none against the stages — probes.json did not exist" in text
+    assert "Flag loss_above_uniform at 4 of 6 checkpoints (1,920, 2,560, 3,200, 3,840 tokens)" in (
+        text)
