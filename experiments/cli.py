@@ -184,6 +184,35 @@ def _sizes(args: argparse.Namespace) -> dict:
     return {k: v for k, v in training_options(args).items() if k in family_size_fields()}
 
 
+def add_llc_options(parser: argparse.ArgumentParser) -> None:
+    """--llc and its two settings, shared by reproduce, probe-hmm and compare-phases."""
+    group = parser.add_argument_group("local learning coefficient (off by default; docs/llc.md)")
+    group.add_argument("--llc", action="store_true",
+                       help="also estimate the LLC at log-spaced checkpoints before the report; "
+                       "settings calibrated once, on the first run's final checkpoint, and used "
+                       "for every other run (seeds, architectures)")
+    group.add_argument("--llc-checkpoints", type=_checkpoints_or_all, default=None,
+                       metavar="N|all", help="checkpoints the LLC is estimated at (default 10)")
+    group.add_argument("--llc-settings-from", type=Path, default=None, metavar="LLC.json",
+                       help="the SGLD settings of an earlier llc.json instead of a calibration")
+
+
+def llc_plan_of(args: argparse.Namespace):
+    """The LLCPlan the --llc flags ask for (None without --llc); the settings file is read now."""
+    given = {"checkpoints": args.llc_checkpoints, "settings_from": args.llc_settings_from}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not args.llc:
+        if given:
+            flag = "--llc-" + next(iter(given)).replace("_", "-")
+            raise InvalidInput(f"{flag} needs --llc (the LLC is off by default)")
+        return None
+    from probes.llc_settings import llc_plan
+
+    if "settings_from" in given:
+        given["settings_from"] = str(given["settings_from"])
+    return llc_plan(given)
+
+
 # ---- the commands, each beside its parser ------------------------------------------------------
 def processes_command(args: argparse.Namespace) -> None:
     from experiments.fractal import describe_processes
@@ -314,28 +343,18 @@ def phases_parser(sub) -> None:
 def _llc_settings(args: argparse.Namespace):
     """(LLCSettings, CalibrationGrid or None) from the llc flags: calibrate unless --lr, --n-beta
     and --localization are all given or --settings-from names an earlier llc.json."""
-    from dataclasses import replace
+    from probes.llc_settings import llc_options
 
-    from probes.llc_settings import CalibrationGrid, LLCSettings, read_llc_settings
-
-    given = {k: getattr(args, k) for k in ("lr", "n_beta", "localization")}
-    given = {k: v for k, v in given.items() if v is not None}
-    if args.settings_from is not None and given:
-        raise InvalidInput("--settings-from sets --lr, --n-beta and --localization; drop them")
-    if 0 < len(given) < 3:
-        raise InvalidInput(
-            "give --lr, --n-beta and --localization together (no calibration) or none of them "
-            "(calibrated on the final checkpoint)"
-        )
-    counts = {k: getattr(args, k) for k in ("chains", "draws") if getattr(args, k) is not None}
-    if args.settings_from is not None:
-        return replace(read_llc_settings(args.settings_from), **counts), None
-    settings = LLCSettings(**given, **counts)
-    return settings, (None if given else CalibrationGrid())
+    return llc_options(lr=args.lr, n_beta=args.n_beta, localization=args.localization,
+                       settings_from=args.settings_from, chains=args.chains, draws=args.draws)
 
 
 def _checkpoint_count(text: str) -> int | None:
     return None if text == "all" else _positive_int(text)
+
+
+def _checkpoints_or_all(text: str) -> int | str:
+    return text if text == "all" else _positive_int(text)
 
 
 def llc_command(args: argparse.Namespace) -> None:
@@ -458,11 +477,12 @@ def hooks_parser(sub) -> None:
 
 def reproduce_command(args: argparse.Namespace) -> None:
     check_family_flags(_arch_of_flags(args), args.act_fn, _sizes(args))
+    llc = llc_plan_of(args)
     from experiments.studies import reproduce
 
     with compute():
         reproduce(args.study, out=args.out, tokens=args.tokens, seeds=args.seeds,
-                  overrides=training_options(args))
+                  overrides=training_options(args), llc=llc)
 
 
 def reproduce_parser(sub) -> None:
@@ -474,6 +494,7 @@ def reproduce_parser(sub) -> None:
     p.add_argument("--seeds", type=_positive_int, default=1,
                    help="seeds one after another, with intervals")
     add_training_options(p)
+    add_llc_options(p)
     p.set_defaults(func=reproduce_command)
 
 
@@ -482,10 +503,12 @@ def probe_hmm_command(args: argparse.Namespace) -> None:
         raise InvalidInput(f"{args.spec} is not a file; give the path of a process spec .json")
     checked_process(str(args.spec))
     check_family_flags(_arch_of_flags(args), args.act_fn, _sizes(args))
+    llc = llc_plan_of(args)
     from experiments.studies import probe_hmm
 
     with compute():
-        probe_hmm(args.spec, out=args.out, tokens=args.tokens, overrides=training_options(args))
+        probe_hmm(args.spec, out=args.out, tokens=args.tokens, overrides=training_options(args),
+                  llc=llc)
 
 
 def probe_hmm_parser(sub) -> None:
@@ -495,6 +518,7 @@ def probe_hmm_parser(sub) -> None:
     p.add_argument("--tokens", type=_positive_int, default=None,
                    help="training tokens (default 5,000,000)")
     add_training_options(p)
+    add_llc_options(p)
     p.set_defaults(func=probe_hmm_command)
 
 
@@ -503,10 +527,11 @@ def compare_phases_command(args: argparse.Namespace) -> int:
 
     checked_process(args.process)
     parse_runs(args.runs)
+    llc = llc_plan_of(args)
     with compute():
         return compare_phases(args.process, runs=args.runs, out=args.out, tokens=args.tokens,
                               seeds=args.seeds, max_parallel=args.max_parallel,
-                              recipes=args.recipes)
+                              recipes=args.recipes, llc=llc)
 
 
 def compare_phases_parser(sub) -> None:
@@ -524,6 +549,7 @@ def compare_phases_parser(sub) -> None:
     p.add_argument("--seeds", type=_positive_int, default=3, help="seeds per architecture")
     p.add_argument("--max-parallel", type=_positive_int, default=None,
                    help="runs at once (default: CPUs)")
+    add_llc_options(p)
     p.set_defaults(func=compare_phases_command)
 
 

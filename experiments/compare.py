@@ -6,7 +6,10 @@ study pipeline with the same process, recipe and budget, one run folder per seed
 recurrent spectral radius (RNNs only), saturated fraction; mean over seeds with a 95 % band),
 DIR/summary.csv (one row per architecture: the comparison columns, then the sweep's mean / sd /
 95 % interval columns, the phase milestones among them), DIR/summary.json and DIR/report.html
-compare them. Re-running resumes like any sweep.
+compare them. With `llc` every run also measures the local learning coefficient (calibrated once,
+on the first run, the others measured alike) and the report shows each architecture's LLC curve
+with its band across seeds (probes.llc_study.compare_llc: DIR/llc_compare.json and .png).
+Re-running resumes like any sweep.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from hmm.files import read_json, write_atomic
 
 if TYPE_CHECKING:
     from experiments.summary import RunSummary
+    from probes.llc_settings import LLCPlan
 
 DEFAULT_TOKENS = 2_000_000
 DEFAULT_SEEDS = 3
@@ -58,9 +62,11 @@ def compare_phases(
     seeds: int = DEFAULT_SEEDS,
     max_parallel: int | None = None,
     recipes: str = "default",
+    llc: LLCPlan | None = None,
 ) -> int:
     """Train, probe and diagnose every run, recipe and seed, then write the comparison; exit
-    status. `recipes` (comma-separated, e.g. "default,memorize") puts regimes side by side."""
+    status. `recipes` (comma-separated, e.g. "default,memorize") puts regimes side by side; `llc`
+    adds the local learning coefficient to every run."""
     from experiments.pipeline import Study
     from experiments.summary import summarize_run
     from experiments.sweep import SWEEP_FORMAT, expand, point_plans, run_sweep
@@ -83,6 +89,7 @@ def compare_phases(
         process=process,
         probe_sequences=PROBE_SEQUENCES,
         why=f"One of the compare-phases runs on {name}: same recipe and budget for all.",
+        llc=llc,
     )
     plans = point_plans(points, base_plan=plan)
     record = {"format": SWEEP_FORMAT, "command": "compare-phases", "base": base, "axes": axes}
@@ -168,6 +175,7 @@ def comparison_report(out: Path, rows: list[dict], process_name: str, cka: list 
     from experiments.cka_summary import setting_table_html
     from experiments.page import embed_image, html_page
     from experiments.summary import R2_REACHED
+    from experiments.sweep_summary import llc_band_section
 
     header = "".join(f"<th>{html.escape(f)}</th>" for f in CSV_FIELDS)
     body = "".join(
@@ -192,6 +200,7 @@ def comparison_report(out: Path, rows: list[dict], process_name: str, cka: list 
         "the first checkpoint that reaches it (mean over the seeds that reach it).</p>",
         f"<table><tr>{header}</tr>{body}</table>",
         embed_image(out / "comparison.png", "Comparison on shared log-token axes"),
+        *llc_band_section(out, {row["run"]: [out / r for r in row["runs"]] for row in rows}),
         setting_table_html(list(cka), [{"setting": row["run"], "runs": row["runs"]}
                                        for row in rows]),
         f"<h2>Per-run reports</h2><ul>{links}</ul>",

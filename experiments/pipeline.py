@@ -1,8 +1,9 @@
-"""One study end to end: its plan (`Study`: process, model, recipe, budget; `with_settings` for
-flags and sweep keys) and its run, train → probe every checkpoint → phase diagnostics → fractal →
-report (`run_study`). Re-running a study into the same folder resumes training (a finished run is
-not retrained) and regenerates the analyses and the report. The paper's studies and `probe-hmm`
-are in experiments/studies.py; sweeps of studies in experiments/sweep.py (both import this).
+"""One study end to end: its plan (`Study`: process, model, recipe, budget, and the LLC when asked
+for; `with_settings` for flags and sweep keys) and its run, train → probe every checkpoint → phase
+diagnostics → fractal → (local learning coefficient) → report (`run_study`). Re-running a study
+into the same folder resumes training (a finished run is not retrained) and regenerates the
+analyses and the report. The paper's studies and `probe-hmm` are in experiments/studies.py; sweeps
+of studies in experiments/sweep.py (both import this).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from hmm import HMM, load_process
 from hmm.errors import InvalidInput
 from hmm.files import write_atomic
+from probes.llc_settings import LLCPlan, llc_plan
 
 
 @dataclass
@@ -23,7 +25,8 @@ class Study:
 
     `arch` None takes the recipe file's arch, else transformer; `model` holds model-config fields
     (act_fn, n_ctx, d_model, hidden, init_scale, ...) over the recipe file's; `train` holds
-    TrainConfig fields over the recipe (seed, lr, batch_size, train_sequences, ...).
+    TrainConfig fields over the recipe (seed, lr, batch_size, train_sequences, ...). `llc`: measure
+    the local learning coefficient before the report (None: not, the default).
     """
 
     process: str
@@ -34,12 +37,13 @@ class Study:
     probe_sequences: int | None = None  # a seeded subset of the enumerated inputs; None: all
     tokens: int = 10_000_000
     why: str = ""
+    llc: LLCPlan | None = None
 
 
 # training options by their flag names with `-` written `_` (the `train` flags, sweep spec keys)
 MODEL_SIZE_KEYS = ("act_fn", "d_model", "n_layers", "n_heads", "d_head", "d_mlp", "hidden",
                    "layers", "n_ctx", "init_scale", "normalization")  # fmt: skip
-STUDY_KEYS = ("process", "arch", "config", "tokens", "probe_sequences")
+STUDY_KEYS = ("process", "arch", "config", "tokens", "probe_sequences", "llc")
 
 
 def setting_keys() -> list[str]:
@@ -53,9 +57,10 @@ def with_settings(plan: Study, settings: dict) -> Study:
     """A copy of `plan` with training options applied (None values are ignored).
 
     Keys are the `train` flags with `-` written `_`: process, arch, config (the recipe), tokens,
-    probe_sequences, the model sizes (act_fn, d_model, n_layers, n_heads, d_head, d_mlp, hidden,
-    layers = n_layers, n_ctx, init_scale) and any TrainConfig field (seed, lr, batch_size,
-    weight_decay, train_sequences, exact_eval, device, ...). Unknown keys -> InvalidInput.
+    probe_sequences, llc (probes.llc_settings.llc_plan: true, or an object of LLC options), the
+    model sizes (act_fn, d_model, n_layers, n_heads, d_head, d_mlp, hidden, layers = n_layers,
+    n_ctx, init_scale) and any TrainConfig field (seed, lr, batch_size, weight_decay,
+    train_sequences, exact_eval, device, ...). Unknown keys -> InvalidInput.
     """
     from models.recipes import TRAIN_FIELDS
 
@@ -66,6 +71,8 @@ def with_settings(plan: Study, settings: dict) -> Study:
             continue
         if key == "config":
             changes["recipe"] = str(value)
+        elif key == "llc":
+            changes["llc"] = value if isinstance(value, LLCPlan) else llc_plan(value)
         elif key in STUDY_KEYS:
             changes[key] = value
         elif key in MODEL_SIZE_KEYS:
@@ -108,7 +115,8 @@ def run_study(
     device: str | None = None,
     fractal_cache: Path | None = None,
 ) -> Path:
-    """Train (or resume) into `out`, then probe, phases, ground-truth fractal and report.
+    """Train (or resume) into `out`, then probe, phases, ground-truth fractal, the LLC when the
+    plan asks for it, and report.
 
     device: the training device (None: the trainer's choice). fractal_cache: a folder where the
     process's ground-truth fractal is rendered once and copied from (sweeps share it).
@@ -134,6 +142,8 @@ def run_study(
         ("ground-truth fractal", lambda: _fractal(process, out / "fractal", fractal_cache)),
         ("report", lambda: write_report(out)),
     ]
+    if plan.llc is not None:  # after probes.json (emergence) and phases.json (the timeline)
+        steps.insert(-1, ("local learning coefficient", lambda: _llc(out, plan.llc)))
     for label, step in steps:
         print(f"[{title}] {label} ...", file=sys.stderr, flush=True)
         step()
@@ -141,6 +151,12 @@ def run_study(
             check_converged(out)
     print(summary(out, time.perf_counter() - started))
     return out
+
+
+def _llc(run: Path, plan: LLCPlan) -> None:
+    from probes.llc_study import llc_run
+
+    llc_run(run, checkpoints=plan.checkpoints, settings=plan.settings, calibrate_grid=plan.grid)
 
 
 def check_converged(run: Path) -> None:

@@ -7,11 +7,13 @@ Each is a `Study` run by experiments.pipeline.run_study; several seeds run as a 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from experiments.pipeline import Study, run_study, with_settings
 from hmm import HMM, load_process
 from hmm.errors import InvalidInput
+from probes.llc_settings import LLCPlan
 
 STUDIES = {
     "mess3": Study(
@@ -43,14 +45,17 @@ def reproduce(
     tokens: int | None = None,
     overrides: dict | None = None,
     seeds: int = 1,
+    llc: LLCPlan | None = None,
 ) -> Path:
     """`beliefgeo reproduce mess3|rrxor`: run a paper study and print its summary.
 
     `overrides`: training options by flag name (see `with_settings`), e.g. from
     `add_training_options`. seeds > 1 trains seeds 0..seeds-1 one after another, each into
     OUT/seed=<s>, and writes OUT/summary.csv, summary.json and report.html with intervals.
+    `llc`: also measure the local learning coefficient (calibrated once, on the first seed).
     """
     plan = with_settings(STUDIES[study], {**(overrides or {}), "tokens": tokens})
+    plan = replace(plan, llc=llc)
     out = Path(out or Path("runs") / study)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise InvalidInput(f"--seeds must be a whole number >= 1, got {seeds!r}")
@@ -63,9 +68,14 @@ def reproduce(
 
 
 def probe_hmm(
-    spec: Path, out: Path | None = None, tokens: int | None = None, overrides: dict | None = None
+    spec: Path,
+    out: Path | None = None,
+    tokens: int | None = None,
+    overrides: dict | None = None,
+    llc: LLCPlan | None = None,
 ) -> Path:
-    """`beliefgeo probe-hmm SPEC.json`: the full pipeline for a user's process file."""
+    """`beliefgeo probe-hmm SPEC.json`: the full pipeline for a user's process file (`llc`: also
+    the local learning coefficient)."""
     spec = Path(spec)
     if not spec.is_file():
         raise InvalidInput(f"{spec} is not a file; give the path of a process spec .json")
@@ -76,6 +86,7 @@ def probe_hmm(
         model={"n_ctx": n_ctx},
         tokens=5_000_000,
         why=f"{why} Model: the 4-layer, d_model 64 transformer with the default recipe.",
+        llc=llc,
     )
     plan = with_settings(plan, {**(overrides or {}), "tokens": tokens})
     return run_study(

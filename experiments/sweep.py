@@ -85,6 +85,9 @@ def expand(spec: dict) -> list[Point]:
     columns = []
     for axis, values in axes.items():
         keys = axis.split(LINK)
+        if "llc" in keys:
+            raise InvalidInput('llc is a base key, not an axis: "base": {"llc": true} measures '
+                               "every point alike (docs/sweeps.md)")
         bad = [k for k in keys if k not in known]
         if bad:
             raise InvalidInput(
@@ -333,7 +336,8 @@ def run_sweep(
             write_json(out / "sweep.json", record)
             for sub in ("locks", "logs", "fractal"):
                 writable_dir(out / BOOKKEEPING / sub)
-            results.update(_drive(ray, todo, plans, out, parallel, title, len(results)))
+            results.update(_drive_sharing_llc(ray, points, todo, plans, out, parallel, title,
+                                              len(results)))  # fmt: skip
         finally:
             ray.shutdown()
     failed = [r for r in results.values() if r.get("status") != "done"]
@@ -349,13 +353,43 @@ def run_sweep(
     return 1 if failed else 0
 
 
-def _drive(ray, todo, plans, out, parallel, title, already) -> dict:
-    """Submit at most `parallel` points at a time and collect them as they finish."""
+def _drive_sharing_llc(ray, points, todo, plans, out, parallel, title, already) -> dict:
+    """_drive, with one calibration of the LLC for the whole sweep: LLCs compare only at equal
+    settings, so while no finished point holds llc.json the next point runs alone and calibrates,
+    and every later point is measured like it (probes.llc_settings.LLCPlan.like)."""
+    total, results = already + len(todo), {}
+
+    def calibrating(point: Point) -> bool:
+        plan = plans[point.name]
+        return plan.llc is not None and plan.llc.grid is not None
+
+    source = _llc_source(points, out)
+    while todo and source is None and calibrating(todo[0]):
+        results.update(_drive(ray, todo[:1], plans, out, 1, title, already + len(results), total))
+        todo, source = todo[1:], _llc_source(points, out)
+    if source is not None:
+        from dataclasses import replace
+
+        plans = {name: replace(plan, llc=plan.llc.like(source)) if plan.llc else plan
+                 for name, plan in plans.items()}  # fmt: skip
+    results.update(_drive(ray, todo, plans, out, parallel, title, already + len(results), total))
+    return results
+
+
+def _llc_source(points: list[Point], out: Path) -> Path | None:
+    """llc.json of the first finished point that has one (the sweep's calibration)."""
+    found = (out / p.name for p in points if (out / p.name / POINT_FILE).is_file())
+    return next((run / "llc.json" for run in found if (run / "llc.json").is_file()), None)
+
+
+def _drive(ray, todo, plans, out, parallel, title, already, total=None) -> dict:
+    """Submit at most `parallel` points at a time and collect them as they finish (`total`: the
+    points the progress counts, default these and the `already` finished)."""
     from tqdm import tqdm
 
     remote = ray.remote(max_retries=0, **task_resources(ray, parallel))(run_point)
     queue, pending, results = list(todo), {}, {}
-    total = len(todo) + already
+    total = total or len(todo) + already
     bar = tqdm(total=total, initial=already, desc=title, disable=not sys.stderr.isatty())
     failed = 0
     try:

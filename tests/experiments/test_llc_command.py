@@ -1,5 +1,6 @@
 """`beliefgeo llc RUN` through the command line on the shared tiny run (a 2-layer RNN with
-probes.json and phases.json): its files, its closing line, and bad input in one line."""
+probes.json and phases.json): its files, its closing line, and bad input in one line; and the
+studies' --llc options (reproduce, probe-hmm, compare-phases): bad values in one line, at once."""
 
 from __future__ import annotations
 
@@ -82,3 +83,58 @@ def test_bad_input_is_answered_before_torch_is_imported(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+
+
+EXAMPLE = ROOT / "experiments" / "examples" / "noisy_4_cycle.json"
+STUDIES = {"reproduce": ["reproduce", "mess3"], "probe-hmm": ["probe-hmm", str(EXAMPLE)],
+           "compare-phases": ["compare-phases", "mess3", "--out", "cmp"]}  # fmt: skip
+
+
+@pytest.mark.parametrize("study", list(STUDIES))
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--llc-checkpoints", "5"], "--llc-checkpoints needs --llc (the LLC is off by default)"),
+        (["--llc-settings-from", "x.json"], "--llc-settings-from needs --llc"),
+        (["--llc", "--llc-checkpoints", "0"], "--llc-checkpoints: must be at least 1"),
+        (["--llc", "--llc-checkpoints", "some"], "--llc-checkpoints: 'some' is not an integer"),
+        (["--llc", "--llc-settings-from", "missing.json"], "missing.json does not exist"),
+        (["--llc", "--llc-settings-from", "config.json"], "is not a beliefgeo llc.json"),
+        (["--llc=yes"], "--llc: ignored explicit argument"),
+    ],
+)
+def test_study_llc_options_refuse_bad_values_in_one_line(cli, tmp_path, monkeypatch, study, args,
+                                                         message):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.json").write_text('{"format": "beliefgeo-run/2"}')
+    code, _, err = cli([*STUDIES[study], *args])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]  # nothing written
+
+
+def test_study_llc_options_are_checked_before_torch_is_imported(tmp_path):
+    script = (
+        "import sys\n"
+        "from experiments.cli import main\n"
+        "runs = [['reproduce', 'mess3', '--llc', '--llc-settings-from', 'missing.json'],\n"
+        "        ['compare-phases', 'mess3', '--out', 'x', '--llc-checkpoints', '3']]\n"
+        "assert [main(argv) for argv in runs] == [2, 2]\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_llc_plans_from_flags_and_spec_keys_follow_one_rule(llc_of_tiny_run):
+    from probes.llc_settings import LLCSettings, llc_plan
+
+    run, _ = llc_of_tiny_run
+    calibrated = llc_plan(True)
+    assert calibrated.checkpoints == 10 and calibrated.grid is not None
+    assert calibrated.settings == LLCSettings()
+    like = llc_plan({"settings_from": str(run / "llc.json"), "checkpoints": "all", "draws": 32})
+    assert like.grid is None and like.checkpoints is None
+    assert (like.settings.lr, like.settings.chains, like.settings.draws) == (1e-3, 2, 32)
+    assert calibrated.like(run / "llc.json").settings.draws == 16  # the file's, as measured
+    assert llc_plan(False) is None and llc_plan(None) is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import shutil
 
 import pytest
 
@@ -82,6 +83,40 @@ def test_rerun_resumes_instead_of_retraining(tiny_run, capsys):
     run_study(study, tiny_run, tokens=None, title="test")
     assert sorted(p.name for p in (tiny_run / "checkpoints").iterdir()) == before
     assert capsys.readouterr().out.splitlines()[-1].startswith(f"wrote {tiny_run / 'report.html'}")
+
+
+def test_a_study_with_llc_measures_it_after_the_analyses_and_before_the_report(
+    tiny_run, tmp_path, monkeypatch, capsys
+):
+    """The LLC step sits after probes and phases (whose files its emergence and timeline read) and
+    before the report, which then carries the LLC section and a fourth verdict sentence."""
+    from experiments.summary import summarize_run
+    from experiments.verdict import verdict
+    from probes.llc_settings import llc_plan
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    for module, name in (("belief_study", "probe_run"), ("phase_study", "phases_run")):
+        monkeypatch.setattr(f"probes.{module}.{name}", lambda *a, **k: None)  # files are there
+    monkeypatch.setattr("experiments.pipeline._fractal", lambda *a: None)
+    llc = llc_plan({"checkpoints": 2, "lr": 1e-3, "n_beta": 15, "localization": 300,
+                    "chains": 2, "draws": 16})  # fmt: skip
+    study = Study(process="mess3", model=TINY_MODEL, tokens=40_000, train=TINY_TRAIN, why="tiny",
+                  llc=llc)  # fmt: skip
+    run_study(study, run, tokens=None, title="test")
+    out, err = capsys.readouterr()
+    assert err.index("[test] phase diagnostics") < err.index("[test] local learning coefficient")
+    assert err.index("[test] local learning coefficient") < err.index("[test] report ...")
+    stored = json.loads((run / "llc.json").read_text())
+    last = max(int(p.stem.split("_")[1]) for p in (run / "checkpoints").glob("*.pt"))
+    assert stored["checkpoints"][-1]["tokens"] == last
+    assert stored["settings"]["source"] == "given" and stored["emergence"] is not None
+    sentences = verdict(summarize_run(run))
+    assert len(sentences) == 4 and sentences[3].startswith("The local learning coefficient at 2 "
+                                                           "checkpoints (ε 0.001, γ 300, nβ 15")
+    assert sentences[3] in out  # the study prints its verdict
+    page = (run / "report.html").read_text()
+    assert html.escape(sentences[3]) in page[:page.index("</section>")]
+    assert "Local learning coefficient: stages of training" in page
 
 
 def test_report_command_regenerates_from_the_run_alone(tiny_run):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from experiments.cli import main
-from experiments.sweep import POINT_FILE, expand
+from experiments.sweep import POINT_FILE, SEED, expand
 from experiments.sweep_summary import interval
 from hmm.errors import InvalidInput
 
@@ -100,6 +100,14 @@ def _free_port() -> int:
         ({"process": ["mess3", "nonsense"]}, None, "process=nonsense"),
         ({"config": ["no-such-recipe"]}, None, "recipe"),
         ({"seed": [0]}, {"arch": "rnn"}, "no process"),
+        ({"llc": [True, False]}, None, "llc is a base key, not an axis"),
+        ({"seed": [0]}, {**TINY, "llc": "yes"}, "llc must be true, false or an object"),
+        ({"seed": [0]}, {**TINY, "llc": {"lr": 1e-3}},
+         "give llc.lr, llc.n_beta and llc.localization together"),
+        ({"seed": [0]}, {**TINY, "llc": {"checkpoints": 0}},
+         "llc.checkpoints must be an integer >= 1 or 'all'"),
+        ({"seed": [0]}, {**TINY, "llc": {"draws": 2}}, "LLC draws must be an integer >= 8"),
+        ({"seed": [0]}, {**TINY, "llc": {"settings_from": "missing.json"}}, "does not exist"),
     ],
 )
 def test_bad_spec_exits_2_before_anything_starts(tmp_path, capsys, axes, base, message):
@@ -133,6 +141,45 @@ def test_reproduce_seeds_bad_input_exits_2(seeds, capsys):
     assert _exit_code(["reproduce", "mess3", "--seeds", seeds]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--seeds" in err
+
+
+def test_a_calibrating_sweep_calibrates_once_and_measures_every_other_point_alike(
+    tmp_path, monkeypatch
+):
+    """The first point runs alone and calibrates; when it fails the next one does; every later
+    point gets the calibrated settings (LLCPlan.like) and no grid, and runs in parallel."""
+    from experiments import sweep
+    from experiments.pipeline import Study
+    from probes.llc_settings import LLCPlan
+
+    points = expand({"base": {}, "axes": {SEED: [0, 1, 2, 3]}})
+    plans = {p.name: Study(process="mess3", llc=LLCPlan()) for p in points}
+    calls = []
+
+    def drive(ray, todo, plans, out, parallel, title, already, total=None):
+        calls.append(([p.name for p in todo], parallel, already, total,
+                      [plans[p.name].llc.grid is None for p in todo]))  # fmt: skip
+        for p in todo:
+            if p.name == "seed=0":  # fails before its LLC: no llc.json, no point.json
+                continue
+            (out / p.name).mkdir(parents=True)
+            settings = plans[p.name].llc.settings.to_dict()
+            if plans[p.name].llc.grid is not None:  # calibrates: its own pick
+                settings.update(lr=4.2e-4, source="calibrated")
+            (out / p.name / "llc.json").write_text(json.dumps(
+                {"format": "beliefgeo-llc/1", "settings": settings}))
+            (out / p.name / POINT_FILE).write_text("{}")
+        return {p.name: {"status": "failed" if p.name == "seed=0" else "done"} for p in todo}
+
+    monkeypatch.setattr(sweep, "_drive", drive)
+    results = sweep._drive_sharing_llc(None, points, points, plans, tmp_path, 3, "t", 0)
+    assert [c[:4] for c in calls] == [(["seed=0"], 1, 0, 4), (["seed=1"], 1, 1, 4),
+                                      (["seed=2", "seed=3"], 3, 2, 4)]  # fmt: skip
+    assert [c[4] for c in calls] == [[False], [False], [True, True]]
+    measured = [json.loads((tmp_path / s / "llc.json").read_text())["settings"]
+                for s in ("seed=1", "seed=2", "seed=3")]  # fmt: skip
+    assert {m["lr"] for m in measured} == {4.2e-4}
+    assert results["seed=0"]["status"] == "failed" and len(results) == 4
 
 
 # ---- on Ray -------------------------------------------------------------------------------------
