@@ -5,21 +5,25 @@ File map:
                       (0 success, 2 bad input in one line, 1 unexpected), `beliefgeo hooks RUN`
     closing.py        the one closing line of each command, formatted from the RunSummary
     summary.py        RunSummary: a run's numbers computed once from its typed files (loss, probe
-                      headline and baselines, phases, emergence window, sweep headline, curves)
-    verdict.py        the three sentences a report opens with, computed from the RunSummary
+                      headline and baselines, phases, emergence window, sweep headline, curves;
+                      LlcSummary of llc.json)
+    verdict.py        the three sentences a report opens with (four with llc.json), computed from
+                      the RunSummary
     fractal.py        `beliefgeo processes` and `beliefgeo fractal`: ground-truth belief geometry
                       (mixed-state presentation beside the chaos game), memory checked first;
                       FractalFile (fractal.json, typed)
     pipeline.py       one study end to end: Study (its plan), with_settings (flags, sweep keys),
-                      run_study (train → probe → phases → fractal → report)
+                      run_study (train → probe → phases → fractal → LLC if asked → report)
     studies.py        `reproduce mess3|rrxor` and `probe-hmm` (with the context-length rule for a
                       user's process); several seeds through sweep.run_seeds
     compare.py        `compare-phases`: several architectures × seeds on one process, compared
     sweep.py          `beliefgeo sweep` and `reproduce --seeds`: every combination of a spec's axes
-                      as Ray tasks, one run folder each, restartable
+                      as Ray tasks, one run folder each, restartable; the LLC calibrated once
     sweep_summary.py  a sweep's summary.csv / summary.json (mean, sd, 95 % interval over seeds) and
-                      its report with seed bands
+                      its report with seed bands (LLC curves too, probes.llc_study.compare_llc)
     geometry_report.py  the report's geometry section: effective dimension, interventions, 3-D view
+    llc_report.py     the report's LLC section: settings chosen, flags as warnings, stage boundaries
+                      and where the probe's R² emergence falls among them, the figures
     cka_summary.py    CKA between a sweep's runs of one process (summary.json "cka") and its table
     report.py         RUN/report.html: the verdict, the beliefs-vs-probe figure, details, settings
                       folded at the end

@@ -23,7 +23,7 @@ def llc_section(run: Path, summary: RunSummary) -> list[str]:
         return []
     figures = llc.file.figures
     parts = [
-        "<h2>Local learning coefficient: stages of training beside the geometry</h2>",
+        "<h2 id='llc'>Local learning coefficient: stages of training beside the geometry</h2>",
         "<p>The local learning coefficient (LLC) λ̂ = nβ (E[L_n(w)] − L_n(w*)) is estimated by "
         "SGLD around each checkpoint's weights w* (devinterp "
         f"{html.escape(llc.file.devinterp or '?')}; docs/llc.md). Plateaus and turns of the LLC "
@@ -63,13 +63,14 @@ def _calibrated(calibration: Calibration, llc: LlcSummary) -> str:
     cells = len(calibration.grid or [])
     where = f"the checkpoint at {calibration.checkpoint_tokens:,} tokens" if (
         calibration.checkpoint_tokens is not None) else "the final checkpoint"
-    head = (f"Settings calibrated on {where}: {calibration.usable} of {cells} grid cells "
-            "(step size ε × localization γ × nβ) were usable (finite, settled, positive, loss at "
-            "or below ln V).")
+    grid = "grid cells (step size ε × localization γ × nβ)"
     chosen = calibration.chosen
     if chosen is None:
-        return head + (" None was, so the default settings were used unchecked "
-                       f"({llc.settings_text()}).")
+        return (f"The calibration on {where} found none of its {cells} {grid} usable (finite, "
+                f"settled, positive, loss at or below ln V), so the settings given were used "
+                f"unchecked ({llc.settings_text()}).")
+    head = (f"Settings calibrated on {where}: {calibration.usable} of {cells} {grid} were usable "
+            "(finite, settled, positive, loss at or below ln V).")
     picked = next((c for c in calibration.grid or [] if c.picked), None)
     value = f" (λ̂ there {picked.llc_mean:.3g})" if picked and picked.llc_mean is not None else ""
     return head + (f" The rule picked ε {chosen.lr:g}, γ {chosen.localization:g}, nβ "

@@ -11,8 +11,9 @@ File map:
                        pooled, in-sample) and MSE rules, k-gram lookups, distance correlation
     belief_study.py    probe_run: trained positions only, every checkpoint -> RUN/probes.json +
                        figures; per-position and within-k-gram scores, baselines, headline
-    run_files.py       RUN/probes.json and RUN/phases.json as typed records (ProbesFile,
-                       PhasesFile) and their readers read_probes / read_phases
+    run_files.py       RUN/probes.json, RUN/phases.json and RUN/llc.json as typed records
+                       (ProbesFile, PhasesFile, LlcFile) and their readers read_probes /
+                       read_phases / read_llc
     belief_figures.py  simplex, R² per layer, emergence, R² by position, simplex GIF (captioned)
     jacobian.py        exact Jacobians: RNN recurrent map (radius quantiles, Lyapunov exponents
                        long-run and over the window, W_rec vs circular law, the secant test on
@@ -30,8 +31,9 @@ File map:
                        sign_flip_reference: every checkpoint -> RUN/phases.json, then the figure;
                        PhaseOptions; phase_milestones (the numbers sweeps summarise)
     phase_figures.py   RUN/figures/phases.png: each diagnostic beside its null band and reference
-    llc_settings.py    LLCSettings, CalibrationGrid, the LLC flags, read_llc_settings (no torch:
-                       the CLI checks them first)
+    llc_settings.py    LLCSettings, CalibrationGrid, the LLC flags and their meanings,
+                       read_llc_settings, LLCPlan (the studies' LLC step; llc_options /
+                       llc_plan from flags and spec keys) (no torch: the CLI checks them first)
     llc.py             the local learning coefficient of one model (devinterp SGLD, imported only
                        there): estimate_llc, the trace reduction and its flags, calibrate /
                        pick_settings, the training loss on devinterp's model copies

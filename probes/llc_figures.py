@@ -35,6 +35,7 @@ from probes.phase_figures import (
     _token_axis,
     loss_panel,
 )
+from probes.run_files import NearestBoundary
 
 LLC_COLOUR = OKABE_ITO[0]
 FLAG_COLOUR = OKABE_ITO[3]  # vermillion
@@ -171,18 +172,11 @@ def _timeline_title(run: Path, llc: dict) -> str:
         where = f"; the geometry emerges at {emergence['tokens']:,.0f} tokens"
         near = emergence.get("nearest_boundary")
         if near:
-            where += f" ({_ratio_words(near['log10_ratio'])} the {near['kind']} at "
+            where += f" ({NearestBoundary.from_json(near).relation} the {near['kind']} at "
             where += f"{near['tokens']:,})"
     return f"{run.name}: local learning coefficient at {len(llc['checkpoints'])} checkpoints, " + (
         f"{what}{where}"
     )
-
-
-def _ratio_words(log10_ratio: float) -> str:
-    factor = 10 ** abs(log10_ratio)
-    if factor < 1.05:
-        return "at"
-    return f"{factor:.1f}x {'after' if log10_ratio > 0 else 'before'}"
 
 
 def _timeline_caption(llc: dict) -> str:

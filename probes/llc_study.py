@@ -101,7 +101,7 @@ def _llc_run(
         if calibration["chosen"] is not None:
             settings, source = replace(settings, **calibration["chosen"]), "calibrated"
         else:
-            source = "given (calibration found no usable cell)"
+            source = "uncalibrated: no calibration cell was usable"
     entries = []
     for tokens, path in progress(found, "LLC per checkpoint", unit="ckpt"):
         estimate = estimate_llc(load_checkpoint(path, device), windows, loss, settings, device,
