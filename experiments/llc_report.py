@@ -54,9 +54,9 @@ def settings_sentence(llc: LlcSummary) -> str:
     if calibration is not None:
         return _calibrated(calibration, llc) + f" Each estimate: {counts}."
     source = s.source if s and s.source else "given"
-    return (f"Settings {source}, not calibrated on this run ({llc.settings_text()}): taken from "
-            f"the command line or an earlier llc.json, so this run is measured like the runs it "
-            f"is compared with. Each estimate: {counts}.")
+    return (f"Settings {source}, not calibrated on this run ({llc.settings_text(False)}): "
+            "taken from the command line or an earlier llc.json, so this run is measured like the "
+            f"runs it is compared with. Each estimate: {counts}.")
 
 
 def _calibrated(calibration: Calibration, llc: LlcSummary) -> str:
@@ -68,7 +68,7 @@ def _calibrated(calibration: Calibration, llc: LlcSummary) -> str:
     if chosen is None:
         return (f"The calibration on {where} found none of its {cells} {grid} usable (finite, "
                 f"settled, positive, loss at or below ln V), so the settings given were used "
-                f"unchecked ({llc.settings_text()}).")
+                f"unchecked ({llc.settings_text(False)}).")
     head = (f"Settings calibrated on {where}: {calibration.usable} of {cells} {grid} were usable "
             "(finite, settled, positive, loss at or below ln V).")
     picked = next((c for c in calibration.grid or [] if c.picked), None)
@@ -115,6 +115,12 @@ def emergence_sentence(summary: RunSummary) -> str:
     if emergence is None:
         return ("Emergence: llc.json sets none against the stages — probes.json did not exist "
                 f"when it was written (beliefgeo probe {summary.run}, then beliefgeo llc again).")
+    if llc.above_halfway_from_start:
+        return (f"Emergence: the final layer's probe R² is above its halfway line "
+                f"({emergence.halfway_r2:.3f}, between the untrained network's "
+                f"{emergence.untrained_r2:.3f} and the end's {emergence.final_r2:.3f}) from the "
+                f"first probed checkpoint ({emergence.bracket[0]:,} tokens) on: no emergence is "
+                "seen to set against the stages.")
     if emergence.tokens is None:
         return (f"Emergence: the final layer's probe R² ({emergence.final_r2:.3f} at the end) "
                 f"never rose above the untrained network's ({emergence.untrained_r2:.3f}).")

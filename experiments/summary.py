@@ -177,15 +177,27 @@ class LlcSummary:
 
     @property
     def emergence_tokens(self) -> float | None:
-        return self.file.emergence.tokens if self.file.emergence else None
+        """Where the final layer's R² first crosses halfway; None when llc.json has no crossing or
+        the R² is above the halfway line from the first probed checkpoint on (no emergence seen)."""
+        e = self.file.emergence
+        if e is None or self.above_halfway_from_start:
+            return None
+        return e.tokens
 
-    def settings_text(self) -> str:
-        """'ε 0.001, γ 300, nβ 15, calibrated'."""
+    @property
+    def above_halfway_from_start(self) -> bool:
+        """The first probed checkpoint is already above halfway (llc.json's bracket is one
+        checkpoint twice): the crossing happened before anything was measured."""
+        bracket = self.file.emergence.bracket if self.file.emergence else None
+        return bool(bracket) and bracket[0] == bracket[-1]
+
+    def settings_text(self, source: bool = True) -> str:
+        """'ε 0.001, γ 300, nβ 15, calibrated' (without the source: 'ε 0.001, γ 300, nβ 15')."""
         s = self.file.settings
         if s is None:
             return "settings unknown"
-        return (f"ε {s.lr:g}, γ {s.localization:g}, nβ {s.n_beta:g}, "
-                f"{s.source or 'source unknown'}")
+        text = f"ε {s.lr:g}, γ {s.localization:g}, nβ {s.n_beta:g}"
+        return text + (f", {s.source or 'source unknown'}" if source else "")
 
     def flagged(self) -> dict[str, list[int]]:
         """Flag -> the tokens of the checkpoints that carry it, in the file's order."""

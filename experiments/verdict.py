@@ -139,6 +139,9 @@ def _emergence_words(s: RunSummary) -> str:
     if place is not None:
         return (f"the belief geometry emerges (final-layer R² halfway from the untrained network "
                 f"to its end) at {llc.emergence_tokens:,.0f} tokens, {place}")
+    if llc.above_halfway_from_start:
+        return ("the final-layer probe R² is above its halfway line from the first probed "
+                "checkpoint on, so no emergence is set against the stages")
     if llc.file.emergence is not None:
         return "the final-layer probe R² never rose above the untrained network's"
     return "no emergence is set against it (probes.json did not exist when llc.json was written)"

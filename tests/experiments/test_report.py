@@ -336,8 +336,26 @@ def test_an_llc_json_of_given_settings_without_emergence_or_stages(run):
     del llc["figures"]
     (run / "llc.json").write_text(json.dumps(llc))
     text = _text(write_report(run))
-    assert "Settings given, not calibrated on this run (ε 0.001, γ 300, nβ 15, given)" in text
+    assert "Settings given, not calibrated on this run (ε 0.001, γ 300, nβ 15): taken from" in text
     assert "Stages: only 1 of 6 estimates are LLCs; the stage rule needs three" in text
     assert "Emergence: llc.json sets none against the stages — probes.json did not exist" in text
     assert "Flag loss_above_uniform at 4 of 6 checkpoints (1,920, 2,560, 3,200, 3,840 tokens)" in (
         text)
+
+
+def test_an_r2_above_halfway_from_the_first_checkpoint_is_no_emergence(run):
+    """llc.json's crossing at the first probed checkpoint (bracket [t, t]) is not read as the
+    geometry emerging there: nothing was measured before it."""
+    from experiments.summary import summarize_run
+    from experiments.verdict import verdict
+
+    llc = _llc()
+    llc["emergence"].update(tokens=1280.0, bracket=[1280, 1280])
+    (run / "llc.json").write_text(json.dumps(llc))
+    summary = summarize_run(run)
+    assert summary.llc.emergence_tokens is None and summary.llc.emergence_place() is None
+    assert "R² is above its halfway line from the first probed checkpoint on, so no emergence" in (
+        verdict(summary)[3])
+    text = _text(write_report(run))
+    assert "from the first probed checkpoint (1,280 tokens) on: no emergence is seen" in text
+    assert "emerges" not in text.split("Local learning coefficient: stages")[1].split("Flag")[0]
