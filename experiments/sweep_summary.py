@@ -355,4 +355,5 @@ def _llc_group_words(label: str, group: dict) -> str:
         stages = "no stage structure in the mean"
     emerged = [f"{t:,.0f}" for t in group["emergence_tokens"] if t]
     where = f"; geometry emerges at {', '.join(emerged)} tokens" if emerged else ""
-    return f"{label} ({len(group['runs'])} runs): {stages}{where}"
+    n = len(group["runs"])
+    return f"{label} ({n} run{'s' if n != 1 else ''}): {stages}{where}"

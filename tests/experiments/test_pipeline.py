@@ -184,10 +184,14 @@ def _exit_code(argv) -> int:
         return exc.code
 
 
-@pytest.mark.slow  # a Ray sweep of two runs: about 2 CPU minutes
+@pytest.mark.slow  # a Ray sweep of two runs with the LLC: about 2 CPU minutes
 def test_compare_phases_writes_table_figure_and_report(tmp_path):
     out = tmp_path / "cmp"
+    settings = tmp_path / "llc.json"  # small SGLD settings for every run, no calibration
+    settings.write_text(json.dumps({"format": "beliefgeo-llc/1", "settings": {
+        "lr": 1e-3, "n_beta": 15.0, "localization": 300.0, "chains": 2, "draws": 16}}))
     argv = ["compare-phases", "even", "--runs", "transformer:relu,rnn:sigmoid", "--tokens", "3000"]
+    argv += ["--llc", "--llc-checkpoints", "2", "--llc-settings-from", str(settings)]
     assert main([*argv, "--seeds", "1", "--out", str(out)]) == 0
     with open(out / "summary.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -203,3 +207,8 @@ def test_compare_phases_writes_table_figure_and_report(tmp_path):
     assert "arch=rnn,act_fn=sigmoid,seed=0/report.html" in (out / "report.html").read_text()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_done"] == 2 and not summary["failed"]
+    compared = json.loads((out / "llc_compare.json").read_text())  # LLC per architecture
+    assert list(compared["groups"]) == ["transformer-relu", "rnn-sigmoid"]
+    assert compared["settings"]["draws"] == 16
+    page = (out / "report.html").read_text()
+    assert "Local learning coefficient across runs" in page and "rnn-sigmoid (1 run)" in page

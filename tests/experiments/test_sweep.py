@@ -312,3 +312,26 @@ def test_reproduce_with_seeds_trains_each_seed_and_summarises(tmp_path, capsys):
     (row,) = json.loads((out / "summary.json").read_text())["rows"]
     assert row["n_seeds"] == 2 and row["final_r2_heldout_ci95_low"] is not None
     assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+@pytest.mark.slow  # two tiny seeds on Ray, each with probes, phases and the LLC: a CPU minute
+def test_seeds_with_llc_calibrate_once_and_band_the_curves(tmp_path):
+    from experiments.pipeline import Study, with_settings
+    from experiments.sweep import run_seeds
+    from probes.llc_settings import CalibrationGrid, LLCPlan, LLCSettings
+
+    grid = CalibrationGrid(lrs=(1e-3,), localizations=(300.0,), n_betas=(15.0,), chains=2)
+    llc = LLCPlan(checkpoints=2, settings=LLCSettings(chains=2, draws=16), grid=grid)
+    plan = with_settings(Study(process="mess3", why="tiny", llc=llc), TINY)
+    out = run_seeds(plan, tmp_path / "seeds", [0, 1], title="seeds")
+    first, second = (json.loads((out / s / "llc.json").read_text()) for s in ("seed=0", "seed=1"))
+    assert first["calibration"] is not None and len(first["calibration"]["grid"]) == 1
+    assert second["calibration"] is None and second["settings"]["source"] == "given"
+    keys = ("lr", "n_beta", "localization", "chains", "draws")
+    assert [first["settings"][k] for k in keys] == [second["settings"][k] for k in keys]
+    compared = json.loads((out / "llc_compare.json").read_text())
+    assert compared["groups"]["base"]["runs"] == [str(out / "seed=0"), str(out / "seed=1")]
+    page = (out / "report.html").read_text()
+    assert "Local learning coefficient across runs" in page and "base (2 runs)" in page
+    (row,) = json.loads((out / "summary.json").read_text())["rows"]
+    assert "final_llc_mean" in row
