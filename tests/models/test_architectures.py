@@ -41,7 +41,7 @@ def test_transformer_refuses_tanh_and_points_to_rnn():
 def test_make_model_config_checks_arch_and_fields():
     assert make_model_config("rnn", hidden=3).hidden == 3
     with pytest.raises(InvalidInput, match="unknown arch"):
-        make_model_config("lstm")
+        make_model_config("mamba")
     with pytest.raises(InvalidInput, match="no field"):
         make_model_config("transformer", hidden=3)
 
