@@ -28,17 +28,21 @@ CSV_FIELDS = [
 ]  # fmt: skip
 
 
-def parse_runs(runs: str) -> list[tuple[str, str]]:
-    """'transformer:relu,rnn:tanh' -> [('transformer', 'relu'), ('rnn', 'tanh')]."""
+def parse_runs(runs: str) -> list[tuple[str, str | None]]:
+    """'transformer:relu,rnn:tanh,lstm' -> [('transformer', 'relu'), ('rnn', 'tanh'),
+    ('lstm', None)]: an LSTM or GRU has no act-fn (the model config refuses one)."""
     from models.architectures import ARCH_ACTIVATIONS
 
     pairs = []
     for item in filter(None, (part.strip() for part in runs.split(","))):
         arch, _, act = item.partition(":")
-        if arch not in ARCH_ACTIVATIONS or act not in ARCH_ACTIVATIONS[arch]:
-            choices = "; ".join(f"{a}:{'|'.join(acts)}" for a, acts in ARCH_ACTIVATIONS.items())
+        acts = ARCH_ACTIVATIONS.get(arch)
+        if acts is None or (acts and act not in acts):
+            choices = "; ".join(
+                f"{a}:{'|'.join(acts)}" if acts else a for a, acts in ARCH_ACTIVATIONS.items()
+            )
             raise InvalidInput(f"--runs entry {item!r} is not arch:act-fn; choose from {choices}")
-        pairs.append((arch, act))
+        pairs.append((arch, act or None))
     if not pairs:
         raise InvalidInput("--runs is empty; give e.g. transformer:relu,rnn:tanh")
     if len(set(pairs)) != len(pairs):
@@ -106,9 +110,9 @@ def comparison_row(out: Path, row: dict) -> dict:
     reached = row.get("tokens_to_r2_0.9_n", 0)
     first = row.get("first_spectral_radius_above_1_n", 0)
     comparison = {
-        "run": "-".join(str(row[k]) for k in ("arch", "act_fn", "config") if k in row),
+        "run": "-".join(str(row[k]) for k in ("arch", "act_fn", "config") if row.get(k)),
         "arch": row["arch"],
-        "act_fn": row["act_fn"],
+        "act_fn": row.get("act_fn") or "",  # none for an LSTM or GRU
         "n_seeds": row["n_seeds"],
         "final_excess_loss": mean("final_exact_excess_loss", 6),
         "final_r2": mean("final_r2_heldout", 4),
@@ -166,7 +170,8 @@ def comparison_report(out: Path, rows: list[dict], process_name: str) -> str:
         "with several seeds. Numbers are means over seeds (summary.csv adds sd and 95 % "
         "t-intervals); curves are means with 95 % bands. Spectral radius: full "
         "residual map for transformers (the skip path adds the identity, so it starts near 1), "
-        "recurrent map dh_t/dh_{t-1} for RNNs (above 1 = perturbations grow along the sequence). "
+        "recurrent map ds_t/ds_{t-1} of the full state for RNNs (s = h, or (h, c) for an "
+        "LSTM; above 1 = perturbations grow along the sequence). "
         f"R² is the held-out linear-probe R² of the final layer; tokens to R² ≥ {R2_REACHED} is "
         "the first checkpoint that reaches it (mean over the seeds that reach it).</p>",
         f"<table><tr>{header}</tr>{body}</table>",

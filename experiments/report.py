@@ -102,14 +102,9 @@ def _num(value: Any, digits: int = 4) -> str:
 
 
 def _model_shape(config: dict) -> str:
-    model = config["model"]
-    if config["arch"] == "transformer":
-        return (
-            f"{model['n_layers']}-layer transformer (d_model {model['d_model']}, "
-            f"{model['act_fn']})"
-        )
-    layers = model.get("n_layers", 1)
-    return f"{layers}-layer Elman RNN (hidden {model['hidden']}, {model['act_fn']})"
+    from models.architectures import describe_model
+
+    return describe_model(config["arch"], config["model"])
 
 
 def _probe_hooks(probes: dict) -> list[str]:
@@ -134,7 +129,7 @@ def run_numbers(run: Path, data: dict | None = None) -> dict:
         f"batch {train['batch_size']}, {train['schedule']})",
         "process": config["process"]["name"],
         "arch": config["arch"],
-        "act_fn": config["model"]["act_fn"],
+        "act_fn": config["model"].get("act_fn"),  # None for an LSTM or GRU
     }
     exact = [m for m in metrics if m.get("exact_excess_loss") is not None]
     if exact:
@@ -583,8 +578,9 @@ def reproduction_files(run: Path, config: dict) -> tuple[Path, Path]:
     from models.recipes import RECIPES
 
     base = str(config["train"].get("recipe", "default")).split("+")[0]
-    recipe = {"base": base if base in RECIPES else "default", "arch": config["arch"],
-              "act_fn": config["model"]["act_fn"]}
+    recipe = {"base": base if base in RECIPES else "default", "arch": config["arch"]}
+    if config["model"].get("act_fn") is not None:  # an LSTM or GRU has none
+        recipe["act_fn"] = config["model"]["act_fn"]
     recipe.update({k: v for k, v in config["train"].items() if k not in ("recipe", "extra")})
     recipe["model"] = {k: v for k, v in config["model"].items() if k not in ("d_vocab", "act_fn")}
     folder = run / "reproduce"
