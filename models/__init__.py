@@ -5,15 +5,18 @@ File map:
     transformer.py    TransformerConfig, build_transformer (TransformerBridge.boot_native), the
                       transformer's residual hook names, PlainForward (the training forward over
                       the bridge's parameters; refuses settings it does not compute)
-    rnn.py            RNNConfig, ElmanRNN (HookedRootModule: blocks.{l}.hook_pre / hook_hidden),
-                      the RNN's hidden hook names
+    rnn.py            StackedRNN (embedding -> recurrent layers -> unembedding, a
+                      HookedRootModule), RNNConfig, ElmanRNN (blocks.{l}.hook_pre / hook_hidden)
+    gated.py          LSTMConfig, GRUConfig, GatedRNN: torch's LSTM and GRU cells with a hook on
+                      every gate pre-activation, the cell and the hidden state; fused_forward
     init_scale.py     init_scale: checks it, multiplies every initial weight matrix by it
     nonlinearities.py unit functions by name (NONLINEARITIES), the activations each family supports
-    architectures.py  build_model, make_model_config, residual_hooks (THE probe hook list),
-                      CONCAT (their side-by-side key), unit_hooks, hook_label,
-                      final_layer_hook, training_forward and check_training_forward,
-                      the recurrence for probes (recurrent_step, recurrent_weight,
-                      recurrent_layers, layer_input_hook)
+    architectures.py  ARCHITECTURES (THE --arch list) and their activations, build_model,
+                      make_model_config (refuses act_fn for lstm/gru), describe_model,
+                      residual_hooks (THE probe hook list), CONCAT (their side-by-side key),
+                      unit_hooks, hook_label, final_layer_hook, training_forward and
+                      check_training_forward, the recurrence for probes (recurrent_layers,
+                      recurrent_state_hooks, recurrent_step, recurrent_weight, layer_input_hook)
     prefix_forward.py residual activations of every prefix of a prefix tree (a KV cache)
   training
     recipes.py        TrainConfig, built-in recipes (default, paper, memorize), recipe JSON files,
@@ -34,10 +37,13 @@ File map:
 
 from models.architectures import build_model, residual_hooks, unit_hooks
 from models.checkpoints import load_checkpoint, load_run_process, read_run_config
+from models.gated import GRUConfig, LSTMConfig
 from models.rnn import RNNConfig
 from models.transformer import TransformerConfig
 
 __all__ = [
+    "GRUConfig",
+    "LSTMConfig",
     "RNNConfig",
     "TransformerConfig",
     "build_model",

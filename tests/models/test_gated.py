@@ -272,3 +272,20 @@ def test_interrupted_run_resumes_bit_identical_and_checkpoints_load_weights_only
     assert arch_of(model.config) == cell and not model.training
     _, cache = model.run_with_cache(torch.tensor([[0, 1, 2, 0]]))
     assert set(residual_hooks(model)) <= set(cache)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_train_run_and_resume_through_the_flags(cell, tmp_path):
+    """The CLI's path: flags -> resolve_run -> config.json without act_fn; --resume rebuilds the
+    same config from it, and an --act-fn on resume is refused like on a fresh run."""
+    from models.checkpoints import read_run_config
+    from models.training import train_run
+
+    run = tmp_path / "run"
+    options = {"hidden": 4, "n_ctx": 4}
+    train_run("mess3", run, arch=cell, tokens=1024, options=options)
+    config = read_run_config(run)
+    assert config["arch"] == cell and "act_fn" not in config["model"]
+    train_run("mess3", run, tokens=1024, resume=True, options=options)  # nothing clashes
+    with pytest.raises(InvalidInput, match=f"does not apply to --arch {cell}"):
+        train_run("mess3", run, act_fn="relu", resume=True)
