@@ -35,6 +35,8 @@ the hooked forward on every run's first batch (models.architectures.check_traini
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
@@ -208,10 +210,27 @@ class GatedRNN(StackedRNN):
     def fused_forward(self, tokens: Tensor) -> Tensor:
         """tokens (n, L) -> logits (n, L, V) through torch's fused recurrence, no hooks: the
         training forward (models.architectures.training_forward)."""
-        x = self.embed(tokens)
-        for block in self.blocks:
-            x = block.cell(x)[0]
-        return self.unembed(x)
+        with _ieee_fp32_rnn(tokens.is_cuda):
+            x = self.embed(tokens)
+            for block in self.blocks:
+                x = block.cell(x)[0]
+            return self.unembed(x)
+
+
+@contextlib.contextmanager
+def _ieee_fp32_rnn(on_gpu: bool) -> Iterator[None]:
+    """On a GPU, cuDNN's recurrence in full float32: torch lets it use TF32 by default
+    (torch.backends.cudnn.rnn.fp32_precision "tf32", ~1e-3 relative), unlike the hooked forward's
+    matmuls, which would fail check_training_forward. The caller's setting is restored."""
+    if not on_gpu:
+        yield
+        return
+    before = torch.backends.cudnn.rnn.fp32_precision
+    torch.backends.cudnn.rnn.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.rnn.fp32_precision = before
 
 
 def build_gated(config: GatedConfig) -> GatedRNN:

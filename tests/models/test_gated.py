@@ -289,3 +289,16 @@ def test_train_run_and_resume_through_the_flags(cell, tmp_path):
     train_run("mess3", run, tokens=1024, resume=True, options=options)  # nothing clashes
     with pytest.raises(InvalidInput, match=f"does not apply to --arch {cell}"):
         train_run("mess3", run, act_fn="relu", resume=True)
+
+
+def test_on_a_gpu_the_fused_recurrence_is_asked_for_full_float32_and_the_setting_restored():
+    from models.gated import _ieee_fp32_rnn
+
+    before = torch.backends.cudnn.rnn.fp32_precision
+    with _ieee_fp32_rnn(on_gpu=True):
+        assert torch.backends.cudnn.rnn.fp32_precision == "ieee"
+    with pytest.raises(KeyboardInterrupt), _ieee_fp32_rnn(on_gpu=True):
+        raise KeyboardInterrupt
+    assert torch.backends.cudnn.rnn.fp32_precision == before
+    with _ieee_fp32_rnn(on_gpu=False):  # the CPU path leaves the global alone
+        assert torch.backends.cudnn.rnn.fp32_precision == before
