@@ -243,31 +243,13 @@ def test_seeded_causal_and_init_scale_multiplies_the_weight_matrices(cell):
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_interrupted_run_resumes_bit_identical_and_checkpoints_load_weights_only(
-    cell, tmp_path, mess3, tiny_train
+    cell, tmp_path, mess3, tiny_train, resume_is_bit_identical
 ):
     from models.checkpoints import load_checkpoint
-    from models.run_files import list_checkpoints, read_metrics
-    from models.training import train
+    from models.run_files import list_checkpoints
 
     config = make_model_config(cell, hidden=8, n_layers=2, n_ctx=4)
-    whole = train(mess3, config, tiny_train, tmp_path / "whole", progress=False)
-
-    def crash(step):
-        if step == 13:
-            raise KeyboardInterrupt
-
-    broken = tmp_path / "broken"
-    with pytest.raises(KeyboardInterrupt):
-        train(mess3, config, tiny_train, broken, progress=False, on_step=crash)
-    train(mess3, config, tiny_train, broken, resume=True, progress=False)
-    a, b = (torch.load(list_checkpoints(r)[-1][1], weights_only=True) for r in (whole, broken))
-    assert a["model"].keys() == b["model"].keys()
-    for name in a["model"]:
-        assert torch.equal(a["model"][name], b["model"][name]), name
-    drop = ("wall_s", "eval_s", "cpu_s")
-    strip = [[{k: v for k, v in m.items() if k not in drop} for m in read_metrics(r)]
-             for r in (whole, broken)]  # fmt: skip
-    assert strip[0] == strip[1]
+    whole = resume_is_bit_identical(mess3, config, tiny_train, tmp_path)
     model = load_checkpoint(list_checkpoints(whole)[-1][1])
     assert arch_of(model.config) == cell and not model.training
     _, cache = model.run_with_cache(torch.tensor([[0, 1, 2, 0]]))
