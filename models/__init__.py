@@ -9,9 +9,11 @@ File map:
                       HookedRootModule), RNNConfig, ElmanRNN (blocks.{l}.hook_pre / hook_hidden)
     gated.py          LSTMConfig, GRUConfig, GatedRNN: torch's LSTM and GRU cells with a hook on
                       every gate pre-activation, the cell and the hidden state; fused_forward
+    families.py       the families and their activations by name (ARCH_NAMES, ARCH_ACTIVATIONS,
+                      DEFAULT_ACT_FN, ACT_FN_HELP), torch-free: the CLI's --arch/--act-fn lists
     init_scale.py     init_scale: checks it, multiplies every initial weight matrix by it
-    nonlinearities.py unit functions by name (NONLINEARITIES), the activations each family supports
-    architectures.py  ARCHITECTURES (THE --arch list) and their activations, build_model,
+    nonlinearities.py unit functions by name (NONLINEARITIES)
+    architectures.py  ARCHITECTURES (each family's config class), build_model,
                       make_model_config (refuses act_fn for lstm/gru), describe_model,
                       residual_hooks (THE probe hook list), CONCAT (their side-by-side key),
                       unit_hooks, hook_label, final_layer_hook, training_forward and
@@ -34,22 +36,28 @@ File map:
     run_files.py      the metrics log reader, checkpoint paths and listing
 """
 
+from __future__ import annotations
 
-from models.architectures import build_model, residual_hooks, unit_hooks
-from models.checkpoints import load_checkpoint, load_run_process, read_run_config
-from models.gated import GRUConfig, LSTMConfig
-from models.rnn import RNNConfig
-from models.transformer import TransformerConfig
+import importlib
 
-__all__ = [
-    "GRUConfig",
-    "LSTMConfig",
-    "RNNConfig",
-    "TransformerConfig",
-    "build_model",
-    "load_checkpoint",
-    "load_run_process",
-    "read_run_config",
-    "residual_hooks",
-    "unit_hooks",
-]
+# the package's public names and the module each lives in, imported on first use: importing
+# models.families (the command line's --arch choices) must not import torch
+_HOMES = {
+    "build_model": "models.architectures",
+    "residual_hooks": "models.architectures",
+    "unit_hooks": "models.architectures",
+    "load_checkpoint": "models.checkpoints",
+    "load_run_process": "models.checkpoints",
+    "read_run_config": "models.checkpoints",
+    "GRUConfig": "models.gated",
+    "LSTMConfig": "models.gated",
+    "RNNConfig": "models.rnn",
+    "TransformerConfig": "models.transformer",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

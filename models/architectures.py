@@ -21,8 +21,9 @@ from torch import Tensor, nn
 from transformer_lens.model_bridge import TransformerBridge
 
 from hmm.errors import InvalidInput
+from models.families import ARCH_ACTIVATIONS, ARCH_NAMES
+from models.families import DEFAULT_ACT_FN as DEFAULT_ACT_FN  # read here by experiments
 from models.gated import GatedConfig, GatedRNN, GRUConfig, LSTMConfig, build_gated
-from models.nonlinearities import RNN_ACTIVATIONS, TRANSFORMER_ACTIVATIONS
 from models.rnn import RNNConfig, StackedRNN, build_rnn
 from models.transformer import (
     PlainForward,
@@ -31,29 +32,9 @@ from models.transformer import (
     transformer_residual_hooks,
 )
 
-# THE list of architectures (--arch choices everywhere), their activations (--act-fn choices; none
-# for the gated cells, whose nonlinearities are fixed) and the default activation
-ARCHITECTURES: dict[str, type] = {
-    "transformer": TransformerConfig,
-    "rnn": RNNConfig,
-    "lstm": LSTMConfig,
-    "gru": GRUConfig,
-}
-ARCH_ACTIVATIONS: dict[str, tuple[str, ...]] = {
-    "transformer": TRANSFORMER_ACTIVATIONS,
-    "rnn": RNN_ACTIVATIONS,
-    "lstm": (),
-    "gru": (),
-}
-DEFAULT_ACT_FN: dict[str, str | None] = {
-    "transformer": "relu",
-    "rnn": "tanh",
-    "lstm": None,
-    "gru": None,
-}
-ACT_FN_HELP = "; ".join(
-    f"{arch}: {'|'.join(acts)}" if acts else f"{arch}: none (its cell fixes them)"
-    for arch, acts in ARCH_ACTIVATIONS.items()
+# each family of models/families.py (THE --arch list) and its config class
+ARCHITECTURES: dict[str, type] = dict(
+    zip(ARCH_NAMES, (TransformerConfig, RNNConfig, LSTMConfig, GRUConfig), strict=True)
 )
 
 ModelConfig = TransformerConfig | RNNConfig | LSTMConfig | GRUConfig

@@ -26,9 +26,10 @@ from hmm import HMM
 from hmm.errors import InvalidInput
 from hmm.files import read_json
 from hmm.msp import ENUMERABLE_SEQUENCES, enumerable
-from models.architectures import ARCHITECTURES, DEFAULT_ACT_FN, ModelConfig, make_model_config
+from models.architectures import ARCHITECTURES, ModelConfig, make_model_config
 from models.compute import DEVICES
 from models.data import MAX_TRAIN_TOKENS
+from models.families import DEFAULT_ACT_FN
 
 MEMORIZE_TOKENS = 5_000_000  # tanh RNN, hidden 64, Mess3: about 1 CPU minute (docs/training.md)
 OPTIMIZERS = ("adamw", "sgd")

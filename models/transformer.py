@@ -15,8 +15,9 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
 from hmm.errors import InvalidInput
+from models.families import TRANSFORMER_ACTIVATIONS
 from models.init_scale import check_init_scale, scale_weight_matrices
-from models.nonlinearities import TRANSFORMER_ACTIVATIONS, nonlinearity
+from models.nonlinearities import nonlinearity
 
 
 @dataclass

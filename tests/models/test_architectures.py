@@ -137,3 +137,22 @@ def test_unit_hooks_of_gelu_and_silu_transformers_name_the_mlp_input(tiny_transf
             atol=1e-5,
             rtol=1e-5,
         )
+
+
+def test_the_family_list_is_torch_free_and_matches_the_config_classes():
+    """The command line reads --arch / --act-fn choices at parse time: importing them must not
+    import torch (a fresh interpreter), and they are exactly the families build_model knows."""
+    import subprocess
+    import sys
+
+    from models.architectures import ARCHITECTURES, DEFAULT_ACT_FN
+    from models.families import ACT_FN_HELP, ARCH_ACTIVATIONS, ARCH_NAMES
+
+    code = "import sys; from models.families import ARCH_NAMES; print('torch' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "False"
+    assert tuple(ARCHITECTURES) == ARCH_NAMES == ("transformer", "rnn", "lstm", "gru")
+    for arch, acts in ARCH_ACTIVATIONS.items():
+        fields = ARCHITECTURES[arch].__dataclass_fields__
+        assert ("act_fn" in fields) == bool(acts) and (DEFAULT_ACT_FN[arch] in acts) == bool(acts)
+        assert arch in ACT_FN_HELP and all(act in ACT_FN_HELP for act in acts)
