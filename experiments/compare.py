@@ -31,15 +31,16 @@ CSV_FIELDS = [
 def parse_runs(runs: str) -> list[tuple[str, str | None]]:
     """'transformer:relu,rnn:tanh,lstm' -> [('transformer', 'relu'), ('rnn', 'tanh'),
     ('lstm', None)]: an LSTM or GRU has no act-fn (the model config refuses one)."""
-    from models.architectures import ARCH_ACTIVATIONS
+    from models.families import FAMILIES
 
     pairs = []
     for item in filter(None, (part.strip() for part in runs.split(","))):
         arch, _, act = item.partition(":")
-        acts = ARCH_ACTIVATIONS.get(arch)
-        if acts is None or (acts and act not in acts):
+        family = FAMILIES.get(arch)
+        if family is None or (family.activations and act not in family.activations):
             choices = "; ".join(
-                f"{a}:{'|'.join(acts)}" if acts else a for a, acts in ARCH_ACTIVATIONS.items()
+                f"{a}:{'|'.join(f.activations)}" if f.activations else a
+                for a, f in FAMILIES.items()
             )
             raise InvalidInput(f"--runs entry {item!r} is not arch:act-fn; choose from {choices}")
         pairs.append((arch, act or None))

@@ -178,18 +178,18 @@ def context_length(process: HMM, tolerance: float = 0.01) -> tuple[int, str]:
     possible gain from history: optimal_loss[n-1] - h <= tolerance * (optimal_loss[0] - h), h the
     entropy rate; then capped so every input sequence stays enumerable (exact probes) when it can.
     """
-    from probes.activations import MAX_ENUMERATED
+    from hmm.msp import enumerable
 
     h = process.entropy_rate()
     losses = process.optimal_loss(16)
     gain = max(losses[0] - h, 1e-12)
     n_ctx = next((n for n in range(8, 17) if losses[n - 1] - h <= tolerance * gain), 16)
-    enumerable = max(n for n in range(2, 17) if process.n_symbols**n <= MAX_ENUMERATED)
-    if enumerable >= 8:
-        n_ctx = min(n_ctx, enumerable)
+    longest = max((n for n in range(2, 17) if enumerable(process, n)), default=0)
+    if longest >= 8:
+        n_ctx = min(n_ctx, longest)
     inputs = (
         f"all {process.n_symbols}^{n_ctx} input sequences with exact probabilities"
-        if process.n_symbols**n_ctx <= MAX_ENUMERATED
+        if enumerable(process, n_ctx)
         else "a large seeded sample of sequences"
     )
     why = (

@@ -9,14 +9,15 @@ File map:
                       HookedRootModule), RNNConfig, ElmanRNN (blocks.{l}.hook_pre / hook_hidden)
     gated.py          LSTMConfig, GRUConfig, GatedRNN: torch's LSTM and GRU cells with a hook on
                       every gate pre-activation, the cell and the hidden state; fused_forward
-    families.py       the families and their activations by name (ARCH_NAMES, ARCH_ACTIVATIONS,
-                      DEFAULT_ACT_FN, ACT_FN_HELP), torch-free: the CLI's --arch/--act-fn lists
+    families.py       THE list of model families: their unit functions and size flags (no torch),
+                      check_act_fn (an LSTM or GRU has none to choose)
     init_scale.py     init_scale: checks it, multiplies every initial weight matrix by it
     nonlinearities.py unit functions by name (NONLINEARITIES)
     architectures.py  ARCHITECTURES (each family's config class), build_model,
                       make_model_config (refuses act_fn for lstm/gru), describe_model,
                       residual_hooks (THE probe hook list), CONCAT (their side-by-side key),
-                      unit_hooks, hook_label, final_layer_hook, training_forward and
+                      unit_hooks, hook_label, the hook-name structure (map_kind: residual or
+                      recurrent, n_blocks), final_layer_hook, training_forward and
                       check_training_forward, the recurrence for probes (recurrent_layers,
                       recurrent_state_hooks, recurrent_step, recurrent_weight, layer_input_hook)
     prefix_forward.py residual activations of every prefix of a prefix tree (a KV cache)
@@ -40,24 +41,24 @@ from __future__ import annotations
 
 import importlib
 
-# the package's public names and the module each lives in, imported on first use: importing
-# models.families (the command line's --arch choices) must not import torch
-_HOMES = {
-    "build_model": "models.architectures",
-    "residual_hooks": "models.architectures",
-    "unit_hooks": "models.architectures",
-    "load_checkpoint": "models.checkpoints",
-    "load_run_process": "models.checkpoints",
-    "read_run_config": "models.checkpoints",
+# the package's public names and their modules, imported on first use: `import models.run_files`
+# (or models.families) then costs no torch, so the CLI checks its input before loading it
+_EXPORTS = {
     "GRUConfig": "models.gated",
     "LSTMConfig": "models.gated",
     "RNNConfig": "models.rnn",
     "TransformerConfig": "models.transformer",
+    "build_model": "models.architectures",
+    "load_checkpoint": "models.checkpoints",
+    "load_run_process": "models.checkpoints",
+    "read_run_config": "models.checkpoints",
+    "residual_hooks": "models.architectures",
+    "unit_hooks": "models.architectures",
 }
-__all__ = sorted(_HOMES)
+__all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> object:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'models' has no attribute {name!r}")
-    return getattr(importlib.import_module(_HOMES[name]), name)
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'models' has no attribute {name!r}")

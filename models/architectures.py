@@ -21,8 +21,7 @@ from torch import Tensor, nn
 from transformer_lens.model_bridge import TransformerBridge
 
 from hmm.errors import InvalidInput
-from models.families import ARCH_ACTIVATIONS, ARCH_NAMES
-from models.families import DEFAULT_ACT_FN as DEFAULT_ACT_FN  # read here by experiments
+from models.families import FAMILIES, check_act_fn
 from models.gated import GatedConfig, GatedRNN, GRUConfig, LSTMConfig, build_gated
 from models.rnn import RNNConfig, StackedRNN, build_rnn
 from models.transformer import (
@@ -32,10 +31,14 @@ from models.transformer import (
     transformer_residual_hooks,
 )
 
-# each family of models/families.py (THE --arch list) and its config class
-ARCHITECTURES: dict[str, type] = dict(
-    zip(ARCH_NAMES, (TransformerConfig, RNNConfig, LSTMConfig, GRUConfig), strict=True)
-)
+# each family's config class (models/families.py names the families, their units and sizes)
+ARCHITECTURES: dict[str, type] = {
+    "transformer": TransformerConfig,
+    "rnn": RNNConfig,
+    "lstm": LSTMConfig,
+    "gru": GRUConfig,
+}
+DEFAULT_ACT_FN = {name: family.default_activation for name, family in FAMILIES.items()}
 
 ModelConfig = TransformerConfig | RNNConfig | LSTMConfig | GRUConfig
 
@@ -133,18 +136,15 @@ def make_model_config(arch: str, **settings: Any) -> ModelConfig:
     """Model config of `arch` from keyword settings; unknown arch or fields -> InvalidInput.
 
     The one check every entry point (train flags, recipe files, sweep specs, compare-phases run
-    lists) passes through: an act_fn for an LSTM or GRU is refused (None counts as not given).
+    lists) passes through: the act_fn must be one of the family's (models.families.check_act_fn;
+    an LSTM or GRU has none, and None counts as not given).
     """
     if arch not in ARCHITECTURES:
         raise InvalidInput(f"unknown arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     cls = ARCHITECTURES[arch]
-    if not ARCH_ACTIVATIONS[arch]:
-        act_fn = settings.pop("act_fn", None)
-        if act_fn is not None:
-            raise InvalidInput(
-                f"--act-fn {act_fn} does not apply to --arch {arch}: its gates are sigmoid and "
-                "its candidate tanh, fixed by the cell; leave --act-fn (act_fn) out"
-            )
+    check_act_fn(arch, settings.get("act_fn"))
+    if not FAMILIES[arch].activations:
+        settings.pop("act_fn", None)
     unknown = sorted(set(settings) - set(cls.__dataclass_fields__))
     if unknown:
         raise InvalidInput(
@@ -194,6 +194,31 @@ def final_layer_hook(hooks: list[str]) -> str:
     hidden hook, among `hooks` (the last hook when neither is there)."""
     blocks = [h for h in hooks if h.endswith(("hook_resid_post", "hook_hidden"))]
     return blocks[-1] if blocks else hooks[-1]
+
+
+# The hook-name structure every family follows: blocks.{l}.hook_resid_pre/post for a residual
+# stream, blocks.{l}.hook_hidden for a recurrence. Probes read a model's kind and depth from its
+# hook names (so hand-built HookedRootModules with these names work too), through these two.
+def map_kind(model: nn.Module) -> str:
+    """'residual' with a blocks.0.hook_resid_pre hook, 'recurrent' with blocks.0.hook_hidden."""
+    hooks = model.hook_dict
+    if "blocks.0.hook_resid_pre" in hooks:
+        return "residual"
+    if "blocks.0.hook_hidden" in hooks:
+        return "recurrent"
+    raise InvalidInput(
+        "the model has neither blocks.0.hook_resid_pre (transformer) nor blocks.0.hook_hidden "
+        "(RNN); Jacobian diagnostics need one of them"
+    )
+
+
+def n_blocks(model: nn.Module, kind: str) -> int:
+    """Number of residual blocks / recurrent layers, counted from the hook names."""
+    name = "blocks.{}.hook_resid_post" if kind == "residual" else "blocks.{}.hook_hidden"
+    count = 0
+    while name.format(count) in model.hook_dict:
+        count += 1
+    return count
 
 
 def unit_hooks(model: nn.Module) -> dict[str, tuple[str, str]]:

@@ -62,7 +62,7 @@ class GatedConfig:
     seed: int = 0
     n_ctx: int = 10
     init_scale: float = 1.0
-    cell: ClassVar[str] = ""
+    cell = ""  # the subclass's cell, a class attribute (not a config field)
 
     def __post_init__(self) -> None:
         self.init_scale = check_init_scale(self.init_scale)
@@ -74,12 +74,12 @@ class GatedConfig:
 
 @dataclass
 class LSTMConfig(GatedConfig):
-    cell: ClassVar[str] = "lstm"
+    cell = "lstm"
 
 
 @dataclass
 class GRUConfig(GatedConfig):
-    cell: ClassVar[str] = "gru"
+    cell = "gru"
 
 
 def linear_scan(decay: Tensor, drive: Tensor) -> Tensor:

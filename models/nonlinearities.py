@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hmm.errors import InvalidInput
+from models.families import FAMILIES
 
 NONLINEARITIES: dict[str, Callable[[Tensor], Tensor]] = {
     "tanh": torch.tanh,
@@ -26,6 +27,8 @@ NONLINEARITIES: dict[str, Callable[[Tensor], Tensor]] = {
     "silu": F.silu,
     "identity": lambda z: z,
 }
+TRANSFORMER_ACTIVATIONS = FAMILIES["transformer"].activations
+RNN_ACTIVATIONS = FAMILIES["rnn"].activations
 
 
 def nonlinearity(name: str) -> Callable[[Tensor], Tensor]:

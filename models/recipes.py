@@ -26,10 +26,9 @@ from hmm import HMM
 from hmm.errors import InvalidInput
 from hmm.files import read_json
 from hmm.msp import ENUMERABLE_SEQUENCES, enumerable
-from models.architectures import ARCHITECTURES, ModelConfig, make_model_config
+from models.architectures import ARCHITECTURES, DEFAULT_ACT_FN, ModelConfig, make_model_config
 from models.compute import DEVICES
 from models.data import MAX_TRAIN_TOKENS
-from models.families import DEFAULT_ACT_FN
 
 MEMORIZE_TOKENS = 5_000_000  # tanh RNN, hidden 64, Mess3: about 1 CPU minute (docs/training.md)
 OPTIMIZERS = ("adamw", "sgd")
@@ -304,9 +303,12 @@ FLAG_NAMES = {
 }
 
 
-def resume_clashes(stored: dict, fresh: dict) -> list[str]:
+def resume_clashes(stored: dict, fresh: dict, typed: set[str] | None = None) -> list[str]:
     """Where this invocation's run config `fresh` contradicts the run's config.json `stored`,
-    each as "<flag or field> <given> (run has <stored>)"; [] when the run may continue."""
+    each as "<flag or field> <given> (run has <stored>)"; [] when the run may continue.
+
+    typed: the flags the user gave (e.g. {"--config", "--seed"}); when some of them clash, only
+    theirs are named (a new --config or --arch changes many fields the user never typed)."""
     if stored.get("process") != fresh["process"]:
         return [f"process {fresh['process']['name']} (run has {stored['process']['name']})"]
     clashes = []
@@ -322,4 +324,6 @@ def resume_clashes(stored: dict, fresh: dict) -> list[str]:
             clashes.append(f"--arch {new} (run has {old})")
         elif old != new and not clashes:  # derived from the settings: this code computes them anew
             clashes.append(f"{key} (this beliefgeo derives a different {key} from the settings)")
-    return list(dict.fromkeys(clashes))
+    clashes = list(dict.fromkeys(clashes))
+    theirs = [c for c in clashes if typed and c.split(" ", 1)[0] in typed]
+    return theirs or clashes

@@ -32,9 +32,8 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from hmm.errors import InvalidInput
-from models.families import RNN_ACTIVATIONS
 from models.init_scale import check_init_scale, scale_weight_matrices
-from models.nonlinearities import nonlinearity
+from models.nonlinearities import RNN_ACTIVATIONS, nonlinearity
 
 
 @dataclass

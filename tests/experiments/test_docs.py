@@ -137,10 +137,8 @@ def tiny_transformer_run(tmp_path_factory, cli):
 @pytest.fixture(scope="module")
 def tiny_lstm_run(tmp_path_factory, cli):
     """A 1-layer LSTM (hidden 4) through train, probe and phases: its own keys."""
-    folder = tmp_path_factory.mktemp("tiny-lstm")
-    recipe, run = folder / "lstm.json", folder / "run"
-    recipe.write_text(json.dumps({"arch": "lstm"}))
-    for args in (["train", "golden_mean", "--config", str(recipe), "--hidden", "4",
+    run = tmp_path_factory.mktemp("tiny-lstm") / "run"
+    for args in (["train", "golden_mean", "--arch", "lstm", "--hidden", "4",
                   "--tokens", "2000", "--out", str(run)], ["probe", str(run)],
                  ["phases", str(run)]):  # fmt: skip
         code, _, err = cli(args)

@@ -139,20 +139,22 @@ def test_unit_hooks_of_gelu_and_silu_transformers_name_the_mlp_input(tiny_transf
         )
 
 
-def test_the_family_list_is_torch_free_and_matches_the_config_classes():
-    """The command line reads --arch / --act-fn choices at parse time: importing them must not
-    import torch (a fresh interpreter), and they are exactly the families build_model knows."""
+def test_every_family_has_a_config_class_with_its_sizes_and_default_unit():
+    """And the family list is torch-free: the command line reads it at parse time."""
     import subprocess
     import sys
 
-    from models.architectures import ARCHITECTURES, DEFAULT_ACT_FN
-    from models.families import ACT_FN_HELP, ARCH_ACTIVATIONS, ARCH_NAMES
+    from models.architectures import ARCHITECTURES
+    from models.families import FAMILIES
 
-    code = "import sys; from models.families import ARCH_NAMES; print('torch' in sys.modules)"
+    assert list(FAMILIES) == list(ARCHITECTURES) == ["transformer", "rnn", "lstm", "gru"]
+    for name, family in FAMILIES.items():
+        fields = ARCHITECTURES[name].__dataclass_fields__
+        assert set(family.sizes) <= set(fields), name
+        if family.activations:
+            assert fields["act_fn"].default == family.default_activation, name
+        else:  # an LSTM or GRU: no act_fn field, none to choose
+            assert "act_fn" not in fields and family.default_activation is None, name
+    code = "import sys; import models.families; print('torch' in sys.modules)"
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "False"
-    assert tuple(ARCHITECTURES) == ARCH_NAMES == ("transformer", "rnn", "lstm", "gru")
-    for arch, acts in ARCH_ACTIVATIONS.items():
-        fields = ARCHITECTURES[arch].__dataclass_fields__
-        assert ("act_fn" in fields) == bool(acts) and (DEFAULT_ACT_FN[arch] in acts) == bool(acts)
-        assert arch in ACT_FN_HELP and all(act in ACT_FN_HELP for act in acts)
