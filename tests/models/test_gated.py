@@ -284,3 +284,15 @@ def test_on_a_gpu_the_fused_recurrence_is_asked_for_full_float32_and_the_setting
     assert torch.backends.cudnn.rnn.fp32_precision == before
     with _ieee_fp32_rnn(on_gpu=False):  # the CPU path leaves the global alone
         assert torch.backends.cudnn.rnn.fp32_precision == before
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_bad_shapes_and_fields_are_refused_with_one_line(cell):
+    with pytest.raises(InvalidInput, match=rf"^{cell} hidden must be >= 1, got 0$"):
+        make_model_config(cell, hidden=0)
+    with pytest.raises(InvalidInput, match=r"^--init-scale must be > 0"):
+        make_model_config(cell, init_scale=-1.0)
+    for field in ("d_mlp", "cell"):  # another family's size; the class attribute is no field
+        refusal = rf"{cell} model config has no field\(s\) \['{field}'\]"
+        with pytest.raises(InvalidInput, match=refusal):
+            make_model_config(cell, **{field: 8})
