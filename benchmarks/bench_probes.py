@@ -7,8 +7,10 @@ other work on the machine does not distort them. On the paper-shape Mess3 transf
 not change the cost) with all 3^10 inputs it times what is done once per run (inputs and split,
 k-gram cells and lookups, the untrained-model baselines) and per checkpoint (activations, one token
 step per prefix; probe fits and scores), and projects the all-checkpoint cost for the default
-recipe's checkpoint count (40 + initialisation). With a run directory (`run(run_dir)` or env
-BELIEFGEO_BENCH_RUN) it also times `probe_run` on a copy of that run, end to end (figures included).
+recipe's checkpoint count (40 + initialisation), and the effective-dimension spectra added to
+each checkpoint against that per-checkpoint cost (target <= 30 %). With a run directory
+(`run(run_dir)` or env BELIEFGEO_BENCH_RUN) it also times `probe_run` on a copy of that run, end
+to end (figures included).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-TARGETS = {"probes.projected_all_checkpoints_cpu_s": 120.0}
+TARGETS = {"probes.projected_all_checkpoints_cpu_s": 120.0,
+           "probes.geometry_share_of_probe_step": 0.30}
 DEFAULT_CHECKPOINTS = 41  # n_checkpoints 40 of the default recipe + the initial model
 
 
@@ -43,6 +46,16 @@ def _cpu(fn):
     t = time.process_time()
     out = fn()
     return out, time.process_time() - t
+
+
+def _geometry_cost(inputs, acts) -> dict:
+    """CPU seconds of the effective-dimension spectra of every hook of one checkpoint (the
+    analysis added to every checkpoint's probe step; target <= 30 % of that step)."""
+    from probes.geometry import hook_spectra
+
+    weights = inputs.fit_prob + inputs.heldout_prob
+    seconds = min(_cpu(lambda: hook_spectra(acts.hooks, weights))[1] for _ in range(2))
+    return {"probes.geometry_per_checkpoint_cpu_s": round(seconds, 3)}
 
 
 def run(run_dir: str | None = None) -> dict:
@@ -71,6 +84,7 @@ def run(run_dir: str | None = None) -> dict:
             _, seconds = _cpu(lambda acts=acts: score_activations(acts, inputs, hooks, refs=refs))
             score.append(seconds)
     per_checkpoint = min(collect) + min(score)
+    geometry = _geometry_cost(inputs, acts)
     once = inputs_s + refs_s + kgram_s + logit_s + 3 * per_checkpoint  # 3 untrained seeds
     result = {
         "probes.rows": inputs.n_rows,
@@ -79,6 +93,10 @@ def run(run_dir: str | None = None) -> dict:
         "probes.score_per_checkpoint_cpu_s": round(min(score), 3),
         "probes.projected_all_checkpoints_cpu_s": round(
             once + DEFAULT_CHECKPOINTS * per_checkpoint, 1
+        ),
+        **geometry,
+        "probes.geometry_share_of_probe_step": round(
+            geometry["probes.geometry_per_checkpoint_cpu_s"] / per_checkpoint, 3
         ),
         "probes.peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3),
         "probes.load_average_1min": round(os.getloadavg()[0], 2),

@@ -45,7 +45,6 @@ AXES = {"act_fn": ["tanh", "relu"], "lr": [0.003, 0.01], "seed": [0, 1]}
 def run() -> dict:
     from experiments.pipeline import Study
     from experiments.sweep import expand, point_plans, sweep
-    from experiments.sweep_summary import interval, run_headline
 
     tokens = int(os.environ.get(TOKENS_ENV) or 16_000_000)
     spec = {"base": {**BASE, "tokens": tokens}, "axes": AXES}
@@ -73,24 +72,8 @@ def run() -> dict:
         parallel, driver_cpu = time.perf_counter() - started, time.process_time() - cpu_started
         second_wall, second_cpu = one_after_another(points[half:])
         serial, serial_cpu = first_wall + second_wall, first_cpu + second_cpu
-        by_worker: dict[int, float] = {}
-        busy: dict[int, float] = {}
-        first_start = math.inf
-        for point in points:
-            record = json.loads((scratch / "sweep" / point.name / "point.json").read_text())
-            pid = record["worker_pid"]
-            by_worker[pid] = by_worker.get(pid, 0.0) + record["cpu_s"]
-            busy[pid] = busy.get(pid, 0.0) + record["seconds"]
-            first_start = min(first_start, record["started_at"])
-
-        summary = json.loads((scratch / "sweep" / "summary.json").read_text())
-        worst = 0.0
-        for row in summary["rows"]:
-            runs = [p.name for p in points if p.setting == row["setting"]]
-            for name in ("final_exact_excess_loss", "final_r2_heldout"):
-                recomputed = interval([run_headline(serial_dir / r)[0][name] for r in runs])
-                for suffix in ("mean", "ci95_low", "ci95_high"):
-                    worst = max(worst, abs(recomputed[suffix] - row[f"{name}_{suffix}"]))
+        by_worker, busy, first_start = _worker_records(scratch / "sweep", points)
+        worst = _summary_gap(scratch / "sweep", serial_dir, points)
     ratio = parallel / serial
     # on a shared machine wall time is distorted: the CPU seconds of the critical path (the driver
     # plus the busiest worker; Ray's own daemons left out) over the serial loop's CPU seconds
@@ -115,6 +98,38 @@ def run() -> dict:
         "sweep.exit_status": status,
         "sweep.summary_vs_serial_max_abs_diff": worst,
     }
+
+
+def _worker_records(out: Path, points) -> tuple[dict, dict, float]:
+    """From each finished point's point.json: CPU seconds and busy seconds per worker process,
+    and when the first point began (epoch seconds)."""
+    by_worker: dict[int, float] = {}
+    busy: dict[int, float] = {}
+    first_start = math.inf
+    for point in points:
+        record = json.loads((out / point.name / "point.json").read_text())
+        pid = record["worker_pid"]
+        by_worker[pid] = by_worker.get(pid, 0.0) + record["cpu_s"]
+        busy[pid] = busy.get(pid, 0.0) + record["seconds"]
+        first_start = min(first_start, record["started_at"])
+    return by_worker, busy, first_start
+
+
+def _summary_gap(out: Path, serial_dir: Path, points) -> float:
+    """Largest |difference| between the sweep's summary (means, intervals) and the same numbers
+    recomputed from the serial runs' folders: 0 when the two executions agree."""
+    from experiments.summary import summarize_run
+    from experiments.sweep_summary import interval
+
+    summary = json.loads((out / "summary.json").read_text())
+    worst = 0.0
+    for row in summary["rows"]:
+        runs = [p.name for p in points if p.setting == row["setting"]]
+        for name in ("final_exact_excess_loss", "final_r2_heldout"):
+            recomputed = interval([summarize_run(serial_dir / r).headline()[name] for r in runs])
+            for suffix in ("mean", "ci95_low", "ci95_high"):
+                worst = max(worst, abs(recomputed[suffix] - row[f"{name}_{suffix}"]))
+    return worst
 
 
 def _quiet_study(plan, out: Path, title: str, fractal: Path) -> None:

@@ -25,7 +25,8 @@ from torch import nn
 from hmm import load_process
 from models import TransformerConfig, build_model
 from models.architectures import training_forward
-from models.training import next_token_losses, training_batch
+from models.data import training_batch
+from models.loss import next_token_losses
 
 TARGET_RATIO = 1.05
 

@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-MODULES = ("bench_hmm", "bench_training", "bench_probes", "bench_phases", "bench_sweep")
+MODULES = (
+    "bench_hmm", "bench_training", "bench_probes", "bench_phases", "bench_llc", "bench_sweep",
+)  # fmt: skip
 RESULTS = Path(__file__).with_name("results.json")
 
 

@@ -3,17 +3,27 @@
 File map:
     cli.py            `beliefgeo`: argument parsing (help on every argument), dispatch, exit codes
                       (0 success, 2 bad input in one line, 1 unexpected), `beliefgeo hooks RUN`
-    closing.py        the one closing line of each command: what it wrote and its headline number
+    closing.py        the one closing line of each command, formatted from the RunSummary
+    summary.py        RunSummary: a run's numbers computed once from its typed files (loss, probe
+                      headline and baselines, phases, emergence window, sweep headline, curves)
+    verdict.py        the three sentences a report opens with, computed from the RunSummary
     fractal.py        `beliefgeo processes` and `beliefgeo fractal`: ground-truth belief geometry
-                      (mixed-state presentation beside the chaos game), memory checked first
-    pipeline.py       the studies: `reproduce mess3|rrxor`, `probe-hmm` (train → probe → phases →
-                      fractal → report) and the context-length rule for a user's process
+                      (mixed-state presentation beside the chaos game), memory checked first;
+                      FractalFile (fractal.json, typed)
+    pipeline.py       one study end to end: Study (its plan), with_settings (flags, sweep keys),
+                      run_study (train → probe → phases → fractal → report)
+    studies.py        `reproduce mess3|rrxor` and `probe-hmm` (with the context-length rule for a
+                      user's process); several seeds through sweep.run_seeds
     compare.py        `compare-phases`: several architectures × seeds on one process, compared
     sweep.py          `beliefgeo sweep` and `reproduce --seeds`: every combination of a spec's axes
                       as Ray tasks, one run folder each, restartable
     sweep_summary.py  a sweep's summary.csv / summary.json (mean, sd, 95 % interval over seeds) and
                       its report with seed bands
-    report.py         RUN/report.html: self-contained page from a run folder, and the HTML helpers
-                      (embed_image, html_page) the other reports use
+    geometry_report.py  the report's geometry section: effective dimension, interventions, 3-D view
+    cka_summary.py    CKA between a sweep's runs of one process (summary.json "cka") and its table
+    report.py         RUN/report.html: the verdict, the beliefs-vs-probe figure, details, settings
+                      folded at the end
+    reproduction.py   the report's folded sections: the folder's files, RUN/reproduce/ and commands
+    page.py           HTML building blocks of every report (html_page, embed_image, tables)
     examples/         a 4-state process spec for `probe-hmm` and sweep specs
 """

@@ -306,6 +306,71 @@ def phases_parser(sub) -> None:
     p.set_defaults(func=phases_command)
 
 
+def _llc_settings(args: argparse.Namespace):
+    """(LLCSettings, CalibrationGrid or None) from the llc flags: calibrate unless --lr, --n-beta
+    and --localization are all given or --settings-from names an earlier llc.json."""
+    from dataclasses import replace
+
+    from probes.llc_settings import CalibrationGrid, LLCSettings, read_llc_settings
+
+    given = {k: getattr(args, k) for k in ("lr", "n_beta", "localization")}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.settings_from is not None and given:
+        raise InvalidInput("--settings-from sets --lr, --n-beta and --localization; drop them")
+    if 0 < len(given) < 3:
+        raise InvalidInput(
+            "give --lr, --n-beta and --localization together (no calibration) or none of them "
+            "(calibrated on the final checkpoint)"
+        )
+    counts = {k: getattr(args, k) for k in ("chains", "draws") if getattr(args, k) is not None}
+    if args.settings_from is not None:
+        return replace(read_llc_settings(args.settings_from), **counts), None
+    settings = LLCSettings(**given, **counts)
+    return settings, (None if given else CalibrationGrid())
+
+
+def _checkpoint_count(text: str) -> int | None:
+    return None if text == "all" else _positive_int(text)
+
+
+def llc_command(args: argparse.Namespace) -> None:
+    run = existing_run(args.run)
+    settings, grid = _llc_settings(args)
+    from experiments import closing
+    from probes.llc_study import llc_run
+
+    with compute():
+        llc_run(run, checkpoints=args.checkpoints, settings=settings, calibrate_grid=grid)
+    print(closing.llc_line(run))
+
+
+def llc_parser(sub) -> None:
+    p = sub.add_parser(
+        "llc",
+        help="local learning coefficient at every checkpoint (devinterp SGLD; docs/llc.md)",
+    )
+    p.add_argument("run", type=Path, help=RUN_HELP)
+    p.add_argument(
+        "--checkpoints", type=_checkpoint_count, default=10, metavar="N|all",
+        help="N checkpoints log-spaced in tokens, the last included (default 10), or all",
+    )  # fmt: skip
+    for flag, what in [
+        ("--lr", "SGLD step size (with --n-beta and --localization: no calibration)"),
+        ("--n-beta", "SGLD inverse temperature n*beta"),
+        ("--localization", "SGLD pull gamma towards the checkpoint's weights"),
+    ]:
+        p.add_argument(flag, type=_number, default=None, help=what)
+    p.add_argument(
+        "--settings-from", type=Path, default=None, metavar="LLC.json",
+        help="use the settings of an earlier llc.json (compare runs, seeds, schedules alike)",
+    )  # fmt: skip
+    p.add_argument("--chains", type=_positive_int, default=None,
+                   help="SGLD chains per checkpoint (default 4)")  # fmt: skip
+    p.add_argument("--draws", type=_positive_int, default=None,
+                   help="SGLD draws per chain (default 200)")  # fmt: skip
+    p.set_defaults(func=llc_command)
+
+
 def report_command(args: argparse.Namespace) -> None:
     run = existing_run(args.run)
     from experiments import closing
@@ -322,16 +387,39 @@ def report_parser(sub) -> None:
     p.set_defaults(func=report_command)
 
 
+def intervene_command(args: argparse.Namespace) -> None:
+    run = existing_run(args.run)
+    from experiments import closing
+    from probes.interventions import intervene_run
+
+    hooks = args.hooks.split(",") if args.hooks else None
+    with compute():
+        intervene_run(run, hooks=hooks, n_prefixes=args.prefixes, tokens=args.checkpoint,
+                      seed=args.seed)
+    print(closing.intervene_line(run))
+
+
+def intervene_parser(sub) -> None:
+    p = sub.add_parser("intervene", help="exact-counterfactual interventions on the probed "
+                       "belief: does the prediction follow? (docs/geometry.md)")
+    p.add_argument("run", type=Path, help=RUN_HELP)
+    p.add_argument("--hooks", default=None,
+                   help="comma-separated hook names (default: every residual hook; `beliefgeo "
+                   "hooks RUN` lists them)")
+    p.add_argument("--prefixes", type=_positive_int, default=2000,
+                   help="held-out prefixes moved per hook (default 2000)")
+    p.add_argument("--checkpoint", type=_non_negative_int, default=None, metavar="TOKENS",
+                   help="the checkpoint after this many training tokens (default: the newest)")
+    p.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="seeds the split, the prefix pairs and the null directions (default 0)")
+    p.set_defaults(func=intervene_command)
+
+
 def list_hooks(run: Path, every: bool = False) -> str:
     """`beliefgeo hooks RUN`: the residual hooks probed by default and the unit hooks, labelled."""
-    from models.architectures import (
-        build_model,
-        describe_model,
-        hook_label,
-        residual_hooks,
-        unit_hooks,
-    )
+    from models.architectures import build_model, hook_label, residual_hooks, unit_hooks
     from models.checkpoints import model_config_of_run, read_run_config
+    from models.families import describe_model
 
     config = read_run_config(run)
     model = build_model(model_config_of_run(config))
@@ -366,7 +454,7 @@ def hooks_parser(sub) -> None:
 
 def reproduce_command(args: argparse.Namespace) -> None:
     check_family_flags(_arch_of_flags(args), args.act_fn, _sizes(args))
-    from experiments.pipeline import reproduce
+    from experiments.studies import reproduce
 
     with compute():
         reproduce(args.study, out=args.out, tokens=args.tokens, seeds=args.seeds,
@@ -390,7 +478,7 @@ def probe_hmm_command(args: argparse.Namespace) -> None:
         raise InvalidInput(f"{args.spec} is not a file; give the path of a process spec .json")
     checked_process(str(args.spec))
     check_family_flags(_arch_of_flags(args), args.act_fn, _sizes(args))
-    from experiments.pipeline import probe_hmm
+    from experiments.studies import probe_hmm
 
     with compute():
         probe_hmm(args.spec, out=args.out, tokens=args.tokens, overrides=training_options(args))
@@ -456,8 +544,9 @@ def sweep_parser(sub) -> None:
 
 
 COMMANDS: tuple[Callable, ...] = (
-    processes_parser, fractal_parser, train_parser, probe_parser, phases_parser, report_parser,
-    hooks_parser, reproduce_parser, probe_hmm_parser, compare_phases_parser, sweep_parser,
+    processes_parser, fractal_parser, train_parser, probe_parser, phases_parser, llc_parser,
+    report_parser, intervene_parser, hooks_parser, reproduce_parser, probe_hmm_parser,
+    compare_phases_parser, sweep_parser,
 )  # fmt: skip
 
 

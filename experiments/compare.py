@@ -14,15 +14,18 @@ from __future__ import annotations
 import html
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hmm import load_process
 from hmm.errors import InvalidInput
 from hmm.files import read_json, write_atomic
 
+if TYPE_CHECKING:
+    from experiments.summary import RunSummary
+
 DEFAULT_TOKENS = 2_000_000
 DEFAULT_SEEDS = 3
 PROBE_SEQUENCES = 20_000  # a seeded subset of enumerable inputs per checkpoint, as in the demo
-R2_REACHED = 0.9
 CSV_FIELDS = [
     "run", "arch", "act_fn", "n_seeds", "final_excess_loss", "final_r2", "tokens_to_r2_0.9",
     "first_spectral_radius_above_1", "final_phase",
@@ -64,6 +67,7 @@ def compare_phases(
     """Train, probe and diagnose every run, recipe and seed, then write the comparison; exit
     status. `recipes` (comma-separated, e.g. "default,memorize") puts regimes side by side."""
     from experiments.pipeline import Study
+    from experiments.summary import summarize_run
     from experiments.sweep import SWEEP_FORMAT, expand, point_plans, run_sweep
 
     pairs = parse_runs(runs)
@@ -90,15 +94,16 @@ def compare_phases(
     out = Path(out)
     status = run_sweep(points, plans, out, record, None, max_parallel, title="compare-phases")
     summary = read_json(out / "summary.json")
-    rows = [comparison_row(out, row) for row in summary["rows"]]
-    write_comparison(out, summary["rows"], rows, name)
+    summaries = {run: summarize_run(out / run) for row in summary["rows"] for run in row["runs"]}
+    rows = [comparison_row(row, summaries) for row in summary["rows"]]
+    write_comparison(out, summary["rows"], rows, name, summaries, summary.get("cka", []))
     print(table_text(rows))
     print(f"wrote {out / 'report.html'}, comparison.png, summary.csv and summary.json: "
           f"{len(rows)} architectures x {seeds} seed(s), table above")
     return status
 
 
-def comparison_row(out: Path, row: dict) -> dict:
+def comparison_row(row: dict, summaries: dict[str, RunSummary]) -> dict:
     """The comparison columns of one architecture (means over its seeds), then the sweep's."""
 
     def mean(key: str, digits: int):
@@ -107,8 +112,9 @@ def comparison_row(out: Path, row: dict) -> dict:
 
     phases = Counter()
     for run in row["runs"]:
-        entries = read_json(out / run / "phases.json")["checkpoints"]
-        phases.update(f"{k} {v['phase']}" for k, v in entries[-1]["units"].items())
+        summary = summaries[run].phases
+        if summary:
+            phases.update(f"{k} {u.phase}" for k, u in summary.final.units.items() if u.phase)
     reached = row.get("tokens_to_r2_0.9_n", 0)
     first = row.get("first_spectral_radius_above_1_n", 0)
     comparison = {
@@ -123,28 +129,35 @@ def comparison_row(out: Path, row: dict) -> dict:
             if not reached
             else f"{row['tokens_to_r2_0.9_mean']:.0f} ({reached}/{row['n_seeds']} seeds)"
         ),
-        "first_spectral_radius_above_1": (
-            "not applied"  # a transformer iterates no map
-            if row["arch"] == "transformer"
-            else "never"
-            if not first
-            else f"{row['first_spectral_radius_above_1_mean']:.0f} ({first}/{row['n_seeds']} seeds)"
-        ),
+        "first_spectral_radius_above_1": _radius_rule(row, first, summaries),
         "final_phase": "; ".join(f"{k} ({n}/{row['n_seeds']})" for k, n in sorted(phases.items())),
     }
     stats = {k: v for k, v in row.items() if k not in comparison and k not in ("runs", "setting")}
     return {**comparison, **stats, "runs": row["runs"]}
 
 
-def write_comparison(out: Path, sweep_rows: list[dict], rows: list[dict], name: str) -> None:
-    """DIR/comparison.png, DIR/summary.csv (comparison columns first) and DIR/report.html."""
-    from experiments.sweep_summary import band_figure, rows_csv, run_headline
+def _radius_rule(row: dict, first: int, summaries: dict[str, RunSummary]) -> str:
+    """The seed rule's column: mean tokens where it fired, 'never', or 'not applied' (no
+    iterated map: a transformer)."""
+    applies = [s.phases.iterated for run in row["runs"] if (s := summaries[run]).phases]
+    if applies and not any(applies):
+        return "not applied (no iterated map)"
+    if not first:
+        return "never"
+    return f"{row['first_spectral_radius_above_1_mean']:.0f} ({first}/{row['n_seeds']} seeds)"
 
-    curves = {run: run_headline(out / run)[1] for row in sweep_rows for run in row["runs"]}
+
+def write_comparison(
+    out: Path, sweep_rows: list[dict], rows: list[dict], name: str,
+    summaries: dict[str, RunSummary], cka: list = (),
+) -> None:
+    """DIR/comparison.png, DIR/summary.csv (comparison columns first) and DIR/report.html."""
+    from experiments.sweep_summary import band_figure, rows_csv
+
     title = f"{name}: loss, recurrent radius, saturation and belief geometry per architecture"
-    write_atomic(out / "comparison.png", band_figure(sweep_rows, curves, title))
+    write_atomic(out / "comparison.png", band_figure(sweep_rows, summaries, title))
     write_atomic(out / "summary.csv", rows_csv(rows))
-    write_atomic(out / "report.html", comparison_report(out, rows, name))
+    write_atomic(out / "report.html", comparison_report(out, rows, name, cka))
 
 
 def table_text(rows: list[dict]) -> str:
@@ -154,9 +167,12 @@ def table_text(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def comparison_report(out: Path, rows: list[dict], process_name: str) -> str:
-    """DIR/report.html: the table, the figure and a link to each run's own report."""
-    from experiments.report import embed_image, html_page
+def comparison_report(out: Path, rows: list[dict], process_name: str, cka: list = ()) -> str:
+    """DIR/report.html: the table, the figure, the CKA between runs and a link to each run's own
+    report."""
+    from experiments.cka_summary import setting_table_html
+    from experiments.page import embed_image, html_page
+    from experiments.summary import R2_REACHED
 
     header = "".join(f"<th>{html.escape(f)}</th>" for f in CSV_FIELDS)
     body = "".join(
@@ -182,6 +198,8 @@ def comparison_report(out: Path, rows: list[dict], process_name: str) -> str:
         "the first checkpoint that reaches it (mean over the seeds that reach it).</p>",
         f"<table><tr>{header}</tr>{body}</table>",
         embed_image(out / "comparison.png", "Comparison on shared log-token axes"),
+        setting_table_html(list(cka), [{"setting": row["run"], "runs": row["runs"]}
+                                       for row in rows]),
         f"<h2>Per-run reports</h2><ul>{links}</ul>",
     ]
     return html_page(f"compare-phases {process_name}", "\n".join(parts))

@@ -9,25 +9,64 @@ factor (its states are theirs: blocks of the mixture state, marginals of the pro
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from hmm import BUILTINS, GHMM, Mixture, Product, load_process
 from hmm.builtins import describe_params
-from hmm.files import writable_dir, write_atomic, write_json
+from hmm.figure_style import new_figure, png_bytes
+from hmm.files import read_json, writable_dir, write_atomic, write_json
 from hmm.fractal import box_counting_dimension
 from hmm.memory import check_fits
 from hmm.msp import BELIEF_DECIMALS, merge_beliefs
 from hmm.plots import plot_states, state_chart
 from hmm.progress import progress
+from hmm.records import Record, record
+from models.run_files import ProcessSpec
 
 MAX_DEFAULT_NODES = 300_000
 MAX_DEPTH = 40
 LOSS_POSITIONS = 12
+
+
+@record
+class BoxDimension(Record):
+    dimension: float | None = None
+    fit_range: list[float] | None = None
+    scales: list[float] | None = None
+    counts: list[int] | None = None
+    local_slopes: list[float] | None = None
+    n_points: int | None = None
+
+
+@record
+class FractalFile(Record):
+    """OUT/fractal.json (RUN/fractal/fractal.json in a run)."""
+
+    process: str | None = None
+    spec: ProcessSpec | None = None
+    depth: int | None = None
+    n_nodes: int | None = None
+    n_distinct_beliefs: int | None = None
+    distinct_decimals: int | None = None
+    entropy_rate: float | None = None
+    optimal_loss: list[float] | None = None
+    statistical_complexity: float | None = None
+    statistical_complexity_note: str | None = None
+    points: int | None = None
+    dimension: BoxDimension | None = None  # of the chaos-game points (the attractor)
+    dimension_source: str | None = None
+    dimension_msp: BoxDimension | None = None  # of the distinct mixed-state beliefs (the support)
+    dimension_msp_source: str | None = None
+    seconds: float | None = None
+
+
+def read_fractal(folder: str | Path) -> FractalFile | None:
+    """FOLDER/fractal.json, typed; None when it was not computed."""
+    path = Path(folder) / "fractal.json"
+    return FractalFile.from_json(read_json(path)) if path.is_file() else None
 
 
 def describe_processes() -> str:
@@ -145,9 +184,7 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
     }
     next(stages)
     fig = _figure(p, distinct.beliefs, chaos, depth, summary, int(points))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=150)
-    write_atomic(out / "fractal.png", buf.getvalue())
+    write_atomic(out / "fractal.png", png_bytes(fig, dpi=150))
     write_json(out / "fractal.json", summary)
     for _ in stages:  # the closing progress line
         pass
@@ -157,7 +194,7 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
 def _figure(p: GHMM, msp_states: np.ndarray, chaos: np.ndarray, depth: int, summary: dict,
             points: int):
     rows = _views(p, msp_states, chaos, depth, points)
-    fig = Figure(figsize=(11, 6.2 * len(rows)))  # no pyplot: no global backend switch
+    fig = new_figure(11, 6.2 * len(rows))
     axes = np.asarray(fig.subplots(len(rows), 2)).reshape(len(rows), 2)
     for (title, view, exact, sampled, view_depth), (left, right) in zip(rows, axes, strict=True):
         chart = state_chart(view, exact)

@@ -29,11 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hmm.files import read_json, write_atomic, write_json
-from models.run_files import read_metrics
-from probes.phase_study import MILESTONE_KEYS, phase_milestones
+from experiments.summary import RunSummary, summarize_run
+from hmm.files import write_atomic, write_json
+from probes.phase_study import MILESTONE_KEYS
 
-R2_REACHED = 0.9
 STAT_SUFFIXES = ("mean", "sd", "ci95_low", "ci95_high", "n")
 FIXED_HEADLINES = (
     "final_exact_excess_loss", "final_r2_heldout", "final_r2_concat", "tokens_to_r2_0.9",
@@ -43,61 +42,7 @@ FIXED_HEADLINES = (
 )  # fmt: skip
 
 
-# ---- one run ------------------------------------------------------------------------------------
-def run_headline(run: Path) -> tuple[dict, dict]:
-    """(headline numbers, curves) of one finished run folder; curves are [(tokens, value)]."""
-    from models.architectures import CONCAT, final_layer_hook
-
-    numbers: dict = dict.fromkeys(FIXED_HEADLINES)
-    curves: dict = {}
-    metrics = read_metrics(run)
-    exact = [
-        (m["tokens"], m["exact_excess_loss"])
-        for m in metrics
-        if _finite(m.get("exact_excess_loss"))
-    ]
-    # the curve: exact excess loss where it was evaluated at several checkpoints, else the batches'
-    batches = [(m["tokens"], m["excess_loss"]) for m in metrics if _finite(m.get("excess_loss"))]
-    curves["excess_loss"] = exact if len(exact) >= 2 else batches
-    if exact:
-        numbers["final_exact_excess_loss"] = exact[-1][1]
-    probes = read_json(run / "probes.json") if (run / "probes.json").is_file() else None
-    if probes and probes.get("checkpoints"):
-        layers = probes["checkpoints"][-1]["layers"]
-        hooks = [h for h in layers if h != CONCAT]
-        head = final_layer_hook(hooks)
-        numbers["final_r2_heldout"] = layers[head]["r2_heldout"]
-        numbers["final_r2_concat"] = layers.get(CONCAT, {}).get("r2_heldout")
-        for hook in hooks:
-            numbers[f"r2_heldout:{hook}"] = layers[hook]["r2_heldout"]
-        r2 = [(c["tokens"], c["layers"][head]["r2_heldout"]) for c in probes["checkpoints"]]
-        curves["r2_final_layer"] = r2
-        numbers["tokens_to_r2_0.9"] = next((t for t, v in r2 if v >= R2_REACHED), None)
-    phases = read_json(run / "phases.json") if (run / "phases.json").is_file() else None
-    if phases and phases.get("checkpoints"):
-        entries = phases["checkpoints"]
-        last = entries[-1]
-        recurrent = last.get("jacobian", {}).get("kind") == "recurrent"
-        numbers["first_spectral_radius_above_1"] = phases.get("first_spectral_radius_above_1")
-        if recurrent:  # nothing is iterated in a transformer: its radius means nothing vs 1
-            numbers["final_spectral_radius_mean"] = last["jacobian"].get("spectral_radius_mean")
-            curves["spectral_radius_mean"] = [
-                (e["tokens"], e["jacobian"]["spectral_radius_mean"]) for e in entries
-            ]
-        numbers["final_saturated_frac"] = _unit_mean(last, "saturated_frac")
-        numbers["final_linear_frac"] = _unit_mean(last, "linear_frac")
-        numbers["final_sharpness"] = last.get("sharpness")
-        flips = [e for e in entries if e.get("sign_flip_frac") is not None]
-        numbers["final_sign_flip_frac"] = flips[-1]["sign_flip_frac"] if flips else None
-        numbers["final_sign_flip_null"] = flips[-1].get("sign_flip_null") if flips else None
-        numbers.update(phase_milestones(phases))
-        curves["saturated_frac"] = [(e["tokens"], _unit_mean(e, "saturated_frac")) for e in entries]
-    return numbers, curves
-
-
-def _unit_mean(entry: dict, key: str) -> float | None:
-    values = [u[key] for u in entry.get("units", {}).values() if u.get(key) is not None]
-    return float(np.mean(values)) if values else None
+# ---- one run: experiments.summary.RunSummary.headline() and .curves() ---------------------------
 
 
 # ---- statistics ---------------------------------------------------------------------------------
@@ -128,17 +73,18 @@ def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def setting_rows(points, results: dict, out: Path) -> tuple[list[dict], dict]:
-    """One row per setting (axes other than seed) and the curves of every finished run."""
+def setting_rows(points, results: dict, out: Path) -> tuple[list[dict], dict[str, RunSummary]]:
+    """One row per setting (axes other than seed) and the summary of every finished run."""
     groups: dict[str, list] = {}
     for point in points:
         groups.setdefault(point.setting, []).append(point)
-    rows, curves = [], {}
+    rows, summaries = [], {}
     for setting, members in groups.items():
         done = [p for p in members if results.get(p.name, {}).get("status") == "done"]
         headlines = {}
         for point in done:
-            headlines[point.name], curves[point.name] = run_headline(out / point.name)
+            summaries[point.name] = summarize_run(out / point.name)
+            headlines[point.name] = summaries[point.name].headline()
         row = {"setting": setting}
         row.update({k: v for k, v in members[0].values if k != "seed"})
         row["n_seeds"] = len(done)
@@ -150,13 +96,16 @@ def setting_rows(points, results: dict, out: Path) -> tuple[list[dict], dict]:
             row.update({f"{name}_{suffix}": stats[suffix] for suffix in STAT_SUFFIXES})
         row["runs"] = [p.name for p in done]
         rows.append(row)
-    return rows, curves
+    return rows, summaries
 
 
 # ---- files --------------------------------------------------------------------------------------
 def write_summary(out: Path, points, results: dict, record: dict) -> list[dict]:
     """DIR/summary.json, DIR/summary.csv and DIR/report.html; returns the rows."""
-    rows, curves = setting_rows(points, results, out)
+    from experiments.cka_summary import sweep_cka
+
+    rows, summaries = setting_rows(points, results, out)
+    cka = sweep_cka(out, [run for row in rows for run in row["runs"]])
     failed = [
         {"name": p.name, "error": results.get(p.name, {}).get("error", "not run")}
         for p in points
@@ -171,10 +120,11 @@ def write_summary(out: Path, points, results: dict, record: dict) -> list[dict]:
             "n_done": len(points) - len(failed),
             "failed": failed,
             "rows": rows,
+            "cka": cka,
         },
     )
     write_atomic(out / "summary.csv", rows_csv(rows))
-    write_atomic(out / "report.html", report_html(out, points, rows, curves, failed))
+    write_atomic(out / "report.html", report_html(out, points, rows, summaries, failed, cka))
     return rows
 
 
@@ -202,47 +152,55 @@ def rows_csv(rows: list[dict]) -> str:
 # ---- the report ---------------------------------------------------------------------------------
 CURVE_PANELS = (
     ("r2_final_layer", "held-out probe R² (final layer)", "linear"),
-    ("excess_loss", "excess loss (nats/token; exact where evaluated)", "log"),
+    ("excess_loss", "excess loss (nats/token)", "log"),
     ("spectral_radius_mean", "mean recurrent spectral radius (RNNs)", "log"),
     ("saturated_frac", "saturated fraction of units", "linear"),
 )
+LOSS_KINDS = {  # which excess loss the panel plots (RunSummary.loss.curve_kind of its runs)
+    ("exact",): "excess loss: exact, at each checkpoint",
+    ("batch",): "excess loss: batch estimates (no exact curve)",
+    ("batch", "exact"): "excess loss: exact where evaluated per checkpoint, else batch",
+}
 
 
-def band_figure(rows: list[dict], curves: dict, title: str) -> bytes:
-    """Four panels on a log-token axis: per setting the mean over seeds and its 95 % band."""
-    from matplotlib.figure import Figure
+def band_figure(rows: list[dict], summaries: dict[str, RunSummary], title: str) -> bytes:
+    """Four panels on one token axis: per setting the mean over seeds and its 95 % band. The
+    excess-loss panel says whether it plots exact losses or batch estimates (RunSummary)."""
+    from hmm.figure_style import LINES, REFERENCE_GREY, new_figure, png_bytes, token_axis
 
-    from hmm.plots import OKABE_ITO_HEX
-
-    fig = Figure(figsize=(12, 8))
+    fig = new_figure(12, 8)
     axes = fig.subplots(2, 2, sharex=True)
+    ticks = []
     for ax, (key, label, yscale) in zip(axes.flat, CURVE_PANELS, strict=True):
         for i, row in enumerate(rows):
-            colour = OKABE_ITO_HEX[i % len(OKABE_ITO_HEX)]
-            runs = [curves.get(run, {}).get(key, []) for run in row["runs"]]
+            colour = LINES[i % len(LINES)]
+            runs = [summaries[run].curves().get(key, []) for run in row["runs"]]
             x, mean, low, high = seed_band(runs)
             if not len(x):
                 continue
             positive = mean[mean > 0]
             floor = (positive.min() / 10 if len(positive) else 1e-6) if yscale == "log" else -np.inf
-            x = np.maximum(x, 1e3)
             ax.plot(x, np.maximum(mean, floor), "o-", ms=2.5, lw=1.3, color=colour,
                     label=f"{row['setting']} (n={row['n_seeds']})")  # fmt: skip
             if low is not None:
                 ax.fill_between(x, np.maximum(low, floor), np.maximum(high, floor),
                                 color=colour, alpha=0.2, lw=0)  # fmt: skip
-        ax.set(xscale="log", yscale=yscale, ylabel=label)
+            ticks.append(x)
+        if key == "excess_loss":
+            kinds = {summaries[run].loss.curve_kind for row in rows for run in row["runs"]}
+            ax.set_title(LOSS_KINDS[tuple(sorted(kinds))], fontsize=9)
+        ax.set(yscale=yscale, ylabel=label)
         ax.grid(alpha=0.3, which="both")
         if key == "spectral_radius_mean":
-            ax.axhline(1.0, color="#666", ls="--", lw=1)
-    for ax in axes[1]:
-        ax.set_xlabel("training tokens (checkpoint at 0 drawn at 10³)")
+            ax.axhline(1.0, color=REFERENCE_GREY, ls="--", lw=1)
+    for ax in axes.flat:
+        token_axis(ax, np.concatenate(ticks) if ticks else np.zeros(1))
+    for ax in axes[0]:
+        ax.set_xlabel("")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    return png_bytes(fig, dpi=100)
 
 
 def seed_band(runs: list[list]) -> tuple:
@@ -262,11 +220,15 @@ def seed_band(runs: list[list]) -> tuple:
     return x, mean, low, high
 
 
-def report_html(out: Path, points, rows: list[dict], curves: dict, failed: list) -> str:
-    from experiments.report import embed_image, html_page
+def report_html(
+    out: Path, points, rows: list[dict], summaries: dict[str, RunSummary], failed: list,
+    cka: list = (),
+) -> str:
+    from experiments.cka_summary import setting_table_html
+    from experiments.page import embed_image, html_page
 
     figure = out / "figures" / "sweep.png"
-    write_atomic(figure, band_figure(rows, curves, f"{out.name}: mean over seeds, 95 % band"))
+    write_atomic(figure, band_figure(rows, summaries, f"{out.name}: mean over seeds, 95 % band"))
     headline = ["final_exact_excess_loss", "final_r2_heldout", "final_r2_concat",
                 "tokens_to_r2_0.9", "final_spectral_radius_mean"]  # fmt: skip
     parts = [
@@ -283,6 +245,7 @@ def report_html(out: Path, points, rows: list[dict], curves: dict, failed: list)
         if axis in ("n_seeds", "n_failed", "runs") or len({str(r[axis]) for r in rows}) < 2:
             continue
         parts += [f"<h2>By {html.escape(axis)}</h2>", _axis_table(rows, axis, headline)]
+    parts.append(setting_table_html(list(cka), rows))
     if failed:
         items = "".join(
             f"<li>{html.escape(f['name'])}: {html.escape(str(f['error']))}</li>" for f in failed

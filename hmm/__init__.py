@@ -22,6 +22,10 @@ File map:
                     (and its quantiles), largest Lyapunov exponent (renormalised products) and
                     finite-time exponent over a window, an affine-filter process
     plots.py        state charts (simplex, Bloch disk, principal axes), colours, scatter plots
+    records.py      typed JSON records: Record dataclasses for the run files (from_json with
+                    defaults for older files, undeclared keys kept, migrate), record_keys
+    figure_style.py the look of every figure: Okabe-Ito palette (corner and line orders), greys,
+                    THE training-token axis, pyplot-free figures and their PNG bytes
 """
 
 from hmm.builtins import BUILTINS

@@ -176,13 +176,18 @@ def belief_update_dynamics(
     steps = simplex_jacobian(process, before, tokens)  # (n, L, S-1, S-1)
     radius = spectral_radius(steps[:, burn_in:])
     exponents = largest_lyapunov(steps, burn_in=burn_in, seed=seed)
+    # between-sequence spread: 0 for one sequence, undefined (None) when a synchronising filter
+    # gives -inf
+    spread = 0.0 if n_sequences < 2 else None
+    if n_sequences > 1 and np.isfinite(exponents).all():
+        spread = float(exponents.std(ddof=1))
     return {
         "spectral_radius_mean": float(radius.mean()),
         "spectral_radius_max": float(radius.max()),
         "spectral_radius_quantiles": quantile_summary(radius),
         "frac_radius_above_1": float((radius > 1).mean()),
         "lyapunov": float(exponents.mean()),
-        "lyapunov_sd": float(exponents.std(ddof=1)) if n_sequences > 1 else 0.0,
+        "lyapunov_sd": spread,
         "n_sequences": int(n_sequences),
         "length": int(length),
         "burn_in": int(burn_in),

@@ -21,17 +21,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hmm.figure_style import OKABE_ITO_RGB as OKABE_ITO  # simplex vertex colours when S != 3
+
 if TYPE_CHECKING:
     from hmm.process import GHMM
 
 PAULI_AXES = ("X", "Y", "Z")
 MAX_CORNER_LABELS = 8  # more simplex corners than this are left unlabelled (they would overlap)
-
-# Okabe-Ito, the colour-blind-safe palette of every beliefgeo figure (its single home)
-OKABE_ITO_HEX = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
-                 "#000000"]
-# the same as RGB in [0, 1]: simplex vertex colours when S != 3
-OKABE_ITO = np.array([[int(h[i : i + 2], 16) / 255 for i in (1, 3, 5)] for h in OKABE_ITO_HEX])
 
 
 def simplex_vertices(n_states: int) -> np.ndarray:

@@ -10,11 +10,11 @@ File map:
     gated.py          LSTMConfig, GRUConfig, GatedRNN: torch's LSTM and GRU cells with a hook on
                       every gate pre-activation, the cell and the hidden state; fused_forward
     families.py       THE list of model families: their unit functions and size flags (no torch),
-                      check_act_fn (an LSTM or GRU has none to choose)
+                      check_act_fn (an LSTM or GRU has none to choose), describe_model
     init_scale.py     init_scale: checks it, multiplies every initial weight matrix by it
     nonlinearities.py unit functions by name (NONLINEARITIES)
     architectures.py  ARCHITECTURES (each family's config class), build_model,
-                      make_model_config (refuses act_fn for lstm/gru), describe_model,
+                      make_model_config (refuses act_fn for lstm/gru),
                       residual_hooks (THE probe hook list), CONCAT (their side-by-side key),
                       unit_hooks, hook_label, the hook-name structure (map_kind: residual or
                       recurrent, n_blocks), final_layer_hook, training_forward and
@@ -33,9 +33,11 @@ File map:
     progress.py       progress bar or stderr lines, and the run's clocks
     compute.py        the run's torch device and CPU thread count (BELIEFGEO_THREADS)
   run files
-    checkpoints.py    save/read checkpoints (weights_only), load_checkpoint, read_run_config,
-                      trained_positions, load_run_process, opening a run for --resume
-    run_files.py      the metrics log reader, checkpoint paths and listing
+    checkpoints.py    save/read checkpoints (weights_only), load_checkpoint, trained_positions,
+                      load_run_process, opening a run for --resume
+    run_files.py      what is a run folder; config.json (read_run_config, typed: RunConfig /
+                      read_config), metrics.jsonl (read_metrics, typed: MetricsLine), checkpoint
+                      paths and listing; no torch
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ _EXPORTS = {
     "RNNConfig": "models.rnn",
     "TransformerConfig": "models.transformer",
     "build_model": "models.architectures",
+    "list_checkpoints": "models.run_files",
     "load_checkpoint": "models.checkpoints",
     "load_run_process": "models.checkpoints",
-    "read_run_config": "models.checkpoints",
+    "read_run_config": "models.run_files",
     "residual_hooks": "models.architectures",
     "unit_hooks": "models.architectures",
 }

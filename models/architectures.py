@@ -116,17 +116,6 @@ def check_training_forward(
         )
 
 
-def describe_model(arch: str, model: dict) -> str:
-    """A reader's one line for a run's model, from config.json's `arch` and `model`:
-    "4-layer transformer (d_model 64, relu)", "1-layer LSTM (hidden 32)"."""
-    layers = model.get("n_layers", 1)
-    if arch == "transformer":
-        return f"{layers}-layer transformer (d_model {model['d_model']}, {model['act_fn']})"
-    if arch == "rnn":
-        return f"{layers}-layer Elman RNN (hidden {model['hidden']}, {model['act_fn']})"
-    return f"{layers}-layer {arch.upper()} (hidden {model['hidden']})"
-
-
 def arch_of(config: ModelConfig) -> str:
     """The ARCHITECTURES name of a model config: 'transformer', 'rnn', 'lstm' or 'gru'."""
     return next(arch for arch, cls in ARCHITECTURES.items() if type(config) is cls)

@@ -25,15 +25,19 @@ from torch import nn
 
 from hmm import HMM, load_process
 from hmm.errors import InvalidInput
-from hmm.files import read_json, writable_dir, write_atomic
+from hmm.files import writable_dir, write_atomic
 from models.architectures import ModelConfig, build_model, make_model_config, move_model
 from models.recipes import resume_clashes
-from models.run_files import CHECKPOINT_DIR, check_run_folder, checkpoint_path, list_checkpoints
+from models.run_files import (
+    CHECKPOINT_DIR,
+    RUN_FORMAT,
+    RunConfig,
+    checkpoint_path,
+    list_checkpoints,
+    read_run_config,
+)
 
 CHECKPOINT_FORMAT = "beliefgeo-checkpoint/1"
-RUN_FORMAT = "beliefgeo-run/2"  # every input position 0..n_ctx-1 carries a loss
-# format 1 (before every position was trained): positions 0..n_ctx-2 carried the loss; still loads
-RUN_FORMATS = ("beliefgeo-run/1", RUN_FORMAT)
 # what torch.load raises on truncated or garbled bytes (found by fuzzing truncations and bit flips)
 CORRUPT_FILE_ERRORS = (
     pickle.UnpicklingError,
@@ -82,22 +86,11 @@ def run_of_checkpoint(path: str | Path) -> Path:
     return path.parent.parent
 
 
-def read_run_config(run: str | Path) -> dict:
-    """RUN/config.json as a dict; InvalidInput when missing, malformed or not a beliefgeo run."""
-    path = check_run_folder(run) / "config.json"
-    config = read_json(path)
-    if not isinstance(config, dict) or config.get("format") not in RUN_FORMATS:
-        raise InvalidInput(f"{path} is not a beliefgeo run config (no format {RUN_FORMAT!r})")
-    return config
-
-
 def trained_positions(config: dict) -> int:
     """How many leading input positions carry a training loss: n_ctx for format-2 runs, n_ctx - 1
-    for format-1 runs (their last position never got a gradient). `config`: a run's config.json."""
-    data = config["data"]
-    if "trained_positions" in data:
-        return int(data["trained_positions"])
-    return int(data["n_ctx"]) - (1 if config.get("format") == RUN_FORMATS[0] else 0)
+    for format-1 runs (their last position never got a gradient; RunConfig.migrate says so).
+    `config`: a run's config.json."""
+    return int(RunConfig.from_json(config).data.trained_positions)
 
 
 def model_config_of_run(config: dict) -> ModelConfig:

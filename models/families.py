@@ -79,6 +79,17 @@ def families_with_activation(act_fn: str) -> list[str]:
     return [name for name, family in FAMILIES.items() if act_fn in family.activations]
 
 
+def describe_model(arch: str, model: dict) -> str:
+    """A reader's one line for a run's model, from config.json's `arch` and `model`:
+    "4-layer transformer (d_model 64, relu)", "1-layer LSTM (hidden 32)"."""
+    layers = model.get("n_layers") or 1
+    if arch == "transformer":
+        return f"{layers}-layer transformer (d_model {model.get('d_model')}, {model.get('act_fn')})"
+    if arch == "rnn":
+        return f"{layers}-layer Elman RNN (hidden {model.get('hidden')}, {model.get('act_fn')})"
+    return f"{layers}-layer {arch.upper()} (hidden {model.get('hidden')})"
+
+
 def check_act_fn(arch: str, act_fn: str | None) -> None:
     """InvalidInput (one line) when unit function `act_fn` is not one of family `arch`'s; None
     (not given) always passes. The message says which families have it, or, for an LSTM or GRU,

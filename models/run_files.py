@@ -11,8 +11,13 @@ import re
 from pathlib import Path
 
 from hmm.errors import InvalidInput
-from hmm.files import write_atomic
+from hmm.files import read_json, write_atomic
+from hmm.records import Record, keyed, only, record
+from models.families import FAMILIES, families_with
 
+RUN_FORMAT = "beliefgeo-run/2"  # every input position 0..n_ctx-1 carries a loss
+# format 1 (before every position was trained): positions 0..n_ctx-2 carried the loss; still loads
+RUN_FORMATS = ("beliefgeo-run/1", RUN_FORMAT)
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PATTERN = re.compile(r"^tokens_(\d{12})\.pt$")
 
@@ -49,6 +54,16 @@ def check_run_folder(path: str | Path) -> Path:
     if problem:
         raise InvalidInput(problem)
     return Path(path)
+
+
+def read_run_config(run: str | Path) -> dict:
+    """RUN/config.json as a dict; InvalidInput when missing, malformed or not a beliefgeo run.
+    `read_config` gives it typed."""
+    path = check_run_folder(run) / "config.json"
+    config = read_json(path)
+    if not isinstance(config, dict) or config.get("format") not in RUN_FORMATS:
+        raise InvalidInput(f"{path} is not a beliefgeo run config (no format {RUN_FORMAT!r})")
+    return config
 
 
 def read_metrics(run: str | Path) -> list[dict]:
@@ -94,3 +109,144 @@ def list_checkpoints(run: str | Path) -> list[tuple[int, Path]]:
     if not found:
         raise InvalidInput(f"{run} has no checkpoints in {folder}; train or resume the run first")
     return sorted(found)
+
+
+# ---- config.json and metrics.jsonl as typed records (hmm.records) ----------------------------
+@record
+class ProcessSpec(Record):
+    name: str | None = None
+    states: list[str] | None = None
+    symbols: list[str] | None = None
+    transitions: dict[str, list] = keyed("<symbol>")
+    initial: list[float] | None = None
+    kind: str | None = only("optional")  # written unless a classical HMM (docs/processes.md)
+    weights: list[float] | None = only("optional")  # a mixture's
+    components: list[dict] | None = keyed("<key>", only="optional")  # a mixture's part specs
+    factors: list[dict] | None = keyed("<key>", only="optional")  # a product's part specs
+
+
+# run-file tags (docs/run-files.md): the recurrent families; those with a unit function to choose
+RECURRENT = ",".join(families_with("hidden"))
+WITH_ACT_FN = ",".join(name for name, family in FAMILIES.items() if family.activations)
+
+
+@record
+class ModelSettings(Record):
+    d_vocab: int | None = None
+    n_layers: int | None = None
+    n_ctx: int | None = None
+    act_fn: str | None = only(WITH_ACT_FN)  # an LSTM or GRU has none
+    seed: int | None = None
+    init_scale: float | None = None
+    hidden: int | None = only(RECURRENT)
+    d_model: int | None = only("transformer")
+    n_heads: int | None = only("transformer")
+    d_head: int | None = only("transformer")
+    d_mlp: int | None = only("transformer")
+    normalization: str | None = only("transformer")
+
+
+@record
+class TrainSettings(Record):
+    recipe: str | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    betas: list[float] | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    schedule: str | None = None
+    warmup_steps: int | None = None
+    batch_size: int | None = None
+    tokens: int | None = None
+    seed: int | None = None
+    grad_clip: float | None = None
+    n_checkpoints: int | None = None
+    log_every: int | None = None
+    loss_by_position_every: int | None = None
+    exact_eval: str | None = None
+    train_sequences: int | None = None
+    device: str | None = None
+    extra: dict = keyed("<key>", only="optional")  # a study's notes: study, why
+
+
+@record
+class DataSettings(Record):
+    n_ctx: int | None = None
+    trained_positions: int | None = None
+    tokens_per_step: int | None = None
+    total_steps: int | None = None
+    total_tokens: int | None = None
+    batch: str | None = None
+    targets: str | None = None
+
+
+@record
+class CheckpointSchedule(Record):
+    steps: list[int] | None = None
+    tokens: list[int] | None = None
+
+
+@record
+class Environment(Record):
+    torch: str | None = None
+    transformer_lens: str | None = None
+    device: str | None = None
+    threads: int | None = None
+
+
+@record
+class RunConfig(Record):
+    """RUN/config.json (docs/training.md)."""
+
+    format: str | None = None
+    process: ProcessSpec | None = None
+    arch: str | None = None
+    model: ModelSettings | None = None
+    train: TrainSettings | None = None
+    data: DataSettings | None = None
+    optimal_loss: float | None = None
+    optimal_loss_by_position: list[float] | None = None
+    checkpoints: CheckpointSchedule | None = None
+    exact_eval: bool | None = None
+    environment: Environment | None = None
+
+    @classmethod
+    def migrate(cls, data: dict) -> dict:
+        """Format 1 trained positions 0..n_ctx-2 only and did not record it."""
+        run_data = data.get("data")
+        if isinstance(run_data, dict) and "trained_positions" not in run_data:
+            old = data.get("format") == RUN_FORMATS[0]
+            n_ctx = run_data.get("n_ctx")
+            if isinstance(n_ctx, int):
+                data["data"] = {**run_data, "trained_positions": n_ctx - (1 if old else 0)}
+        return data
+
+
+@record
+class MetricsLine(Record):
+    """One line of RUN/metrics.jsonl (docs/training.md)."""
+
+    step: int = 0
+    tokens: int = 0
+    loss: float | None = None
+    optimal_loss: float | None = None
+    excess_loss: float | None = None
+    lr: float | None = None
+    loss_by_position: list[float] | None = None
+    exact_loss: float | None = None
+    exact_excess_loss: float | None = None
+    sign_flip_frac: float | None = None
+    sign_flip_steps: int | None = None
+    wall_s: float | None = None
+    eval_s: float | None = None
+    cpu_s: float | None = None
+
+
+def read_config(run: str | Path) -> RunConfig:
+    """RUN/config.json, typed (read_run_config's checks)."""
+    return RunConfig.from_json(read_run_config(run))
+
+
+def read_metrics_lines(run: str | Path) -> list[MetricsLine]:
+    """RUN/metrics.jsonl, typed, oldest first (read_metrics's tolerance)."""
+    return [MetricsLine.from_json(line) for line in read_metrics(run)]

@@ -55,27 +55,13 @@ from models.checkpoints import (
     save_checkpoint,
 )
 from models.compute import cpu_threads, pick_device, torch_threads
-from models.data import TrainingData, data_seed, describe_stream, training_batch
+from models.data import TrainingData, describe_stream
 from models.loss import ExactEvaluator, next_token_losses
 from models.progress import Progress, RunClock
 from models.recipes import TrainConfig, build_optimizer, check_fits, resolve_run
 from models.run_files import trim_metrics
 from models.schedules import checkpoint_steps, lr_multiplier
 from models.sign_flips import SignFlips
-
-# the loop's parts, importable from here as before the split
-__all__ = [
-    "ExactEvaluator",
-    "checkpoint_steps",
-    "cpu_threads",
-    "data_seed",
-    "lr_multiplier",
-    "next_token_losses",
-    "run_config",
-    "train",
-    "train_run",
-    "training_batch",
-]
 
 
 def run_config(process: HMM, model_config: ModelConfig, train_config: TrainConfig) -> dict:

@@ -11,6 +11,8 @@ File map:
                        pooled, in-sample) and MSE rules, k-gram lookups, distance correlation
     belief_study.py    probe_run: trained positions only, every checkpoint -> RUN/probes.json +
                        figures; per-position and within-k-gram scores, baselines, headline
+    run_files.py       RUN/probes.json and RUN/phases.json as typed records (ProbesFile,
+                       PhasesFile) and their readers read_probes / read_phases
     belief_figures.py  simplex, R² per layer, emergence, R² by position, simplex GIF (captioned)
     jacobian.py        exact Jacobians: RNN recurrent map (radius quantiles, Lyapunov exponents
                        long-run and over the window, W_rec vs circular law, the secant test on
@@ -28,4 +30,27 @@ File map:
                        sign_flip_reference: every checkpoint -> RUN/phases.json, then the figure;
                        PhaseOptions; phase_milestones (the numbers sweeps summarise)
     phase_figures.py   RUN/figures/phases.png: each diagnostic beside its null band and reference
+    llc_settings.py    LLCSettings, CalibrationGrid, the LLC flags, read_llc_settings (no torch:
+                       the CLI checks them first)
+    llc.py             the local learning coefficient of one model (devinterp SGLD, imported only
+                       there): estimate_llc, the trace reduction and its flags, calibrate /
+                       pick_settings, the training loss on devinterp's model copies
+    llc_known.py       models with a closed-form learning coefficient (linear regression, reduced-
+                       rank regression with Aoyagi's formula): the estimator's test cases
+    llc_study.py       llc_run: log-spaced checkpoints -> RUN/llc.json (calibration, estimates,
+                       stage boundaries, where the probe's geometry emerges), then the figures
+    llc_figures.py     RUN/figures/llc_timeline.png (LLC beside probe R², excess loss, phases)
+                       and llc_calibration.png
+    geometry.py        probability-weighted PCA, cumulative explained variance, effective and
+                       affine dimension per hook; principal angles, overlap index and the
+                       random-subspace null; read-out subspaces of grouped targets
+    interventions.py   intervene_run: exact-counterfactual interventions (probe move and encoding
+                       move, random and orthogonal nulls, KL to the filter restarted from the
+                       target belief) -> RUN/interventions.json + figure
+    similarity.py      linear CKA (weighted), per hook pair, between runs of one process, with the
+                       untrained null and each hook's CKA with the beliefs
+    interactive.py     rotatable 3-D views of true vs predicted beliefs (plotly, JS inlined)
+    geometry_figures.py  effective dimension over training; intervention gaps closed per hook
+    geometry_study.py  what `probe` adds: effective dimension per hook and checkpoint, the belief
+                       set's dimension, the untrained null, grouped-target subspaces, figures
 """

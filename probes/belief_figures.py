@@ -21,9 +21,10 @@ from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hmm.figure_style import LINES as OKABE_ITO  # black first
+from hmm.figure_style import token_axis as _token_axis
 from hmm.msp import merge_beliefs
 from hmm.plots import (
-    OKABE_ITO_HEX,
     StateChart,
     plot_states,
     simplex_chart,
@@ -31,8 +32,8 @@ from hmm.plots import (
     state_colors,
 )
 from models.architectures import CONCAT, final_layer_hook, hook_label
+from probes.belief_probe import probe_method
 
-OKABE_ITO = [OKABE_ITO_HEX[i] for i in (7, 0, 1, 2, 3, 4, 5, 6)]  # black first
 KGRAM_SHOWN = 3  # k-gram lookup baselines drawn as lines: k = 1..KGRAM_SHOWN
 FLOOR = 1e-6  # 1 - R² is drawn no lower than this (log axis)
 MAX_FRAMES = 20  # animation frames: encoding costs ~0.2 CPU s each
@@ -67,13 +68,12 @@ def simplex_comparison(
                  f"({tokens:,} training tokens)", fontsize=11)
     _caption(fig, (
         ("Each point is one held-out prefix, coloured by its exact belief (with three states, "
-         "RGB = the state probabilities), placed at its exact belief (left) or at the belief a "
+         "RGB = the state probabilities), placed at its exact belief (left) or at the belief "
          if chart.kind == "simplex" else
          "Each point is one held-out prefix, coloured by the first chart coordinate of its exact "
-         f"state ({chart.axis_labels[0]}), placed at its exact state (left) or at the state a ")
-        + "linear probe (least squares with a cross-validated ridge, fit on the other half of the "
-        "prefixes) reads from the "
-        "named layer. R² is the held-out R², mean over belief coordinates."
+         f"state ({chart.axis_labels[0]}), placed at its exact state (left) or at the state ")
+        + f"read from the named layer by {probe_method()}. R² is the held-out R², mean over "
+        "belief coordinates."
     ))
     if chart.kind == "simplex":
         fig.subplots_adjust(left=0.01, right=0.99, bottom=0.17, top=0.83, wspace=0.05)
@@ -313,10 +313,9 @@ def _baseline_caption(probes: dict) -> str:
     where = ("prefixes whose first " f"{split.get('prefix_len')} tokens were held out"
              if split["kind"] == "subtree" else "a random half of the sequences")
     text = (
-        "Left: held-out R² of a linear probe (least squares, ridge chosen by cross-validation "
-        "inside the fit half) from each layer to the exact "
+        f"Left: held-out R² of {probe_method()} from each layer to the exact "
         "belief, drawn on a log scale of 1 − R² (0.99 → 0.999 shows as clearly as 0.9 → 0.99), "
-        f"fit on half of the prefixes and scored on {where} "
+        f"scored on {where} "
         f"(held-out weight on prefixes also fitted: {split['shared_prefix_weight']:.2f}). "
     )
     if n_seeds:
@@ -344,13 +343,6 @@ def _r2_axis(ax, label: str) -> None:
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{1 - v:.6g}"))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_ylabel(label)
-
-
-def _token_axis(ax, tokens: np.ndarray) -> None:
-    positive = tokens[tokens > 0]
-    ax.set_xscale("symlog", linthresh=positive.min() if len(positive) else 1.0)
-    ax.set_xlim(left=0)
-    ax.set_xlabel("training tokens (symlog; 0 = initialisation)")
 
 
 def _error(r2) -> np.ndarray:

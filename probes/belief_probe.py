@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from hmm.errors import InvalidInput
+from probes.activations import CV_FOLDS
 
 CONSTANT_VARIANCE = 1e-12
 SOLVE_RCOND = 1e-12
@@ -258,22 +259,26 @@ def lookup_predictions(
     return means[cells_query]
 
 
+def probe_method(split: dict | None = None) -> str:
+    """THE one-sentence description of how a belief probe is fitted and scored, for the report and
+    the figure captions alike. split: probes.json "split" ({"kind", "prefix_len", ...})."""
+    text = (
+        "a linear probe: least squares with intercept, its ridge penalty chosen by "
+        f"{CV_FOLDS}-fold cross-validation inside the fit half (0, plain least squares, among the "
+        "choices), fitted on half of the prefixes and scored on the other half"
+    )
+    if split and split.get("kind") == "subtree":
+        text += (f", whose first {split.get('prefix_len', 2)} tokens were never fitted (whole "
+                 "subtrees held out)")
+    elif split and split.get("kind") == "random":
+        text += " (a random half of the sequences)"
+    return text
+
+
 def mse(Y: np.ndarray, Y_pred: np.ndarray, weights: np.ndarray | None = None) -> float:
     """Weighted mean squared error over rows, averaged over coordinates."""
     w = np.ones(len(Y)) if weights is None else np.asarray(weights, dtype=np.float64)
     return float(w @ ((np.asarray(Y) - Y_pred) ** 2).mean(axis=1) / w.sum())
-
-
-def heldout_scores(
-    Y: np.ndarray, Y_pred: np.ndarray, count: np.ndarray, prob: np.ndarray
-) -> dict:
-    """r2_heldout (row-count weights), r2_heldout_weighted (probability weights), mse_heldout
-    (row-count weights) of held-out predictions Y_pred (n, S) of beliefs Y (n, S)."""
-    return {
-        "r2_heldout": r2_score(Y, Y_pred, count),
-        "r2_heldout_weighted": r2_score(Y, Y_pred, prob),
-        "mse_heldout": mse(Y, Y_pred, count),
-    }
 
 
 def pairwise_distance_correlation(

@@ -68,6 +68,7 @@ from probes.belief_probe import (
     r2_score,
     within_cell_sse,
 )
+from probes.geometry_study import add_checkpoint_geometry, add_run_geometry, geometry_figures
 
 LOG_FLOOR = 1e-9  # optimal log-probabilities of impossible symbols are clipped here (no -inf)
 ANIMATION_POINTS = 6000
@@ -291,17 +292,6 @@ def headline(probes: dict) -> dict:
     }
 
 
-def headline_line(probes: dict) -> str:
-    """One line for logs and reports, from `headline`."""
-    h = headline(probes)
-    line = (f"{h['hook']} held-out R² {h['r2_heldout']:.4f} at {h['tokens']:,} tokens "
-            f"({h['split']} split)")
-    if h["best_baseline"] is not None:
-        line += (f"; best baseline with <= {h['width']} features: {h['best_baseline']} "
-                 f"{h['baseline_r2']:.4f} (margin {h['margin']:+.4f})")
-    return line + f"; resolution depth {h['resolution_depth']}"
-
-
 def probed_positions(config: dict, positions: int | None) -> dict:
     """probes.json "positions": {"trained", "probed", "n_ctx", "note"}; InvalidInput when
     `positions` asks for a position the run never trained."""
@@ -352,7 +342,7 @@ def probe_run(
                           split=split, prefix_len=prefix_len)
     refs = references(inputs)
     records, frames, final_predictions, hooks, widths = _probe_checkpoints(
-        checkpoints, inputs, refs, hooks
+        checkpoints, inputs, refs, hooks, process
     )
     result = {
         "inputs": inputs.summary(),
@@ -367,6 +357,7 @@ def probe_run(
             **kgram_baselines(inputs, refs),
         },
     }
+    add_run_geometry(result, config, inputs, hooks, init_seeds)  # probes.geometry_study
     result["checkpoints"] = _merged(run / "probes.json", records, result, last)
     result["headline"] = headline(result)
     frame_true = refs.beliefs[frames[0][3]] if frames else None
@@ -374,11 +365,13 @@ def probe_run(
         run, result, refs.beliefs, final_predictions, frame_true,
         [f[:3] for f in frames], state_chart(process, refs.beliefs),
     )
+    result["figures"].update(geometry_figures(run, result, refs.beliefs, final_predictions,
+                                              process.states, process.is_classical))
     write_json(run / "probes.json", result)
     return result
 
 
-def _probe_checkpoints(checkpoints, inputs: ProbeInputs, refs: References, hooks):
+def _probe_checkpoints(checkpoints, inputs: ProbeInputs, refs: References, hooks, process):
     """Score every checkpoint: (records, animation frames, the newest checkpoint's held-out
     predictions, hooks, hook widths)."""
     frame_rows = np.random.default_rng(0).permutation(len(refs.rows))[:ANIMATION_POINTS]
@@ -390,6 +383,7 @@ def _probe_checkpoints(checkpoints, inputs: ProbeInputs, refs: References, hooks
         check_hooks(model, hooks, run=path.parent.parent)
         acts = collect_activations(model, inputs, hooks)
         record, predictions = score_activations(acts, inputs, hooks, refs=refs)
+        add_checkpoint_geometry(record, acts, inputs, process)  # probes.geometry_study
         records.append({"tokens": int(tokens), **record})
         headline_probe = CONCAT if CONCAT in predictions else hooks[-1]
         frames.append((int(tokens), predictions[headline_probe][frame_rows],

@@ -184,14 +184,6 @@ def update_scales(model: torch.nn.Module, tokens: Tensor) -> Tensor:
     return torch.stack(ratios)
 
 
-def normalised_updates(model: torch.nn.Module, tokens: Tensor, blocks: Tensor) -> Tensor:
-    """N_{l,t} = r_{l,t} (B_{l,t} - I) (update_scales): blocks from
-    residual_block_jacobians(model, tokens) -> same shape. Scale-free: rescaling the input of a
-    pre-LayerNorm map leaves N unchanged (tested)."""
-    identity = torch.eye(blocks.shape[-1], dtype=blocks.dtype)
-    return update_scales(model, tokens)[..., None, None] * (blocks - identity)
-
-
 def cross_position_jacobians(
     model: torch.nn.Module, tokens: Tensor, positions: list[int] | None = None
 ) -> Tensor:

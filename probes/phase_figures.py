@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from hmm.figure_style import LINES as OKABE_ITO
+from hmm.figure_style import NULL_GREY
+from hmm.figure_style import token_axis as _token_axis
 from hmm.files import write_atomic
-from hmm.plots import OKABE_ITO_HEX
 from models.architectures import final_layer_hook, hook_label
 from models.run_files import read_metrics
 
-# Okabe-Ito, colour-blind safe
-OKABE_ITO = [OKABE_ITO_HEX[i] for i in (4, 0, 2, 5, 6, 1, 3, 7)]  # blue first
-NULL_GREY = "#999999"
 BELIEF_COLOUR = "#CC79A7"  # Okabe-Ito reddish purple: the belief update's exact references
 CAPTION_WIDTH = 190
 LEGEND = {"fontsize": 7, "loc": "upper left", "bbox_to_anchor": (1.01, 1.0)}
@@ -144,15 +143,6 @@ def _caption(kind: str, phases: dict) -> str:
         "preconditioned value only from the step at which v_hat has settled.",
     ]
     return "\n".join(textwrap.fill(line, CAPTION_WIDTH, subsequent_indent="    ") for line in lines)
-
-
-def _token_axis(ax, tokens: np.ndarray) -> None:
-    """Symlog token axis whose left edge sits below 0, so the initial checkpoint is visible."""
-    positive = tokens[tokens > 0]
-    linthresh = float(positive.min()) if positive.size else 1.0
-    ax.set_xscale("symlog", linthresh=linthresh)
-    ax.set_xlim(-0.3 * linthresh, max(tokens.max(), 1.0) * 1.3)
-    ax.set_xlabel("training tokens (symlog axis: linear below the first checkpoint, 0 = init)")
 
 
 def _null_band(

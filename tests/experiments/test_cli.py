@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -107,6 +108,16 @@ def test_report_ends_with_what_it_wrote(tiny_run):
     excess = _metrics(run)[-1]["exact_excess_loss"]
     assert line.startswith(f"wrote {run / 'report.html'}: final-layer (block 1 hidden)")
     assert line.endswith(f"exact excess loss {excess:.5f} nats (open it in a browser)")
+
+
+def test_intervene_ends_with_the_final_layer_gaps_and_refuses_bad_input(cli, tiny_run, tmp_path):
+    run = shutil.copytree(tiny_run["run"], tmp_path / "run")
+    code, out, err = cli(["intervene", str(run), "--prefixes", "30"])
+    assert code == 0, err
+    assert out.strip().endswith("30 held-out prefixes") and "the probe move" in out
+    assert (run / "interventions.json").is_file() and (run / "figures/interventions.png").is_file()
+    code, _, err = cli(["intervene", str(run), "--checkpoint", "7"])
+    assert code == 2 and "no checkpoint after 7 tokens" in err and len(_lines(err)) == 1
 
 
 def test_fractal_shows_its_stages_and_ends_with_the_distinct_beliefs(cli, tmp_path):
@@ -219,13 +230,20 @@ def test_reproduce_shows_each_stage_and_ends_with_the_report_line(cli, tmp_path)
     "argv", [["train", "nosuch", "--out", "x"], ["train", "mess3", "--token", "5"]]
 )
 def test_bad_input_exits_2_within_a_second_in_a_fresh_process(tmp_path, argv):
-    """Checked before torch is imported: the console script answers a typo at once."""
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "experiments.cli", *argv], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
-    seconds = time.perf_counter() - started
+    """Checked before torch is imported: the console script answers a typo at once. Under 1 s on
+    an idle machine; on a busy one (several engineers share 2 cores) no slower than twice a bare
+    `import hmm`, which is what these checks need."""
+
+    def seconds(args: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+        return time.perf_counter() - started, proc
+
+    bare, _ = seconds(["-c", "import hmm"])
+    took, proc = seconds(["-m", "experiments.cli", *argv])
     assert proc.returncode == 2 and len(_lines(proc.stderr)) == 1, proc.stderr
-    assert seconds < 1.0, f"{argv}: {seconds:.2f} s"
+    assert took < max(1.0, 2 * bare), f"{argv}: {took:.2f} s (bare import hmm: {bare:.2f} s)"
 
 
 def test_checks_run_before_torch_is_imported(tmp_path):
@@ -237,7 +255,8 @@ def test_checks_run_before_torch_is_imported(tmp_path):
         "        ['train', 'mess3', '--out', 'x', '--hidden', '3'], ['hooks', 'nowhere'],\n"
         "        ['compare-phases', 'mess3', '--runs', 'rnn:gelu', '--out', 'x'],\n"
         "        ['probe-hmm', 'missing.json'], ['sweep', 'missing.json', '--out', 'x'],\n"
-        "        ['reproduce', 'mess3', '--act-fn', 'tanh'], ['fractal', 'nosuch', '--out', 'x']]\n"
+        "        ['reproduce', 'mess3', '--act-fn', 'tanh'], ['fractal', 'nosuch', '--out', 'x'],\n"
+        "        ['intervene', 'nowhere']]\n"
         "codes = [main(argv) for argv in runs]\n"
         "assert codes == [2] * len(runs), codes\n"
         "assert 'torch' not in sys.modules\n"

@@ -183,6 +183,17 @@ def test_documented_fractal_keys_are_the_written_keys(run_names):
     compare("fractal.json", written, config["arch"], names)
 
 
+@pytest.mark.parametrize("arch", ["rnn", "transformer"])
+def test_documented_interventions_keys_are_the_written_keys(request, arch, tmp_path):
+    from probes.interventions import intervene_run
+
+    source = request.getfixturevalue("tiny_run")["run"] if arch == "rnn" else (
+        request.getfixturevalue("tiny_transformer_run"))
+    run, config, names = _with_names(shutil.copytree(source, tmp_path / "run"))
+    written = written_keys(intervene_run(run, n_prefixes=20, n_boot=20))
+    compare("interventions.json", written, arch, names)
+
+
 def test_documented_summary_columns_are_the_written_columns(run_names, tmp_path):
     from experiments.sweep import expand
     from experiments.sweep_summary import write_summary
@@ -195,3 +206,45 @@ def test_documented_summary_columns_are_the_written_columns(run_names, tmp_path)
     with open(tmp_path / "summary.csv", newline="") as handle:
         header = next(csv.reader(handle))
     compare("summary.csv", set(header), config["arch"], {**names, "<axis>": ["act_fn"]})
+
+
+def test_the_python_api_example_runs_as_written(tiny_run, capsys):
+    """docs/python-api.md's example, executed on the tiny run: twenty lines at most, its probe
+    scores the held-out half, and it prints the headline probes.json holds."""
+    text = (ROOT / "docs" / "python-api.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, flags=re.S).group(1)
+    assert len([line for line in code.splitlines() if line.strip()]) <= 20
+    run = tiny_run["run"]
+    assert 'Path("runs/mess3-demo")' in code
+    code = code.replace('Path("runs/mess3-demo")', f"Path({str(run)!r})")
+    capsys.readouterr()
+    exec(compile(code, "docs/python-api.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    hook, _, score = lines[0].partition(": held-out R² ")
+    assert hook == "blocks.1.hook_hidden" and 0.0 < float(score) <= 1.0
+    headline = json.loads((run / "probes.json").read_text())["headline"]
+    assert lines[1] == (f"probes.json: {headline['hook']} held-out R² "
+                        f"{headline['r2_heldout']:.4f} ({headline['split']} split)")
+
+
+# ---- the types are the key lists --------------------------------------------------------------
+def _types() -> dict:
+    from experiments.fractal import FractalFile
+    from models.run_files import MetricsLine, RunConfig
+    from probes.run_files import PhasesFile, ProbesFile
+
+    return {"config.json": RunConfig, "metrics.jsonl": MetricsLine, "probes.json": ProbesFile,
+            "phases.json": PhasesFile, "fractal.json": FractalFile}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["config.json", "metrics.jsonl", "probes.json", "phases.json",
+                                  "fractal.json"])  # fmt: skip
+def test_documented_keys_are_the_keys_the_types_declare(name):
+    """docs/run-files.md lists exactly the keys of the file's record type (hmm.records), with the
+    same architecture tags: a new key is one field in the type and one line in the docs."""
+    from hmm.records import record_keys
+
+    documented = {(p, tag) for p, tag in documented_keys(name)}
+    declared = {(p, f"({tag})" if tag else "") for key, tag in record_keys(_types()[name])
+                for p in _expand(key)}  # fmt: skip
+    assert (sorted(declared - documented), sorted(documented - declared)) == ([], [])

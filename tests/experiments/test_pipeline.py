@@ -4,13 +4,15 @@ contract for the studies' bad input."""
 from __future__ import annotations
 
 import csv
+import html
 import json
 
 import pytest
 
 from experiments.cli import main
 from experiments.compare import parse_runs
-from experiments.pipeline import Study, context_length, run_study
+from experiments.pipeline import Study, run_study
+from experiments.studies import context_length
 from hmm import load_process
 from hmm.errors import InvalidInput
 from models.architectures import final_layer_hook
@@ -28,25 +30,52 @@ def tiny_run(tmp_path_factory):
     return run
 
 
-def test_every_output_exists_and_parses(tiny_run):
-    for name in ("config.json", "probes.json", "phases.json", "fractal/fractal.json"):
-        json.loads((tiny_run / name).read_text())
-    metrics = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
-    assert metrics and all("excess_loss" in m for m in metrics)
-    for figure in ("fractal/fractal.png", "figures/phases.png", "figures/loss.png"):
-        assert (tiny_run / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_the_report_leads_with_the_runs_own_numbers(tiny_run):
+    """The page opens with the verdict computed from the run's files, then the beliefs-vs-probe
+    figure; every number in the verdict is the one the files hold."""
+    from experiments.summary import summarize_run
+    from experiments.verdict import verdict
+
     page = (tiny_run / "report.html").read_text()
-    assert page.count("data:image/png;base64,") >= 4
     assert "http://" not in page and "https://" not in page  # self-contained, readable offline
+    sentences = verdict(summarize_run(tiny_run))
+    opening = page.index("<section class='verdict'>")
+    assert page.index("<h2>") > opening  # nothing but the title comes before the verdict
+    for sentence in sentences:
+        assert html.escape(sentence) in page[opening:page.index("</section>")]
+    metrics = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    probes = json.loads((tiny_run / "probes.json").read_text())
+    assert f"{metrics[-1]['exact_excess_loss']:.5f} nats/token" in sentences[0]
+    assert f"held-out R² {probes['headline']['r2_heldout']:.4f}" in sentences[1]
+    assert f"scores {probes['headline']['baseline_r2']:.4f}" in sentences[1]
+    first_image = page.index("data:image/png;base64,")
+    assert opening < first_image < page.index("<h2>")  # the figure right after the verdict
 
 
-def test_probe_beats_its_shuffle_control(tiny_run):
+@pytest.mark.parametrize("figure", ["fractal/fractal.png", "figures/phases.png", "figures/loss.png",
+                                    "figures/probe_simplex.png", "figures/probe_layers.png"])
+def test_figures_are_drawn_images_not_blank_canvases(tiny_run, figure):
+    from matplotlib.image import imread
+
+    pixels = imread(tiny_run / figure)  # (height, width, channels) in [0, 1]
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 600
+    ink = (pixels[..., :3].mean(axis=2) < 0.9).mean()  # share of non-white pixels
+    assert 0.01 < ink < 0.9, ink
+
+
+def test_the_probe_beats_its_strongest_baseline_and_the_untrained_network(tiny_run):
     probes = json.loads((tiny_run / "probes.json").read_text())
     final = probes["checkpoints"][-1]["layers"]
-    assert final["concat"]["r2_heldout"] > 0.5
+    head = probes["headline"]
+    r2 = final[head["hook"]]["r2_heldout"]
+    assert head["baseline_r2"] is not None and r2 > head["baseline_r2"]
+    untrained = probes["baselines"]["random_init"]
+    assert all(v["r2_heldout"] > untrained[h]["r2_mean"] for h, v in final.items()
+               if h != "blocks.0.hook_resid_pre")  # the embedding is the same function untrained
     assert all(v["r2_shuffle"] < 0.05 for v in final.values())
 
 
+@pytest.mark.slow  # probes, phases and the report again: about a CPU minute
 def test_rerun_resumes_instead_of_retraining(tiny_run, capsys):
     before = sorted(p.name for p in (tiny_run / "checkpoints").iterdir())
     study = Study(process="mess3", model=TINY_MODEL, tokens=40_000, train=TINY_TRAIN, why="tiny")
@@ -150,11 +179,13 @@ def _exit_code(argv) -> int:
         return exc.code
 
 
+@pytest.mark.slow  # a Ray sweep of two runs: about 2 CPU minutes
 def test_compare_phases_writes_table_figure_and_report(tmp_path):
     out = tmp_path / "cmp"
     argv = ["compare-phases", "even", "--runs", "transformer:relu,rnn:sigmoid", "--tokens", "3000"]
     assert main([*argv, "--seeds", "1", "--out", str(out)]) == 0
-    rows = list(csv.DictReader((out / "summary.csv").open()))
+    with open(out / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
     assert [r["run"] for r in rows] == ["transformer-relu", "rnn-sigmoid"]
     for row in rows:
         assert row["final_phase"] and row["n_seeds"] == "1"

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from experiments.report import run_numbers, write_report
+from experiments.report import write_report
 from hmm import load_process
 
 HOOKS = ["blocks.0.hook_hidden", "blocks.1.hook_hidden"]
@@ -107,21 +107,49 @@ def _text(path) -> str:
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body)))
 
 
-def test_numbers_of_a_run_with_every_analysis(run):
+def test_one_summary_of_a_run_with_every_analysis(run):
+    from experiments.summary import summarize_run
+    from experiments.verdict import verdict
+
     (run / "probes.json").write_text(json.dumps(_probes()))
     (run / "phases.json").write_text(json.dumps(_phases()))
-    numbers = run_numbers(run)
-    assert numbers["excess_loss"] == 0.0123  # the last exact evaluation, not a batch mean
-    assert numbers["final_hook"] == HOOKS[1] and numbers["r2_final_layer"] == 0.9234
-    assert numbers["r2_concat"] == 0.9456 and numbers["r2_shuffle"] == -0.0021
-    assert numbers["r2_by_tokens"] == [(0, 0.2), (3840, 0.9234)]
-    assert numbers["first_radius_above_1"] == 1920 and numbers["final_radius"] == 1.2345
-    assert numbers["final_phase"] == {"blocks.0": "hybrid"}
-    assert numbers["r2_verdict"] == (
-        "final layer (block 1 hidden) held-out R² 0.9234; best baseline with at most 8 "
-        "features: 2-gram lookup (4 features) 0.8222 (margin +0.1012); untrained model 0.4321; "
-        "resolution depth 1"
-    )
+    s = summarize_run(run)
+    assert s.loss.exact_excess == 0.0123  # the last exact evaluation, not a batch mean
+    assert s.loss.batch_window == 3 and s.loss.batch_excess == pytest.approx((0.3 + 0.1 + 0.02) / 3)
+    assert s.loss.curve_kind == "exact" and s.loss.curve == [(0, 0.29), (3840, 0.0123)]
+    p = s.probes
+    assert p.hook == HOOKS[1] and p.r2 == 0.9234 and p.r2_concat == 0.9456
+    assert p.r2_shuffle_max == -0.0021 and p.curve == [(0, 0.2), (3840, 0.9234)]
+    assert p.untrained_r2 == 0.4321 and p.tokens_to_reached == 3840
+    assert s.phases.iterated and s.phases.first_radius_above_1 == 1920
+    assert s.phases.radius() == 1.2345 and s.phases.final.units["blocks.0"].phase == "hybrid"
+    headline = s.headline()
+    assert headline["final_r2_heldout"] == 0.9234 and headline["tokens_to_r2_0.9"] == 3840
+    assert headline["r2_heldout:blocks.0.hook_hidden"] == 0.8111
+    assert verdict(s) == [
+        "A 2-layer Elman RNN (hidden 8, tanh) trained on golden_mean(p=0.5) for 3,840 tokens "
+        "ends 0.01230 nats/token above the Bayes-optimal loss of 0.50000 (exact, over every "
+        "input sequence, at 3,840 tokens).",
+        "A linear probe reads the exact belief state from the final layer (block 1 hidden) with "
+        "held-out R² 0.9234 at 3,840 tokens; the strongest baseline, the 2-gram lookup (4 "
+        "features), scores 0.8222: the probe leaves 2.3× less variance unexplained (an untrained "
+        "network of the same shape: 0.4321).",
+        "The final-layer R² did not rise during training (from 0.200), so there is no emergence "
+        "window; at the end: recurrent spectral radius 1.23 (first mean above 1: at 1,920 "
+        "tokens), unit gain 0.61 (hybrid by the gain rule).",
+    ]
+
+
+def test_the_emergence_window_is_where_r2_climbs_from_10_to_90_percent_of_its_rise(run):
+    from experiments.summary import summarize_run
+
+    probes = _probes()
+    curve = [0.30, 0.31, 0.29, 0.36, 0.33, 0.50, 0.80, 0.88, 0.90]  # rise 0.6: 10 % 0.36
+    probes["checkpoints"] = [{"tokens": 1000 * i, "layers": {HOOKS[1]: _layer(r2)}}
+                             for i, r2 in enumerate(curve)]  # fmt: skip
+    (run / "probes.json").write_text(json.dumps(probes))
+    # stays above 0.36 from 5,000 tokens on (0.36 at 3,000 dips again); 90 % = 0.84 at 7,000
+    assert summarize_run(run).emergence() == (5000, 7000, 0.50, 0.88)
 
 
 def test_report_shows_scores_beside_their_baselines(run):
@@ -137,7 +165,7 @@ def test_report_shows_scores_beside_their_baselines(run):
     assert "t = 0 t = 1 t = 2" in text and "block 1 hidden 0.500 0.750 0.923" in text
     # phases beside their nulls
     assert "spectral radius (mean over batch) 1.2345 0.5000 0.9000 ± 0.0500" in text
-    assert "First checkpoint whose mean spectral radius exceeds 1: 1,920 tokens" in text
+    assert "exceeds 1 (the seed rule, for an iterated map): at 1,920 tokens" in text
     assert "blocks.0 hybrid gain 0.610 0.400 0.200 0.000" in text
     assert "update sign-flip fraction (the optimiser on pure noise: 0.144) 0.3100" in text
     assert "mean one-step spectral radius 0.7777, largest Lyapunov exponent -1.2345" in text
@@ -180,6 +208,9 @@ def test_reproduction_files_rebuild_the_run_config(run):
 
 
 def test_a_transformer_radius_is_never_read_against_1(run):
+    from experiments.summary import summarize_run
+    from experiments.verdict import verdict
+
     phases = _phases()
     for entry in phases["checkpoints"]:
         entry["jacobian"]["kind"] = "residual"
@@ -187,12 +218,13 @@ def test_a_transformer_radius_is_never_read_against_1(run):
                                            "active_frac": 0.45, "dead_frac": 0.1}}
     phases["first_spectral_radius_above_1"] = None
     (run / "phases.json").write_text(json.dumps(phases))
-    numbers = run_numbers(run)
-    assert numbers["final_radius"] is None
-    assert "radius" not in numbers["phase_line"].replace("no spectral-radius rule", "")
+    summary = summarize_run(run)
+    assert summary.headline()["final_spectral_radius_mean"] is None
+    assert "radius" not in verdict(summary)[2]
     text = _text(write_report(run))
     assert "spectral radius (mean" not in text and "final radius" not in text
     assert "blocks.0.mlp mixed active fraction 0.450 — — 0.100" in text
+    assert "unit active fraction 0.45 (mixed by the active fraction rule)" in text
 
 
 def test_files_of_an_older_version_still_give_a_report(run):
@@ -209,4 +241,4 @@ def test_files_of_an_older_version_still_give_a_report(run):
     text = _text(write_report(run))
     assert "block 1 hidden 0.5000 0.6000 — 0.0010 — —" in text
     assert "spectral radius (mean over batch) 0.7000 — —" in text
-    assert "First checkpoint whose mean spectral radius exceeds 1: none" in text
+    assert "exceeds 1 (the seed rule, for an iterated map): never" in text

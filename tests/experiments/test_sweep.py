@@ -149,6 +149,7 @@ def _env() -> dict:
             "PYTHONPATH": here if not path else f"{here}{os.pathsep}{path}"}  # fmt: skip
 
 
+@pytest.mark.slow  # Ray in a subprocess driver, SIGKILLed and rerun: minutes
 def test_sigkilled_driver_resumes_without_training_a_point_twice(tmp_path):
     spec = _spec(tmp_path, {"seed": [0, 1]})
     out = tmp_path / "sweep"
@@ -210,6 +211,7 @@ def ray_cluster():
         os.killpg(head.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow  # a Ray head in a subprocess and a sweep on it: about a minute
 def test_address_cluster_failing_point_and_summary(tmp_path, ray_cluster, capsys):
     axes = {"lr+seed": [[0.01, 0], [0.01, 1], [DIVERGES, 0]], "act_fn": ["relu"]}
     spec = _spec(tmp_path, axes)

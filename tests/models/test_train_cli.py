@@ -34,6 +34,7 @@ def _final_state(run: Path) -> dict:
     return torch.load(list_checkpoints(run)[-1][1], weights_only=True)
 
 
+@pytest.mark.slow  # a subprocess importing torch, killed with SIGKILL, then resumed
 def test_sigkill_then_resume_is_bit_identical(tmp_path, recipe):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert main(["train", "mess3", "--config", recipe, "--seed", "5", "--out", str(whole)]) == 0

@@ -22,7 +22,6 @@ from probes.belief_probe import r2_score
 from probes.belief_study import (
     CONCAT,
     headline,
-    headline_line,
     heldout_scores,
     kgram_baselines,
     probe_run,
@@ -35,6 +34,7 @@ METRICS = {
     "r2_heldout", "r2_heldout_weighted", "r2_insample", "r2_pooled", "mse_heldout", "r2_shuffle",
     "r2_by_position", "mse_by_position", "r2_within_kgram", "resolution_depth", "ridge",
 }
+GEOMETRY = {"explained_variance", "effective_dim", "affine_dim"}  # probes.geometry_study
 
 
 class BeliefResidual(HookedRootModule):
@@ -94,7 +94,8 @@ def test_probe_run_writes_json_and_figures(tiny_run):
     hooks = transformer_residual_hooks(2)
     for entry in written["checkpoints"]:
         assert set(entry["layers"]) == set(hooks) | {CONCAT}
-        assert all(set(v) == METRICS for v in entry["layers"].values())
+        assert set(entry["layers"][CONCAT]) == METRICS
+        assert all(set(entry["layers"][h]) == METRICS | GEOMETRY for h in hooks)
         wanted = {"r2_heldout", "distance_corr_probe", "distance_corr_next_token"}
         assert wanted <= set(entry["next_token"])
     final, initial = written["checkpoints"][-1], written["checkpoints"][0]
@@ -112,7 +113,6 @@ def test_probe_run_writes_json_and_figures(tiny_run):
     assert set(written["baselines"]["kgram"]) == {"1", "2", "3", "4"}
     assert written["baselines"]["kgram_features"]["2"] == 3 + 9
     assert written["headline"] == headline(written)
-    assert "held-out R²" in headline_line(written)
     png = b"\x89PNG"
     magic = {"simplex": png, "layers": png, "emergence": png, "positions": png,
              "animation": b"GIF8"}

@@ -1,0 +1,446 @@
+"""RUN/probes.json and RUN/phases.json as typed records (hmm.records): their one reader each,
+`read_probes` and `read_phases`, and the type every writer's keys must be declared in (a new key
+is one field here and one line in docs/run-files.md; tests/experiments/test_docs.py checks both
+against a real run). Older formats are brought up to date in the types' `migrate`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hmm.files import read_json
+from hmm.records import Record, keyed, only, record
+from models.run_files import RECURRENT
+
+Curve = list[float | None]
+
+
+# ---- probes.json -----------------------------------------------------------------------------
+@record
+class ProbeInputs(Record):
+    mode: str | None = None  # "enumerated" | "sampled"
+    sequences: int | None = None
+    enumerated_sequences: int | None = None
+    length: int | None = None
+    rows: int | None = None
+    fit_sequences: int | None = None
+    heldout_sequences: int | None = None
+
+
+@record
+class ProbedPositions(Record):
+    trained: int | None = None
+    probed: list[int] | None = None
+    n_ctx: int | None = None
+    note: str | None = None
+
+
+@record
+class Split(Record):
+    kind: str | None = None  # "subtree" | "random"
+    shared_prefix_weight: float | None = None
+    prefix_len: int | None = None
+    seed: int | None = None
+
+
+@record
+class UntrainedBaseline(Record):
+    r2_mean: float | None = None
+    r2_sd: float | None = None
+    n_seeds: int | None = None
+    seeds: list[int] | None = None
+    r2_weighted_mean: float | None = None
+    r2_within_kgram_mean: dict[str, float | None] = keyed("<k>")
+    effective_dim_mean: dict[str, float | None] = keyed("<k>")
+
+
+@record
+class Baselines(Record):
+    random_init: dict[str, UntrainedBaseline] = keyed("<hook>")
+    kgram: dict[str, float | None] = keyed("<k>")
+    kgram_weighted: dict[str, float | None] = keyed("<k>")
+    kgram_features: dict[str, int] = keyed("<k>")
+    kgram_oracle: dict[str, float | None] = keyed("<k>")
+
+
+@record
+class ProbeScores(Record):
+    """One probe's scores (docs/probes.md defines each)."""
+
+    r2_heldout: float | None = None
+    r2_heldout_weighted: float | None = None
+    r2_insample: float | None = None
+    r2_pooled: float | None = None
+    r2_shuffle: float | None = None
+    mse_heldout: float | None = None
+    r2_by_position: Curve | None = None
+    mse_by_position: Curve | None = None
+    resolution_depth: int | None = None
+    ridge: float | None = None
+    r2_within_kgram: dict[str, float | None] = keyed("<k>")
+
+
+@record
+class LayerScores(ProbeScores):
+    """A hook's probe scores and the geometry of its activations (probes.geometry_study; per
+    hook, not concat)."""
+
+    explained_variance: Curve | None = None
+    affine_dim: int | None = None
+    effective_dim: dict[str, int | None] = keyed("<k>")
+    subspaces: dict = keyed("<key>", only="optional")
+
+
+@record
+class BeliefGeometry(Record):
+    """The exact belief set's own dimensions (the reference for effective_dim)."""
+
+    explained_variance: Curve | None = None
+    affine_dim: int | None = None
+    effective_dim: dict[str, int | None] = keyed("<k>")
+
+
+@record
+class NextTokenScores(ProbeScores):
+    """The probe from the model's next-token distribution, and distance correlations."""
+
+    r2_heldout_logits: float | None = None
+    distance_corr_probe: float | None = None
+    distance_corr_next_token: float | None = None
+    distance_probe: str | None = None
+
+
+@record
+class ProbeCheckpoint(Record):
+    tokens: int = 0
+    layers: dict[str, LayerScores] = keyed("<hook>")
+    next_token: NextTokenScores | None = None
+
+
+@record
+class Headline(Record):
+    tokens: int | None = None
+    hook: str | None = None
+    width: int | None = None
+    r2_heldout: float | None = None
+    best_baseline: str | None = None
+    baseline_r2: float | None = None
+    margin: float | None = None
+    error_ratio: float | None = None
+    resolution_depth: int | None = None
+    next_token_r2: float | None = None
+    split: str | None = None
+    r2_within_kgram: dict[str, float | None] = keyed("<k>")
+
+
+@record
+class ProbeFigures(Record):
+    simplex: str | None = None
+    layers: str | None = None
+    emergence: str | None = None
+    positions: str | None = None
+    animation: str | None = None
+    dimension: str | None = None
+    view_3d: str | None = only("optional")
+
+
+@record
+class ProbesFile(Record):
+    """RUN/probes.json."""
+
+    inputs: ProbeInputs | None = None
+    positions: ProbedPositions | None = None
+    split: Split | None = None
+    hooks: list[str] | None = None
+    hook_widths: dict[str, int] = keyed("<hook>")
+    optimal_logit_r2: float | None = None
+    optimal_probs_r2: float | None = None
+    baselines: Baselines | None = None
+    checkpoints: list[ProbeCheckpoint] | None = None
+    headline: Headline | None = None
+    belief_geometry: BeliefGeometry | None = None
+    figures: ProbeFigures | None = None
+
+    @classmethod
+    def migrate(cls, data: dict) -> dict:
+        """Before optimal_logit_r2 it was logit_ceiling.optimal_logits_r2_heldout."""
+        ceiling = data.pop("logit_ceiling", None)
+        if isinstance(ceiling, dict) and "optimal_logit_r2" not in data:
+            data["optimal_logit_r2"] = ceiling.get("optimal_logits_r2_heldout")
+        return data
+
+
+# ---- phases.json -----------------------------------------------------------------------------
+@record
+class Spectrum(Record):
+    """Mean and max over the probe batch of a map's spectral radius and norm."""
+
+    spectral_radius_mean: float | None = None
+    spectral_radius_max: float | None = None
+    spectral_norm_mean: float | None = None
+    spectral_norm_max: float | None = None
+
+
+@record
+class BlockMap(Spectrum):
+    hook: str | None = None
+    map: str | None = None
+    w_rec_spectral_radius: float | None = only(RECURRENT)
+    w_rec_circular_law_radius: float | None = only(RECURRENT)
+    normalised_spectral_radius_mean: float | None = only("transformer")
+    normalised_spectral_radius_max: float | None = only("transformer")
+    normalised_spectral_norm_mean: float | None = only("transformer")
+    normalised_spectral_norm_max: float | None = only("transformer")
+
+
+@record
+class CrossPosition(Spectrum):
+    positions: list[int] | None = None
+
+
+@record
+class Quantiles(Record):
+    q10: float | None = None
+    q25: float | None = None
+    q50: float | None = None
+    q75: float | None = None
+    q90: float | None = None
+
+
+@record
+class Separation(Record):
+    state: float | None = None
+    readout: float | None = None
+    belief: float | None = None
+
+
+@record
+class SecantComparison(Record):
+    rate_gap: float | None = None
+    tolerance: float | None = None
+    distortion: float | None = None
+    se: float | None = None
+    passes: bool | None = None
+
+
+@record
+class Secant(Record):
+    """The secant test on the belief manifold (docs/phases.md)."""
+
+    split: str | None = None
+    horizon: int | None = None
+    pairs: int | None = None
+    dropped_pairs: int | None = None
+    synchronised_pairs: int | None = None
+    rate_state: float | None = None
+    rate_readout: float | None = None
+    rate_belief: float | None = None
+    readout_error_rms: float | None = None
+    log_separation: Separation | None = None
+    state_vs_belief: SecantComparison | None = None
+    readout_vs_belief: SecantComparison | None = None
+
+
+@record
+class JacobianEntry(Spectrum):
+    kind: str | None = None  # "recurrent" | "residual"
+    blocks: list[BlockMap] | None = None
+    lyapunov: float | None = only(RECURRENT)
+    lyapunov_window: float | None = only(RECURRENT)
+    spectral_radius_quantiles: Quantiles | None = only(RECURRENT)
+    secant: Secant | None = only(RECURRENT)
+    cross_position: CrossPosition | None = only("transformer")
+
+
+@record
+class UnitLayer(Record):
+    """A nonlinear layer's regime on the probe batch (probes/units.py defines each number):
+    tanh/sigmoid-like layers by their gain, ReLU-like ones by their active fraction (`measure`)."""
+
+    act: str | None = None
+    measure: str | None = None  # "gain" | "active fraction"
+    phase: str | None = None
+    dead_frac: float | None = None
+    gain_mean: float | None = only("optional")
+    linear_frac: float | None = only("optional")
+    saturated_frac: float | None = only("optional")
+    gain_quantiles: Quantiles | None = only("optional")
+    active_frac: float | None = only("optional")
+    active_quantiles: Quantiles | None = only("optional")
+
+    @property
+    def level(self) -> float | None:
+        """The number the phase is read from: the gain, or the active fraction."""
+        return self.active_frac if self.measure == "active fraction" else self.gain_mean
+
+
+@record
+class WeightNorm(Record):
+    norm: float | None = None
+    rel_change_from_init: float | None = None
+
+
+@record
+class SharpnessDetail(Record):
+    lr: float | None = None
+    raw: float | None = None
+    preconditioned: float | None = None
+    compared: str | None = None
+    threshold: float | None = None
+    ratio: float | None = None
+    iterations: int | None = None
+    converged: bool | None = None
+    settled: bool | None = None
+    settled_step: int | None = only("optional")
+
+
+@record
+class PhaseCpu(Record):
+    jacobian_units: float | None = None
+    sharpness: float | None = None
+
+
+@record
+class PhaseCheckpoint(Record):
+    tokens: int = 0
+    step: int | None = None
+    jacobian: JacobianEntry | None = None
+    units: dict[str, UnitLayer] = keyed("<layer>")
+    weight_norms: dict[str, WeightNorm] = keyed(
+        ["embed", "unembed", "all", "<layer>", ("pos_embed", "transformer"),
+         ("ln_final", "transformer")]
+    )
+    sharpness: float | None = None
+    sharpness_detail: SharpnessDetail | None = None
+    sign_flip_frac: float | None = None
+    sign_flip_null: float | None = None
+    sign_flip_steps: int | None = None
+    excess_loss: float | None = None
+    exact_excess_loss: float | None = None
+    cpu_seconds: PhaseCpu | None = None
+
+
+@record
+class BeliefUpdate(Record):
+    spectral_radius_mean: float | None = None
+    spectral_radius_max: float | None = None
+    frac_radius_above_1: float | None = None
+    lyapunov: float | None = None
+    lyapunov_sd: float | None = None
+    spectral_radius_quantiles: Quantiles | None = None
+    n_sequences: int | None = None
+    length: int | None = None
+    burn_in: int | None = None
+    seed: int | None = None
+    lyapunov_window: float | None = None
+    lyapunov_window_sd: float | None = None
+    window: int | None = None
+    window_sequences: int | None = None
+
+
+@record
+class NullBand(Record):
+    mean: float | None = None
+    sd: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+@record
+class Nulls(Record):
+    seeds: list[int] | None = None
+    init: dict[str, float | None] = keyed("<key>")
+    reinit: dict[str, NullBand] = keyed("<key>")
+
+
+@record
+class SharpnessLoss(Record):
+    kind: str | None = None
+    n_sequences: int | None = None
+    description: str | None = None
+
+
+@record
+class ProbeBatch(Record):
+    n_sequences: int | None = None
+    jacobian_sequences: int | None = None
+    lyapunov_sequences: int | None = None
+    lyapunov_length: int | None = None
+    null_seeds: int | None = None
+    seed: int | None = None
+    fit_sequences: int | None = None
+    recurrent_sequences: int | None = None
+    secant_pairs: int | None = None
+    secant_split: str | None = None
+    linear_threshold: float | None = None
+    saturated_threshold: float | None = None
+    linear_gain: float | None = None
+    saturated_gain: float | None = None
+    figure: bool | None = None
+    n_ctx: int | None = None
+    sharpness_max_iter: int | None = None
+    sharpness_tol: float | None = None
+    sharpness_exact_max: int | None = None
+    sharpness_batch: int | None = None
+
+
+@record
+class SharpnessSettled(Record):
+    step: int | None = None
+    first_shown_tokens: int | None = None
+    rule: str | None = None
+
+
+@record
+class SignFlipNull(Record):
+    """The sign-flip fraction the optimiser gives on pure-noise gradients (docs/phases.md)."""
+
+    null: float | None = None
+    reference: float | None = None
+    rho: float | None = None
+    optimizer: str | None = None
+    coordinates: int | None = None
+    noise_scale: float | None = None
+    pairs: int | None = None
+    method: str | None = None
+    cpu_seconds: float | None = None
+
+
+@record
+class PhasesFile(Record):
+    """RUN/phases.json."""
+
+    checkpoints: list[PhaseCheckpoint] | None = None
+    first_spectral_radius_above_1: int | None = None
+    seed_rule: str | None = None
+    spectral_radius_meaning: str | None = None
+    belief_update: BeliefUpdate | None = None
+    null: Nulls | None = None
+    unit_phase_rule: str | None = None
+    sharpness_rule: str | None = None
+    sharpness_loss: SharpnessLoss | None = None
+    sharpness_settled: SharpnessSettled | None = None
+    sign_flip_source: str | None = None
+    sign_flips: SignFlipNull | None = None
+    probe_batch: ProbeBatch | None = None
+    cpu_seconds: float | None = None
+    cpu_seconds_null: float | None = None
+
+    @property
+    def iterated(self) -> bool:
+        """Whether the seed rule (first mean spectral radius > 1) applies: only to an iterated
+        (recurrent) map; a transformer's Jacobian is `kind: "residual"`."""
+        kinds = {c.jacobian.kind for c in self.checkpoints or [] if c.jacobian}
+        return "residual" not in kinds
+
+
+def read_probes(run: str | Path) -> ProbesFile | None:
+    """RUN/probes.json, typed; None when the run was not probed."""
+    path = Path(run) / "probes.json"
+    return ProbesFile.from_json(read_json(path)) if path.is_file() else None
+
+
+def read_phases(run: str | Path) -> PhasesFile | None:
+    """RUN/phases.json, typed; None when the run was not diagnosed."""
+    path = Path(run) / "phases.json"
+    return PhasesFile.from_json(read_json(path)) if path.is_file() else None
