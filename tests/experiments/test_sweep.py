@@ -335,3 +335,17 @@ def test_seeds_with_llc_calibrate_once_and_band_the_curves(tmp_path):
     assert "Local learning coefficient across runs" in page and "base (2 runs)" in page
     (row,) = json.loads((out / "summary.json").read_text())["rows"]
     assert "final_llc_mean" in row
+
+
+def test_the_recurrent_cells_example_spec_validates_with_null_act_fns():
+    from pathlib import Path
+
+    from experiments.sweep import expand, load_spec, point_plans
+
+    spec = Path(__file__).resolve().parents[2] / "experiments/examples/sweep_recurrent_cells.json"
+    points = expand(load_spec(spec))
+    assert [p.name for p in points[::3]] == [
+        "arch=rnn,act_fn=tanh,seed=0", "arch=lstm,seed=0", "arch=gru,seed=0"
+    ]  # fmt: skip
+    plans = point_plans(points)
+    assert {plans[p.name].arch for p in points} == {"rnn", "lstm", "gru"}
