@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,6 +99,8 @@ def compare_phases(
     )
     plans = point_plans(points, base_plan=plan)
     record = {"format": SWEEP_FORMAT, "command": "compare-phases", "base": base, "axes": axes}
+    if llc is not None:  # another study than the same runs without it (and older folders resume)
+        record["llc"] = asdict(llc)
     out = Path(out)
     status = run_sweep(points, plans, out, record, None, max_parallel, title="compare-phases")
     summary = read_json(out / "summary.json")

@@ -305,11 +305,20 @@ def run_seeds(plan, out: Path, seeds: list[int], title: str) -> Path:
     """Seeds of one study, one after another (max-parallel 1), with a summary over seeds."""
     points = expand({"base": {}, "axes": {SEED: seeds}})
     plans = point_plans(points, base_plan=plan)
-    record = {"format": SWEEP_FORMAT, "study": asdict(plan), "axes": {SEED: seeds}}
+    record = seeds_record(plan, seeds)
     failed = run_sweep(points, plans, Path(out), record, None, 1, title=title)
     if failed:
         raise InvalidInput(f"{failed} of {len(seeds)} seeds failed: see {out / 'summary.json'}")
     return Path(out)
+
+
+def seeds_record(plan, seeds: list[int]) -> dict:
+    """DIR/sweep.json of `reproduce --seeds`: the study and its seeds. A study without the LLC is
+    recorded as before studies had one, so folders written then still resume."""
+    study = asdict(plan)
+    if study["llc"] is None:
+        del study["llc"]
+    return {"format": SWEEP_FORMAT, "study": study, "axes": {SEED: seeds}}
 
 
 def run_sweep(

@@ -143,6 +143,22 @@ def test_reproduce_seeds_bad_input_exits_2(seeds, capsys):
     assert len(err.splitlines()) == 1 and "--seeds" in err
 
 
+def test_seed_folders_written_before_the_llc_option_still_resume(tmp_path):
+    from dataclasses import replace
+
+    from experiments.studies import STUDIES
+    from experiments.sweep import claim_folder, seeds_record
+    from probes.llc_settings import LLCPlan
+
+    (tmp_path / "seed=0").mkdir()
+    before = seeds_record(STUDIES["mess3"], [0, 1, 2])  # a study without the LLC ...
+    assert "llc" not in before["study"]  # ... is recorded as it was before the option existed
+    (tmp_path / "sweep.json").write_text(json.dumps(before))
+    claim_folder(tmp_path, seeds_record(STUDIES["mess3"], [0, 1, 2]))  # resumes
+    with pytest.raises(InvalidInput, match="holds a different sweep"):
+        claim_folder(tmp_path, seeds_record(replace(STUDIES["mess3"], llc=LLCPlan()), [0, 1, 2]))
+
+
 def test_a_calibrating_sweep_calibrates_once_and_measures_every_other_point_alike(
     tmp_path, monkeypatch
 ):
