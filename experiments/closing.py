@@ -65,7 +65,26 @@ def probe_part(run: Path) -> str | None:
     concat = layers.get(CONCAT, {}).get("r2_heldout")
     if concat is not None:
         text += f", all layers {concat:.4f}"
-    return text + f" at {final.get('tokens', 0):,} tokens"
+    text += f" at {final.get('tokens', 0):,} tokens"
+    return text + _evidence_part(probes)
+
+
+def _evidence_part(probes: dict) -> str:
+    """'; next-token probe 0.9976; beyond the next token 0.12 (untrained 0.04); WARNING: ...'
+    from probes.json "headline" (absent in older files: nothing)."""
+    h = probes.get("headline")
+    if not isinstance(h, dict) or "sentence" not in h:
+        return ""
+    text = ""
+    if isinstance(h.get("next_token_r2"), float):
+        text += f"; next-token probe {h['next_token_r2']:.4f}"
+    if h.get("case") == "implied_by_loss":
+        text += " (belief affine in the next-token distribution: geometry implied by the loss)"
+    if isinstance(h.get("r2_beyond_prediction"), float):
+        text += f"; beyond the next token {h['r2_beyond_prediction']:.2f}"
+        if isinstance(h.get("r2_beyond_prediction_untrained"), float):
+            text += f" (untrained {h['r2_beyond_prediction_untrained']:.2f})"
+    return text + "".join(f"; WARNING: {w}" for w in h.get("warnings") or [])
 
 
 def probe_line(run: Path) -> str:

@@ -206,8 +206,12 @@ def radius_rule_applies(phases: dict) -> bool:
 
 def _baseline_sentence(probes: dict, head: str, r2: Any) -> str:
     """The final layer's score beside its best baseline (probes.json "headline"), no verdict."""
-    text = f"final layer ({hook_label(head)}) held-out R² {_num(r2)}"
     h = probes.get("headline") or {}
+    if h.get("sentence"):
+        from probes.belief_evidence import headline_text
+
+        return headline_text(h, warnings=False)  # the page shows them as notes
+    text = f"final layer ({hook_label(head)}) held-out R² {_num(r2)}"
     best, base_r2 = h.get("best_baseline"), h.get("baseline_r2")
     if best is not None and isinstance(base_r2, int | float):
         text += (
@@ -219,8 +223,6 @@ def _baseline_sentence(probes: dict, head: str, r2: Any) -> str:
     untrained = _get(probes, "baselines", "random_init", head)
     if untrained and not str(best or "").startswith("untrained"):
         text += f"; untrained model {_num(untrained.get('r2_mean'))}"
-    if isinstance(h.get("resolution_depth"), int):
-        text += f"; resolution depth {h['resolution_depth']}"
     return text
 
 
@@ -403,19 +405,17 @@ def _probe_table(probes: dict) -> str:
         rows.append([
             "all layers side by side" if hook == CONCAT else hook_label(hook),
             _num(v.get("r2_heldout")), _num(v.get("r2_heldout_weighted")), base_text,
-            _num(v.get("r2_shuffle")), _num(v.get("r2_insample")),
-            _value(v.get("resolution_depth")), _value(v.get("ridge")),
+            _num(v.get("r2_shuffle")), _num(v.get("r2_insample")), _value(v.get("ridge")),
         ])
     nt = final.get("next_token") or {}
     if nt:
         rows.append(["next-token distribution", _num(nt.get("r2_heldout")),
                      _num(nt.get("r2_heldout_weighted")), "—", _num(nt.get("r2_shuffle")),
-                     _num(nt.get("r2_insample")), _value(nt.get("resolution_depth")),
-                     _value(nt.get("ridge"))])
+                     _num(nt.get("r2_insample")), _value(nt.get("ridge"))])
     return _table(
         ["probe input", "held-out R²", "held-out R² (prob.-weighted)",
          "untrained model R² (mean ± sd)", "shuffle-control R²", "in-sample R²",
-         "resolution depth", "ridge (× mean eigenvalue; cross-validated)"], rows)
+         "ridge (× mean eigenvalue; cross-validated)"], rows)
 
 
 def _baseline_table(probes: dict) -> str:
@@ -440,17 +440,6 @@ def _baseline_table(probes: dict) -> str:
     if oracle:
         header.append("best table of the last k tokens on the held-out rows")
     return _table(header, rows)
-
-
-def _within_table(probes: dict) -> str:
-    layers = probes["checkpoints"][-1]["layers"]
-    ks = sorted({k for v in layers.values() for k in (v.get("r2_within_kgram") or {})}, key=int)
-    if not ks:
-        return ""
-    rows = [[hook_label(h) if h != CONCAT else "all layers"]
-            + [_num((v.get("r2_within_kgram") or {}).get(k)) for k in ks]
-            for h, v in layers.items()]
-    return _table(["probe input"] + [f"k = {k}" for k in ks], rows)
 
 
 def _position_table(probes: dict, head: str) -> str:
@@ -499,14 +488,7 @@ def _probes(run: Path, probes: dict) -> list[str]:
     if baselines:
         parts.append("<h3>Baselines that need no trained network</h3>")
         parts.append(baselines)
-    within = _within_table(probes)
-    if within:
-        parts.append("<h3>Fine structure: within-k-gram R²</h3><p>1 − SSE(probe) / SSE(lookup of "
-                     "the last k tokens) on held-out rows: how much of the belief variation left "
-                     "<em>within</em> groups sharing their last k tokens the probe still explains. "
-                     "Resolution depth (table above) is the largest k where this is at least "
-                     "0.5.</p>")
-        parts.append(within)
+    parts += evidence_section(probes)
     positions = _position_table(probes, head)
     if positions:
         parts.append("<h3>Held-out R² by position</h3>")
@@ -523,6 +505,94 @@ def _probes(run: Path, probes: dict) -> list[str]:
         if rel:
             parts.append(embed_image(run / rel, caption))
     return parts
+
+
+# ---- what the layers add beyond prediction (probes.json: headline, r2_beyond_prediction, -------
+# ---- r2_heldout_unseen, r2_fine, every table of the last k tokens; docs/probes.md) ------------
+def evidence_section(probes: dict) -> list[str]:
+    """Warnings, then per probe input the held-out R² on unseen prefixes and beyond the next
+    token beside the untrained network's, every table of the last k tokens with the error ratio
+    of the final layer against it, and the fine-structure score r2_fine per k."""
+    h = probes.get("headline") or {}
+    parts = [f"<p class='note'>Warning: {html.escape(w)}</p>" for w in h.get("warnings") or []]
+    return parts + _beyond_table(probes) + _kgram_ratios(h) + _fine_table(probes)
+
+
+def _beyond_table(probes: dict) -> list[str]:
+    final = probes["checkpoints"][-1]
+    if all(v.get("r2_beyond_prediction") is None for v in final["layers"].values()):
+        return []
+    untrained = _get(probes, "baselines", "random_init") or {}
+    rows = []
+    for hook, v in final["layers"].items():
+        base = untrained.get(hook) or {}
+        rows.append([_probe_name(hook), _num(v.get("r2_heldout")),
+                     _num(v.get("r2_heldout_unseen")), _num(v.get("r2_beyond_prediction"), 3),
+                     _mean_sd(base.get("r2_beyond_prediction"),
+                              base.get("r2_beyond_prediction_sd"))])
+    nt = final.get("next_token") or {}
+    rows.append(["the model's next-token distribution", _num(nt.get("r2_heldout")),
+                 _num(nt.get("r2_heldout_unseen")), _num(nt.get("r2_beyond_prediction"), 3), "—"])
+    rows.append(["the exact optimal next-token probabilities",
+                 _num(probes.get("optimal_probs_r2")), "—", "—", "—"])
+    return [
+        "<h3>What the layers add to the next-token prediction</h3><p>Beyond the next token: "
+        "held-out R² of the layer (the model's next-token distribution beside it) on the part of "
+        "the belief that the model's next-token distribution does not linearly explain (0: "
+        "nothing beyond the prediction; 1: all of it), beside untrained networks on the same "
+        "remainder. Unseen prefixes: held-out rows that no fit sequence shares (position 0 is "
+        "shared by every split).</p>",
+        _table(["probe input", "held-out R²", "held-out R², unseen prefixes",
+                "beyond the next token", "untrained, beyond (mean ± sd)"], rows),
+    ]
+
+
+def _kgram_ratios(h: dict) -> list[str]:
+    tables = h.get("kgram") or {}
+    if not tables:
+        return []
+    rows = [[k, _value(t.get("cells")), _num(t.get("oracle")), _num(t.get("error_ratio_oracle"), 2),
+             _num(t.get("fitted")), _num(t.get("error_ratio_fitted"), 2)]
+            for k, t in tables.items()]
+    return [
+        f"<h3>Every table of the last k tokens against {html.escape(hook_label(h['hook']))}</h3>"
+        "<p>Error ratio = (1 − table R²) / (1 − layer R²): above 1 the layer leaves less "
+        "unexplained. Oracle: each held-out prefix predicted by the mean belief of the held-out "
+        "prefixes ending in the same k tokens (fit on the scored rows: the best any such table "
+        "can do); fitted: the table of the fit half.</p>",
+        _table(["k", "cells", "oracle R²", "error ratio (oracle)", "fitted R²",
+                "error ratio (fitted)"], rows),
+    ]
+
+
+def _fine_table(probes: dict) -> list[str]:
+    layers = probes["checkpoints"][-1]["layers"]
+    ks = sorted({k for v in layers.values() for k in (v.get("r2_fine") or {})}, key=int)
+    if not ks:
+        return []
+    bands = _get(probes, "bootstrap", "probes") or {}
+    rows = []
+    for hook, v in layers.items():
+        band = (bands.get(hook) or {}).get("r2_fine") or {}
+        rows.append([_probe_name(hook)] + [
+            _num((v.get("r2_fine") or {}).get(k), 3)
+            + (f" [{band[k][0]:.3f}, {band[k][1]:.3f}]" if band.get(k) else "") for k in ks])
+    return ["<h3>Fine structure: r2_fine</h3><p>R² of the deviations of the held-out beliefs from "
+            "the mean of their group (prefixes sharing their last k tokens), the truth's and the "
+            "probe's group means removed separately: 1 reproduces the variation inside every "
+            "group, 0 is no better than predicting each group's mean; not a function of the MSE. "
+            "Brackets: 95 % bootstrap over held-out subtrees.</p>",
+            _table(["probe input"] + [f"k = {k}" for k in ks], rows)]
+
+
+def _probe_name(hook: str) -> str:
+    return "all layers side by side" if hook == CONCAT else hook_label(hook)
+
+
+def _mean_sd(mean: Any, sd: Any) -> str:
+    if not isinstance(mean, int | float):
+        return "—"
+    return f"{mean:.3f}" + (f" ± {sd:.3f}" if isinstance(sd, int | float) else "")
 
 
 def _phases(run: Path, phases: dict) -> list[str]:

@@ -8,6 +8,7 @@ import pytest
 
 from experiments.report import run_numbers, write_report
 from hmm import load_process
+from probes.belief_evidence import headline
 
 HOOKS = ["blocks.0.hook_hidden", "blocks.1.hook_hidden"]
 
@@ -44,12 +45,12 @@ def _metrics() -> list[dict]:
 def _layer(r2: float) -> dict:
     return {"r2_heldout": r2, "r2_heldout_weighted": r2 - 0.01, "r2_insample": r2 + 0.001,
             "r2_pooled": r2, "mse_heldout": 0.001, "r2_shuffle": -0.0021,
-            "r2_by_position": [0.5, 0.75, r2], "r2_within_kgram": {"1": 0.6, "2": 0.4},
-            "resolution_depth": 1}
+            "r2_by_position": [0.5, 0.75, r2], "r2_fine": {"1": 0.6, "2": 0.4},
+            "r2_heldout_unseen": r2 - 0.01, "r2_beyond_prediction": 0.5}
 
 
 def _probes() -> dict:
-    return {
+    probes = {
         "inputs": {"mode": "enumerated", "sequences": 21, "enumerated_sequences": 21,
                    "length": 6, "rows": 40, "fit_sequences": 10, "heldout_sequences": 11},
         "split": {"kind": "subtree", "shared_prefix_weight": 0.0},
@@ -66,10 +67,13 @@ def _probes() -> dict:
             {"tokens": 3840, "layers": {HOOKS[0]: _layer(0.8111), HOOKS[1]: _layer(0.9234),
                                         "concat": _layer(0.9456)}},
         ],
-        "headline": {"hook": HOOKS[1], "width": 8, "r2_heldout": 0.9234,
-                     "best_baseline": "2-gram lookup (4 features)", "baseline_r2": 0.8222,
-                     "margin": 0.9234 - 0.8222, "resolution_depth": 1},
+        "hook_widths": {HOOKS[0]: 8, HOOKS[1]: 8, "concat": 16},
+        "optimal_probs_r2": 0.5432,
     }
+    probes["checkpoints"][-1]["next_token"] = {"r2_heldout": 0.3456}
+    probes["baselines"]["random_init"][HOOKS[1]]["r2_beyond_prediction"] = 0.1234
+    probes["headline"] = headline(probes)
+    return probes
 
 
 def _phases() -> dict:
@@ -118,9 +122,11 @@ def test_numbers_of_a_run_with_every_analysis(run):
     assert numbers["first_radius_above_1"] == 1920 and numbers["final_radius"] == 1.2345
     assert numbers["final_phase"] == {"blocks.0": "hybrid"}
     assert numbers["r2_verdict"] == (
-        "final layer (block 1 hidden) held-out R² 0.9234; best baseline with at most 8 "
-        "features: 2-gram lookup (4 features) 0.8222 (margin +0.1012); untrained model 0.4321; "
-        "resolution depth 1"
+        "the hidden state carries 0.50 of the belief beyond the next token (block 1 hidden, held "
+        "out, on what the model's next-token distribution leaves unexplained; untrained 0.12, all "
+        "layers 0.50); held-out R² block 1 hidden 0.9234 against 0.3456 from the model's "
+        "next-token distribution and 0.5432 from the exact optimal one; at 3,840 tokens (subtree "
+        "split); no table of the last k ≤ 2 tokens beats it"
     )
 
 
@@ -129,11 +135,15 @@ def test_report_shows_scores_beside_their_baselines(run):
     (run / "phases.json").write_text(json.dumps(_phases()))
     text = _text(write_report(run))
     # probe table row of the final layer: held-out, weighted, untrained ± sd (n), shuffle, in-sample
-    assert "block 1 hidden 0.9234 0.9134 0.4321 ± 0.0123 (n=3) -0.0021 0.9244 1" in text
-    assert "all layers side by side 0.9456 0.9356 — -0.0021 0.9466 1" in text
+    assert "block 1 hidden 0.9234 0.9134 0.4321 ± 0.0123 (n=3) -0.0021 0.9244 —" in text
+    assert "all layers side by side 0.9456 0.9356 — -0.0021 0.9466 —" in text
     assert "lookup of the last 2 tokens 4 0.8222 0.8122 0.8800" in text
     assert "exact optimal next-token logits — 0.8765 — —" in text
-    assert "k = 1 k = 2" in text and "block 0 hidden 0.6000 0.4000" in text
+    # beyond the next token beside the untrained network; every table with its error ratio
+    assert "block 1 hidden 0.9234 0.9134 0.500 0.123" in text
+    assert "the model's next-token distribution 0.3456 — — —" in text
+    assert "2 4 0.8800 1.57 0.8222 2.32" in text
+    assert "k = 1 k = 2" in text and "block 0 hidden 0.600 0.400" in text
     assert "t = 0 t = 1 t = 2" in text and "block 1 hidden 0.500 0.750 0.923" in text
     # phases beside their nulls
     assert "spectral radius (mean over batch) 1.2345 0.5000 0.9000 ± 0.0500" in text
