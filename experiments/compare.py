@@ -30,13 +30,13 @@ CSV_FIELDS = [
 
 def parse_runs(runs: str) -> list[tuple[str, str]]:
     """'transformer:relu,rnn:tanh' -> [('transformer', 'relu'), ('rnn', 'tanh')]."""
-    from models.architectures import ARCH_ACTIVATIONS
+    from models.families import FAMILIES
 
     pairs = []
     for item in filter(None, (part.strip() for part in runs.split(","))):
         arch, _, act = item.partition(":")
-        if arch not in ARCH_ACTIVATIONS or act not in ARCH_ACTIVATIONS[arch]:
-            choices = "; ".join(f"{a}:{'|'.join(acts)}" for a, acts in ARCH_ACTIVATIONS.items())
+        if arch not in FAMILIES or act not in FAMILIES[arch].activations:
+            choices = "; ".join(f"{a}:{'|'.join(f.activations)}" for a, f in FAMILIES.items())
             raise InvalidInput(f"--runs entry {item!r} is not arch:act-fn; choose from {choices}")
         pairs.append((arch, act))
     if not pairs:

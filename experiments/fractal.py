@@ -18,7 +18,7 @@ from hmm.builtins import describe_params
 from hmm.files import writable_dir, write_atomic, write_json
 from hmm.fractal import box_counting_dimension
 from hmm.memory import check_fits
-from hmm.msp import merge_beliefs
+from hmm.msp import BELIEF_DECIMALS, merge_beliefs
 from hmm.plots import plot_simplex
 from hmm.progress import progress
 
@@ -106,7 +106,7 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
                       f"fractal {p.name}", unit="stage")  # fmt: skip
     next(stages)
     msp = p.msp(depth)
-    distinct = msp.unique(decimals=8)
+    distinct = msp.unique()
     next(stages)
     chaos = p.chaos_game(int(points), seed=0)
     next(stages)
@@ -119,7 +119,7 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
         "depth": depth,
         "n_nodes": msp.n_nodes,
         "n_distinct_beliefs": len(distinct.probs),
-        "distinct_decimals": 8,
+        "distinct_decimals": BELIEF_DECIMALS,
         "entropy_rate": p.entropy_rate(),
         "optimal_loss": loss.tolist(),
         "statistical_complexity": complexity.value,
@@ -151,7 +151,7 @@ def _figure(p: HMM, msp_beliefs: np.ndarray, chaos: np.ndarray, depth: int, summ
                  title=f"Every mixed state to depth {depth}: {len(msp_beliefs):,} distinct "
                        f"beliefs\n({summary['n_nodes']:,} tree nodes); box-counting dimension ~ "
                        f"{_dimension_text(summary['dimension_msp'])}")
-    visited = merge_beliefs(chaos, np.ones(len(chaos)), decimals=8)
+    visited = merge_beliefs(chaos, np.ones(len(chaos)))
     dim_text = _dimension_text(summary["dimension"])
     if len(visited.probs) <= 5000:  # few distinct beliefs: one marker each, area ~ visit frequency
         sizes = 8 + 400 * visited.probs / visited.probs.max()

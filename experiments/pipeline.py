@@ -212,30 +212,31 @@ def context_length(
     every input sequence stays enumerable (exact probes) when an enumerable context of 8 or more
     exists; beyond that, sampled inputs supply the rows.
     """
-    from probes.activations import MAX_ENUMERATED, fit_rows_needed
+    from hmm.msp import enumerable
+    from probes.activations import fit_rows_needed
 
     h = process.entropy_rate()
     losses = process.optimal_loss(16)
     gain = max(losses[0] - h, 1e-12)
     synced = next((n for n in range(8, 17) if losses[n - 1] - h <= tolerance * gain), 16)
-    enumerable = max(n for n in range(2, 17) if process.n_symbols**n <= MAX_ENUMERATED)
+    longest = max((n for n in range(2, 17) if enumerable(process, n)), default=0)
     needed = fit_rows_needed(probe_features)
-    cap = enumerable if enumerable >= 8 else 16
+    cap = longest if longest >= 8 else 16
     prefixes = 0
     n_ctx = min(synced, cap)
     for n in range(1, cap + 1):
-        prefixes += len(process.enumerate(n)[1]) if n <= enumerable else 0
-        if n >= n_ctx and (prefixes // 2 >= needed or n > enumerable):
+        prefixes += len(process.enumerate(n)[1]) if n <= longest else 0
+        if n >= n_ctx and (prefixes // 2 >= needed or n > longest):
             n_ctx = n
             break
     else:
         n_ctx = cap
     inputs = (
         f"all {process.n_symbols}^{n_ctx} input sequences with exact probabilities"
-        if process.n_symbols**n_ctx <= MAX_ENUMERATED
+        if enumerable(process, n_ctx)
         else "a large seeded sample of sequences"
     )
-    fit = prefixes // 2 if n_ctx <= enumerable else None
+    fit = prefixes // 2 if n_ctx <= longest else None
     why = (
         f"Context {n_ctx}: at position {n_ctx - 1} the optimal loss is {losses[n_ctx - 1]:.4f} "
         f"nats against an entropy rate of {h:.4f}; the probes' fit half holds "

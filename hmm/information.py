@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hmm.errors import InvalidInput
-from hmm.msp import expand_level, merge_beliefs
+from hmm.msp import BELIEF_DECIMALS, expand_level, merge_beliefs
 
 if TYPE_CHECKING:
     from hmm.process import HMM
 
 MAX_LEVEL_NODES = 2_000_000  # exact level-by-level work stops here (Mess3: depth 13)
-MERGE_DECIMALS = 12  # beliefs equal to 12 decimals are the same mixed state
 ALWAYS_MERGE = 50_000  # levels up to this size are always de-duplicated (cheap); larger ones only
 # while de-duplication keeps paying (>= 10 % fewer rows), since sorting 10^6 rows costs seconds
 
@@ -40,8 +39,9 @@ def _conditional_entropy_levels(
 ) -> Iterator[float]:
     """Yield H(X_t | X_<t) for t = 0, 1, ... from belief `start` until a level exceeds max_nodes.
 
-    Identical beliefs (to MERGE_DECIMALS) are merged at each level (see ALWAYS_MERGE), so processes
-    with finitely many mixed states stay small at any depth and the generator never stops.
+    Identical beliefs (to msp.BELIEF_DECIMALS) are merged at each level (see ALWAYS_MERGE), so
+    processes with finitely many mixed states stay small at any depth and the generator never
+    stops.
     """
     beliefs, probs = start.reshape(1, -1).copy(), np.ones(1)
     merge = True
@@ -52,7 +52,7 @@ def _conditional_entropy_levels(
         level = expand_level(process, beliefs, probs)
         beliefs, probs = level.beliefs, level.probs
         if merge or len(probs) <= ALWAYS_MERGE:
-            merged = merge_beliefs(beliefs, probs, MERGE_DECIMALS)
+            merged = merge_beliefs(beliefs, probs)
             merge = len(merged.probs) < 0.9 * len(probs)
             beliefs, probs = merged.beliefs, merged.probs
 
@@ -134,7 +134,7 @@ class CausalStates:
 
 
 def statistical_complexity(
-    process: HMM, depth: int = 64, decimals: int = 9, max_states: int = 10_000
+    process: HMM, depth: int = 64, decimals: int = BELIEF_DECIMALS, max_states: int = 10_000
 ) -> CausalStates:
     """C_mu from the mixed states reached from the stationary belief, when they are finitely many.
 

@@ -22,6 +22,10 @@ MAX_ENUMERATE = 20_000_000
 # The one "every input can be enumerated" limit for studies: exact evaluation, probes and the
 # Bayes-optimal references enumerate every sequence of a length when V**length is at most this.
 ENUMERABLE_SEQUENCES = 200_000
+# The one rounding at which two beliefs are the same mixed state (dedup, level merges of the exact
+# losses, causal states, distinct-belief counts): far above float error (~1e-15 after many
+# updates), far below any belief difference a study reads; a merge moves losses by < 1e-9.
+BELIEF_DECIMALS = 9
 
 
 def enumerable(process: HMM, length: int) -> bool:
@@ -65,7 +69,9 @@ class Unique(NamedTuple):
     inverse: np.ndarray  # (N,) index into the K distinct beliefs
 
 
-def merge_beliefs(beliefs: np.ndarray, probs: np.ndarray, decimals: int = 5) -> Unique:
+def merge_beliefs(
+    beliefs: np.ndarray, probs: np.ndarray, decimals: int = BELIEF_DECIMALS
+) -> Unique:
     """Merge beliefs equal after rounding to `decimals`: (N, S), (N,) -> Unique with K <= N rows."""
     if len(beliefs) == 0:
         return Unique(beliefs, probs, np.zeros(0, dtype=np.int64))
@@ -117,7 +123,7 @@ class MixedStatePresentation:
         rows = slice(self.offsets[d], self.offsets[d + 1])
         return self.sequences[rows, :d], self.beliefs[rows], self.probs[rows]
 
-    def unique(self, decimals: int = 5, depth: int | None = None) -> Unique:
+    def unique(self, decimals: int = BELIEF_DECIMALS, depth: int | None = None) -> Unique:
         """Distinct beliefs (rounded to `decimals`) with summed probabilities.
 
         Over all nodes by default (probabilities then sum to depth + 1), or at one `depth` (sum 1).

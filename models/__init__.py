@@ -8,9 +8,11 @@ File map:
     rnn.py            RNNConfig, ElmanRNN (HookedRootModule: blocks.{l}.hook_pre / hook_hidden),
                       the RNN's hidden hook names
     init_scale.py     init_scale: checks it, multiplies every initial weight matrix by it
-    nonlinearities.py unit functions by name (NONLINEARITIES), the activations each family supports
+    families.py       THE list of model families: their unit functions and size flags (no torch)
+    nonlinearities.py unit functions by name (NONLINEARITIES)
     architectures.py  build_model, make_model_config, residual_hooks (THE probe hook list),
-                      CONCAT (their side-by-side key), unit_hooks, hook_label,
+                      CONCAT (their side-by-side key), unit_hooks, hook_label, the hook-name
+                      structure (map_kind: residual or recurrent, n_blocks),
                       final_layer_hook, training_forward and check_training_forward,
                       the recurrence for probes (recurrent_step, recurrent_weight,
                       recurrent_layers, layer_input_hook)
@@ -32,18 +34,24 @@ File map:
 """
 
 
-from models.architectures import build_model, residual_hooks, unit_hooks
-from models.checkpoints import load_checkpoint, load_run_process, read_run_config
-from models.rnn import RNNConfig
-from models.transformer import TransformerConfig
+import importlib
 
-__all__ = [
-    "RNNConfig",
-    "TransformerConfig",
-    "build_model",
-    "load_checkpoint",
-    "load_run_process",
-    "read_run_config",
-    "residual_hooks",
-    "unit_hooks",
-]
+# the package's public names and their modules, imported on first use: `import models.run_files`
+# (or models.families) then costs no torch, so the CLI checks its input before loading it
+_EXPORTS = {
+    "RNNConfig": "models.rnn",
+    "TransformerConfig": "models.transformer",
+    "build_model": "models.architectures",
+    "load_checkpoint": "models.checkpoints",
+    "load_run_process": "models.checkpoints",
+    "read_run_config": "models.checkpoints",
+    "residual_hooks": "models.architectures",
+    "unit_hooks": "models.architectures",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'models' has no attribute {name!r}")

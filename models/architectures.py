@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from transformer_lens.model_bridge import TransformerBridge
 
 from hmm.errors import InvalidInput
-from models.nonlinearities import RNN_ACTIVATIONS, TRANSFORMER_ACTIVATIONS
+from models.families import FAMILIES
 from models.rnn import ElmanRNN, RNNConfig, build_rnn, rnn_residual_hooks
 from models.transformer import (
     PlainForward,
@@ -29,9 +29,10 @@ from models.transformer import (
     transformer_residual_hooks,
 )
 
+# each family's config class (models/families.py names the families, their units and sizes)
 ARCHITECTURES: dict[str, type] = {"transformer": TransformerConfig, "rnn": RNNConfig}
-DEFAULT_ACT_FN = {"transformer": "relu", "rnn": "tanh"}
-ARCH_ACTIVATIONS = {"transformer": TRANSFORMER_ACTIVATIONS, "rnn": RNN_ACTIVATIONS}
+DEFAULT_ACT_FN = {name: family.activations[0] for name, family in FAMILIES.items()}
+ARCH_ACTIVATIONS = {name: family.activations for name, family in FAMILIES.items()}
 
 ModelConfig = TransformerConfig | RNNConfig
 
@@ -150,6 +151,31 @@ def final_layer_hook(hooks: list[str]) -> str:
     hidden hook, among `hooks` (the last hook when neither is there)."""
     blocks = [h for h in hooks if h.endswith(("hook_resid_post", "hook_hidden"))]
     return blocks[-1] if blocks else hooks[-1]
+
+
+# The hook-name structure every family follows: blocks.{l}.hook_resid_pre/post for a residual
+# stream, blocks.{l}.hook_hidden for a recurrence. Probes read a model's kind and depth from its
+# hook names (so hand-built HookedRootModules with these names work too), through these two.
+def map_kind(model: nn.Module) -> str:
+    """'residual' with a blocks.0.hook_resid_pre hook, 'recurrent' with blocks.0.hook_hidden."""
+    hooks = model.hook_dict
+    if "blocks.0.hook_resid_pre" in hooks:
+        return "residual"
+    if "blocks.0.hook_hidden" in hooks:
+        return "recurrent"
+    raise InvalidInput(
+        "the model has neither blocks.0.hook_resid_pre (transformer) nor blocks.0.hook_hidden "
+        "(RNN); Jacobian diagnostics need one of them"
+    )
+
+
+def n_blocks(model: nn.Module, kind: str) -> int:
+    """Number of residual blocks / recurrent layers, counted from the hook names."""
+    name = "blocks.{}.hook_resid_post" if kind == "residual" else "blocks.{}.hook_hidden"
+    count = 0
+    while name.format(count) in model.hook_dict:
+        count += 1
+    return count
 
 
 def unit_hooks(model: nn.Module) -> dict[str, tuple[str, str]]:

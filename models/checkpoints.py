@@ -28,7 +28,7 @@ from hmm.errors import InvalidInput
 from hmm.files import read_json, writable_dir, write_atomic
 from models.architectures import ModelConfig, build_model, make_model_config, move_model
 from models.recipes import resume_clashes
-from models.run_files import CHECKPOINT_DIR, checkpoint_path, list_checkpoints
+from models.run_files import CHECKPOINT_DIR, check_run_folder, checkpoint_path, list_checkpoints
 
 CHECKPOINT_FORMAT = "beliefgeo-checkpoint/1"
 RUN_FORMAT = "beliefgeo-run/2"  # every input position 0..n_ctx-1 carries a loss
@@ -84,11 +84,7 @@ def run_of_checkpoint(path: str | Path) -> Path:
 
 def read_run_config(run: str | Path) -> dict:
     """RUN/config.json as a dict; InvalidInput when missing, malformed or not a beliefgeo run."""
-    path = Path(run) / "config.json"
-    if not path.is_file():
-        raise InvalidInput(
-            f"{run} is not a run directory (no config.json); train one with `beliefgeo train`"
-        )
+    path = check_run_folder(run) / "config.json"
     config = read_json(path)
     if not isinstance(config, dict) or config.get("format") not in RUN_FORMATS:
         raise InvalidInput(f"{path} is not a beliefgeo run config (no format {RUN_FORMAT!r})")
@@ -127,6 +123,22 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> nn.
     return move_model(model, device).eval()
 
 
+def check_resume(out: Path, stored: dict, config: dict, typed: set[str] | None = None) -> None:
+    """InvalidInput unless the run in `out` (its config.json `stored`) can continue as `config`,
+    the run config this invocation computes; `typed`: the flags given (models.recipes
+    .resume_clashes names only theirs when they clash)."""
+    if stored["format"] != RUN_FORMAT:
+        raise InvalidInput(
+            f"{out} is a {stored['format']} run (positions 0..n_ctx-2 trained); this beliefgeo "
+            f"trains every position ({RUN_FORMAT}) and cannot continue it: train a new --out"
+        )
+    clashes = resume_clashes(stored, json.loads(json.dumps(config)), typed)
+    if clashes:
+        raise InvalidInput(
+            f"--resume continues {out} as its config.json says; drop or fix: {'; '.join(clashes)}"
+        )
+
+
 def open_run(out: Path, config: dict, resume: bool) -> dict | None:
     """Check `out` for a fresh start or a resume (the one resume check: config.json against
     `config`, the run config this invocation computes); on resume the newest checkpoint's state
@@ -138,17 +150,7 @@ def open_run(out: Path, config: dict, resume: bool) -> dict | None:
             )
         writable_dir(out)
         return None
-    stored = read_run_config(out)
-    if stored["format"] != RUN_FORMAT:
-        raise InvalidInput(
-            f"{out} is a {stored['format']} run (positions 0..n_ctx-2 trained); this beliefgeo "
-            f"trains every position ({RUN_FORMAT}) and cannot continue it: train a new --out"
-        )
-    clashes = resume_clashes(stored, json.loads(json.dumps(config)))
-    if clashes:
-        raise InvalidInput(
-            f"--resume continues {out} as its config.json says; drop or fix: {'; '.join(clashes)}"
-        )
+    check_resume(out, read_run_config(out), config)
     writable_dir(out)
     try:
         checkpoints = list_checkpoints(out)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hmm.errors import InvalidInput
+from models.families import FAMILIES
 
 NONLINEARITIES: dict[str, Callable[[Tensor], Tensor]] = {
     "tanh": torch.tanh,
@@ -25,8 +26,8 @@ NONLINEARITIES: dict[str, Callable[[Tensor], Tensor]] = {
     "silu": F.silu,
     "identity": lambda z: z,
 }
-TRANSFORMER_ACTIVATIONS = ("relu", "gelu", "silu")  # TransformerLens's native MLP supports these
-RNN_ACTIVATIONS = ("tanh", "sigmoid", "relu")
+TRANSFORMER_ACTIVATIONS = FAMILIES["transformer"].activations
+RNN_ACTIVATIONS = FAMILIES["rnn"].activations
 
 
 def nonlinearity(name: str) -> Callable[[Tensor], Tensor]:

@@ -5,8 +5,9 @@ inputs are every sequence of a length (or any set of prefixes closed under takin
 tree is computed level by level: each prefix runs only its last token through the blocks and
 attends to the keys and values its ancestors cached. Mess3's 3^10 inputs then cost 88,572 token
 steps instead of 590,490 for a batched forward over whole sequences. Same function as the
-TransformerBridge (PlainForward's parameters and layer norms); tests compare every hook and the
-logits with `run_with_cache`. Models or hooks it does not cover return None: use run_with_cache.
+TransformerBridge (PlainForward.block, the one transformer block, with cached attention); tests
+compare every hook and the logits with `run_with_cache`. Models or hooks it does not cover
+return None: use run_with_cache.
 """
 
 from __future__ import annotations
@@ -76,31 +77,20 @@ def prefix_activations(
 
 def _step(plain: PlainForward, tokens, t: int, earlier, caches, rows):
     """One level of the tree: the new tokens (n,) at position t, ancestors `earlier` (n, t)."""
-    p = plain.params
-    x = F.embedding(tokens, p["embed.weight"]) + p["pos_embed.weight"][t]
-    acts = {}
-    n = len(tokens)
     path = torch.cat([earlier, rows[:, None]], dim=1)  # the rows of every prefix, itself last
-    for layer in range(plain.n_layers):
-        b = f"blocks.{layer}."
-        acts[b + "hook_resid_pre"] = x
-        h = plain._ln(x, b + "ln1")
-        q, k, v = (
-            F.linear(h, p[f"{b}attn.{w}.weight"], p[f"{b}attn.{w}.bias"]).view(
-                n, plain.n_heads, plain.d_head
-            )
-            for w in "qkv"
-        )
+
+    def cached(layer: int, q, k, v) -> torch.Tensor:  # (n, heads, d_head) each
         k_cache, v_cache = caches[layer]
         k_cache[rows], v_cache[rows] = k, v
         keys, values = k_cache[path], v_cache[path]  # (n, t + 1, heads, d_head)
         pattern = (torch.einsum("nhd,nthd->nht", q, keys) / plain.scale).softmax(-1)
-        z = torch.einsum("nht,nthd->nhd", pattern, values).reshape(n, -1)
-        x = x + F.linear(z, p[b + "attn.o.weight"], p[b + "attn.o.bias"])
-        h = F.linear(plain._ln(x, b + "ln2"), p[b + "mlp.in.weight"], p[b + "mlp.in.bias"])
-        x = x + F.linear(plain.act(h), p[b + "mlp.out.weight"], p[b + "mlp.out.bias"])
-        acts[b + "hook_resid_post"] = x
+        return torch.einsum("nht,nthd->nhd", pattern, values).reshape(len(q), -1)
+
+    x, acts = plain.embed(tokens, t), {}
+    for layer in range(plain.n_layers):
+        acts[f"blocks.{layer}.hook_resid_pre"] = x
+        x = plain.block(x, layer, cached)
+        acts[f"blocks.{layer}.hook_resid_post"] = x
     # the bridge's hook holds the stream normalised *before* the final LayerNorm's gain and bias
     acts["ln_final.hook_normalized"] = F.layer_norm(x, (plain.d_model,), eps=plain.eps)
-    final = plain._ln(x, "ln_final")
-    return acts, F.linear(final, p["unembed.weight"], p.get("unembed.bias"))
+    return acts, plain.unembed(x)

@@ -303,9 +303,12 @@ FLAG_NAMES = {
 }
 
 
-def resume_clashes(stored: dict, fresh: dict) -> list[str]:
+def resume_clashes(stored: dict, fresh: dict, typed: set[str] | None = None) -> list[str]:
     """Where this invocation's run config `fresh` contradicts the run's config.json `stored`,
-    each as "<flag or field> <given> (run has <stored>)"; [] when the run may continue."""
+    each as "<flag or field> <given> (run has <stored>)"; [] when the run may continue.
+
+    typed: the flags the user gave (e.g. {"--config", "--seed"}); when some of them clash, only
+    theirs are named (a new --config or --arch changes many fields the user never typed)."""
     if stored.get("process") != fresh["process"]:
         return [f"process {fresh['process']['name']} (run has {stored['process']['name']})"]
     clashes = []
@@ -321,4 +324,6 @@ def resume_clashes(stored: dict, fresh: dict) -> list[str]:
             clashes.append(f"--arch {new} (run has {old})")
         elif old != new and not clashes:  # derived from the settings: this code computes them anew
             clashes.append(f"{key} (this beliefgeo derives a different {key} from the settings)")
-    return list(dict.fromkeys(clashes))
+    clashes = list(dict.fromkeys(clashes))
+    theirs = [c for c in clashes if typed and c.split(" ", 1)[0] in typed]
+    return theirs or clashes

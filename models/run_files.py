@@ -1,5 +1,5 @@
-"""Files of a run directory: the metrics log (tolerant reader, trimming on resume) and the
-checkpoint list.
+"""Files of a run directory: what is and is not a run folder, the metrics log (tolerant reader,
+trimming on resume) and the checkpoint list. Imports no torch (the CLI checks paths with it).
 
 Generic atomic/JSON helpers live in `hmm.files`.
 """
@@ -15,6 +15,40 @@ from hmm.files import write_atomic
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PATTERN = re.compile(r"^tokens_(\d{12})\.pt$")
+
+
+def not_a_run(path: str | Path) -> str | None:
+    """Why `path` is not a run folder, in one line that says what to give instead; None when it is
+    one (it holds config.json). Tells apart a missing path, a checkpoint file, a run's checkpoints
+    folder, a folder of runs (a sweep, `reproduce --seeds`) and any other file or folder."""
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return None
+    if not path.exists():
+        return f"{path} does not exist; give a run folder written by `beliefgeo train --out`"
+    if path.is_file():
+        if CHECKPOINT_PATTERN.match(path.name) and path.parent.name == CHECKPOINT_DIR:
+            return f"{path} is a checkpoint file; give its run folder {path.parent.parent}"
+        return f"{path} is a file, not a run folder; give the folder `beliefgeo train --out` wrote"
+    if path.name == CHECKPOINT_DIR and (path.parent / "config.json").is_file():
+        return f"{path} is a run's checkpoints folder; give the run folder {path.parent}"
+    runs = sorted(p for p in path.iterdir() if (p / "config.json").is_file())
+    if runs:
+        report = path / "report.html"
+        covered = f"; {report} covers them all" if report.is_file() else ""
+        return (
+            f"{path} holds {len(runs)} run folders (a sweep or `reproduce --seeds`), not one run; "
+            f"give one of them, e.g. {runs[0]}{covered}"
+        )
+    return f"{path} is not a run directory (no config.json); train one with `beliefgeo train`"
+
+
+def check_run_folder(path: str | Path) -> Path:
+    """`path` as a Path when it is a run folder, else InvalidInput saying what it is."""
+    problem = not_a_run(path)
+    if problem:
+        raise InvalidInput(problem)
+    return Path(path)
 
 
 def read_metrics(run: str | Path) -> list[dict]:
@@ -49,11 +83,7 @@ def checkpoint_path(run: str | Path, tokens: int) -> Path:
 
 def list_checkpoints(run: str | Path) -> list[tuple[int, Path]]:
     """(tokens, path) of every checkpoint in the run, oldest first; InvalidInput if none."""
-    run = Path(run)
-    if not (run / "config.json").is_file():
-        raise InvalidInput(
-            f"{run} is not a run directory (no config.json); train one with `beliefgeo train`"
-        )
+    run = check_run_folder(run)
     folder = run / CHECKPOINT_DIR
     found = []
     if folder.is_dir():

@@ -47,7 +47,13 @@ from models.architectures import (
     move_model,
     training_forward,
 )
-from models.checkpoints import RUN_FORMAT, open_run, read_run_config, save_checkpoint
+from models.checkpoints import (
+    RUN_FORMAT,
+    check_resume,
+    open_run,
+    read_run_config,
+    save_checkpoint,
+)
 from models.compute import cpu_threads, pick_device, torch_threads
 from models.data import TrainingData, data_seed, describe_stream, training_batch
 from models.loss import ExactEvaluator, next_token_losses
@@ -128,6 +134,11 @@ def train_run(
     model_config, train_config = resolve_run(
         process, config, stored, arch, act_fn, tokens=tokens, seed=seed, **(options or {})
     )
+    if stored is not None:  # name only the flags given when they clash with the run
+        given = {"arch": arch, "act_fn": act_fn, "tokens": tokens, "seed": seed, "config": config}
+        typed = {k for k, v in {**given, **(options or {})}.items() if v is not None}
+        typed = {"--" + k.replace("_", "-") for k in typed}
+        check_resume(out, stored, run_config(process, model_config, train_config), typed)
     return train(process, model_config, train_config, out, resume=resume, on_step=on_step)
 
 

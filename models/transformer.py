@@ -6,6 +6,7 @@ d_mlp 256, context 10, ReLU, LayerNorm.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -155,6 +156,10 @@ def _same(a: object, b: object) -> bool:
         return False
 
 
+# how a block's heads combine: (layer, q, k, v), each (..., heads, d_head) -> (..., heads * d_head)
+Attend = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 class PlainForward:
     """The bridge's forward pass in plain PyTorch over the bridge's own parameters, for training.
 
@@ -192,27 +197,44 @@ class PlainForward:
         p = self.params
         return F.layer_norm(x, (self.d_model,), p[f"{name}.weight"], p[f"{name}.bias"], self.eps)
 
-    def _attention(self, h: torch.Tensor, b: str, mask: torch.Tensor) -> torch.Tensor:
-        """Causal multi-head attention of block prefix `b` on normalised h (n, L, d_model)."""
-        p, (n, length, _) = self.params, h.shape
+    def embed(self, tokens: torch.Tensor, positions: int | slice) -> torch.Tensor:
+        """Token plus positional embedding: tokens (...,) at `positions` -> (..., d_model)."""
+        p = self.params
+        return F.embedding(tokens, p["embed.weight"]) + p["pos_embed.weight"][positions]
+
+    def block(self, x: torch.Tensor, layer: int, attend: Attend) -> torch.Tensor:
+        """THE transformer block (pre-LN), for training and for the prefix tree alike:
+        x + attention(ln1 x), then + MLP(ln2 ·). x (..., d_model); `attend(layer, q, k, v)` mixes
+        the heads' queries, keys and values (..., n_heads, d_head) into (..., n_heads * d_head):
+        causal softmax over the sequence here, over cached ancestors in models.prefix_forward."""
+        p, b = self.params, f"blocks.{layer}."
+        h = self._ln(x, b + "ln1")
         q, k, v = (
-            F.linear(h, p[f"{b}attn.{w}.weight"], p[f"{b}attn.{w}.bias"])
-            .view(n, length, self.n_heads, self.d_head)
-            .transpose(1, 2)
+            F.linear(h, p[f"{b}attn.{w}.weight"], p[f"{b}attn.{w}.bias"]).unflatten(
+                -1, (self.n_heads, self.d_head)
+            )
             for w in "qkv"
         )
-        scores = ((q @ k.transpose(-2, -1)) / self.scale).masked_fill(mask, float("-inf"))
-        z = (scores.softmax(-1) @ v).transpose(1, 2).reshape(n, length, -1)
-        return F.linear(z, p[b + "attn.o.weight"], p[b + "attn.o.bias"])
+        x = x + F.linear(attend(layer, q, k, v), p[b + "attn.o.weight"], p[b + "attn.o.bias"])
+        h = F.linear(self._ln(x, b + "ln2"), p[b + "mlp.in.weight"], p[b + "mlp.in.bias"])
+        return x + F.linear(self.act(h), p[b + "mlp.out.weight"], p[b + "mlp.out.bias"])
+
+    def unembed(self, x: torch.Tensor) -> torch.Tensor:
+        """Final LayerNorm and unembedding: (..., d_model) -> logits (..., V)."""
+        p = self.params
+        return F.linear(self._ln(x, "ln_final"), p["unembed.weight"], p.get("unembed.bias"))
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (n, L) int64 -> logits (n, L, V)."""
-        p, length = self.params, tokens.shape[1]
-        x = F.embedding(tokens, p["embed.weight"]) + p["pos_embed.weight"][:length]
+        n, length = tokens.shape
         mask = torch.ones(length, length, dtype=torch.bool, device=tokens.device).triu(1)
+
+        def causal(layer: int, q, k, v) -> torch.Tensor:  # (n, L, heads, d_head) each
+            q, k, v = (a.transpose(1, 2) for a in (q, k, v))
+            scores = ((q @ k.transpose(-2, -1)) / self.scale).masked_fill(mask, float("-inf"))
+            return (scores.softmax(-1) @ v).transpose(1, 2).reshape(n, length, -1)
+
+        x = self.embed(tokens, slice(0, length))
         for layer in range(self.n_layers):
-            b = f"blocks.{layer}."
-            x = x + self._attention(self._ln(x, b + "ln1"), b, mask)
-            h = F.linear(self._ln(x, b + "ln2"), p[b + "mlp.in.weight"], p[b + "mlp.in.bias"])
-            x = x + F.linear(self.act(h), p[b + "mlp.out.weight"], p[b + "mlp.out.bias"])
-        return F.linear(self._ln(x, "ln_final"), p["unembed.weight"], p.get("unembed.bias"))
+            x = self.block(x, layer, causal)
+        return self.unembed(x)

@@ -28,14 +28,15 @@ giving at least CV_FOLDS of them, dealt round-robin), random splits by random se
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from hmm.errors import InvalidInput
+from hmm.msp import ENUMERABLE_SEQUENCES
 from models.prefix_forward import prefix_activations
 
-MAX_ENUMERATED = 200_000
 SAMPLE_SEQUENCES = 20_000
 SPLITS = ("subtree", "random")
 DEFAULT_SPLIT = "subtree"
@@ -189,7 +190,7 @@ def probe_inputs(
     process,
     length: int,
     seed: int = 0,
-    max_enumerated: int = MAX_ENUMERATED,
+    max_enumerated: int = ENUMERABLE_SEQUENCES,
     n_samples: int = SAMPLE_SEQUENCES,
     max_sequences: int | None = None,
     split: str = DEFAULT_SPLIT,
@@ -334,14 +335,14 @@ class Activations:
     next_token: np.ndarray
 
 
-def check_hooks(model, hooks: list[str]) -> None:
-    """InvalidInput unless every name is a hook point of `model`."""
+def check_hooks(model, hooks: list[str], run: str | Path = "RUN") -> None:
+    """InvalidInput unless every name is a hook point of `model` (of run folder `run`)."""
     known = set(model.hook_dict)
     missing = [name for name in hooks if name not in known]
     if missing:
         raise InvalidInput(
-            f"unknown hook name(s) {', '.join(missing)}; this model's residual hooks are listed "
-            "by models.residual_hooks (e.g. blocks.0.hook_resid_post)"
+            f"unknown hook name(s) {', '.join(missing)}; `beliefgeo hooks {run}` lists this "
+            "model's hooks (e.g. blocks.0.hook_resid_post)"
         )
     if not hooks:
         raise InvalidInput("no hooks to probe; give at least one hook name")

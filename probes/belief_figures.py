@@ -21,6 +21,7 @@ from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hmm.msp import merge_beliefs
 from hmm.plots import OKABE_ITO_HEX, belief_colors, plot_simplex, simplex_vertices, simplex_xy
 from models.architectures import CONCAT, final_layer_hook, hook_label
 
@@ -48,7 +49,7 @@ def simplex_comparison(
     axes = fig.subplots(1, n)
     size = _point_size(len(true))
     # few distinct beliefs (RRXOR: 36) each stack on one spot: size true points by distinct count
-    distinct = len(np.unique(np.round(true, 6), axis=0))
+    distinct = len(merge_beliefs(true, np.ones(len(true))).probs)
     _simplex(axes[0], true, colors, "exact beliefs", max(size, _point_size(distinct)), labels)
     for ax, (name, pred) in zip(axes[1:], predictions.items(), strict=True):
         _simplex(ax, pred, colors, f"probe from {hook_label(name)}\nheld-out R² = {r2[name]:.4f}",

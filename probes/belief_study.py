@@ -377,7 +377,7 @@ def _probe_checkpoints(checkpoints, inputs: ProbeInputs, refs: References, hooks
         model = load_checkpoint(path)
         if hooks is None:
             hooks = residual_hooks(model)
-        check_hooks(model, hooks)
+        check_hooks(model, hooks, run=path.parent.parent)
         acts = collect_activations(model, inputs, hooks)
         record, fits = score_activations(acts, inputs, hooks, refs=refs)
         records.append({"tokens": int(tokens), **record})

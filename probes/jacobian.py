@@ -42,7 +42,13 @@ from torch.func import jacrev, vjp, vmap
 from hmm import HMM
 from hmm.belief_dynamics import largest_lyapunov, simplex_jacobian, tangent_basis
 from hmm.errors import InvalidInput
-from models.architectures import layer_input_hook, recurrent_step, recurrent_weight
+from models.architectures import (
+    layer_input_hook,
+    map_kind,
+    n_blocks,
+    recurrent_step,
+    recurrent_weight,
+)
 from probes.belief_probe import moments, solve
 
 # Text for phases.json: which map the seed rule (first mean radius > 1) is applied to, and why.
@@ -74,28 +80,6 @@ def spectral_radius(matrices: Tensor) -> Tensor:
 def spectral_norm(matrices: Tensor) -> Tensor:
     """Largest singular value of each matrix: (..., m, d) -> (...,)."""
     return torch.linalg.matrix_norm(matrices, ord=2)
-
-
-def map_kind(model: torch.nn.Module) -> str:
-    """'residual' with a blocks.0.hook_resid_pre hook, 'recurrent' with blocks.0.hook_hidden."""
-    hooks = model.hook_dict
-    if "blocks.0.hook_resid_pre" in hooks:
-        return "residual"
-    if "blocks.0.hook_hidden" in hooks:
-        return "recurrent"
-    raise InvalidInput(
-        "the model has neither blocks.0.hook_resid_pre (transformer) nor blocks.0.hook_hidden "
-        "(RNN); Jacobian diagnostics need one of them"
-    )
-
-
-def n_blocks(model: torch.nn.Module, kind: str) -> int:
-    """Number of residual blocks / recurrent layers, counted from the hook names."""
-    name = "blocks.{}.hook_resid_post" if kind == "residual" else "blocks.{}.hook_hidden"
-    count = 0
-    while name.format(count) in model.hook_dict:
-        count += 1
-    return count
 
 
 def _require(model: torch.nn.Module, kind: str, what: str) -> None:

@@ -6,10 +6,16 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from experiments.cli import build_parser
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "experiments" / "examples" / "noisy_4_cycle.json"
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -137,6 +143,12 @@ def test_hooks_of_a_folder_that_is_not_a_run_exits_2(cli, tmp_path):
     assert code == 2 and len(_lines(err)) == 1 and "no config.json" in err
 
 
+def _bare_run(tmp_path):
+    """A folder that passes the CLI's run-folder check (it holds config.json)."""
+    (tmp_path / "config.json").write_text("{}")
+    return tmp_path
+
+
 def test_commands_run_on_the_thread_budget_and_restore_it(cli, monkeypatch, tmp_path):
     import torch
     from threadpoolctl import threadpool_info
@@ -152,7 +164,7 @@ def test_commands_run_on_the_thread_budget_and_restore_it(cli, monkeypatch, tmp_
     monkeypatch.setattr(probes.belief_study, "probe_run", fake_probe_run)
     monkeypatch.setenv("BELIEFGEO_THREADS", "1")
     before = torch.get_num_threads(), {p["num_threads"] for p in threadpool_info()}
-    cli(["probe", str(tmp_path)])
+    cli(["probe", str(_bare_run(tmp_path))])
     assert seen == {"torch": 1, "blas": {1}}
     assert (torch.get_num_threads(), {p["num_threads"] for p in threadpool_info()}) == before
 
@@ -160,7 +172,7 @@ def test_commands_run_on_the_thread_budget_and_restore_it(cli, monkeypatch, tmp_
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
 def test_a_bad_thread_count_exits_2(cli, monkeypatch, tmp_path, value):
     monkeypatch.setenv("BELIEFGEO_THREADS", value)
-    code, _, err = cli(["probe", str(tmp_path)])
+    code, _, err = cli(["probe", str(_bare_run(tmp_path))])
     assert code == 2 and "BELIEFGEO_THREADS" in err and len(_lines(err)) == 1
 
 
@@ -177,3 +189,140 @@ def test_reproduce_shows_each_stage_and_ends_with_the_report_line(cli, tmp_path)
     line = _lines(out)[-1]
     assert line.startswith(f"wrote {out_dir / 'report.html'}: final-layer (block 0) held-out R² ")
     assert line.endswith(f"exact excess loss {excess:.5f} nats (open it in a browser)")
+
+
+# ---- failing fast and exactly --------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv", [["train", "nosuch", "--out", "x"], ["train", "mess3", "--token", "5"]]
+)
+def test_bad_input_exits_2_within_a_second_in_a_fresh_process(tmp_path, argv):
+    """Checked before torch is imported: the console script answers a typo at once."""
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "experiments.cli", *argv], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    seconds = time.perf_counter() - started
+    assert proc.returncode == 2 and len(_lines(proc.stderr)) == 1, proc.stderr
+    assert seconds < 1.0, f"{argv}: {seconds:.2f} s"
+
+
+def test_checks_run_before_torch_is_imported(tmp_path):
+    """Every command's light checks import no torch (what makes the errors above fast)."""
+    script = (
+        "import sys\n"
+        "from experiments.cli import main\n"
+        f"runs = [['train', 'nosuch', '--out', 'x'], ['probe', {str(tmp_path)!r}],\n"
+        "        ['train', 'mess3', '--out', 'x', '--hidden', '3'], ['hooks', 'nowhere'],\n"
+        "        ['compare-phases', 'mess3', '--runs', 'rnn:gelu', '--out', 'x'],\n"
+        "        ['probe-hmm', 'missing.json'], ['sweep', 'missing.json', '--out', 'x'],\n"
+        "        ['reproduce', 'mess3', '--act-fn', 'tanh'], ['fractal', 'nosuch', '--out', 'x']]\n"
+        "codes = [main(argv) for argv in runs]\n"
+        "assert codes == [2] * len(runs), codes\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "mess3", "--out", "x", "--token", "5"], "did you mean --tokens?"),
+        (["train", "mess3", "--out", "x", "--act", "relu"], "did you mean --act-fn?"),
+        (["train", "mess3", "--out", "x", "--lr", "0.1"], 'put "lr" in a recipe .json'),
+        (["train", "mess3", "--out", "x", "--batch-size=8"], "--config FILE"),
+        (["train", "mess3", "--out", "x", "--d-head", "4"], 'under "model" in a recipe'),
+        (["probe", "run", "--tokens", "5"], "belongs to train, reproduce, probe-hmm"),
+        (["train", "mess3", "--out", "x", "--hidden", "8"], "--hidden is for --arch rnn, not "
+         "transformer"),
+        (["probe-hmm", str(EXAMPLE), "--hidden", "8"], "--hidden is for --arch rnn"),
+        (["train", "mess3", "--out", "x", "--arch", "rnn", "--d-mlp", "8"],
+         "--d-mlp is for --arch transformer, not rnn"),
+        (["train", "mess3", "--out", "x", "--arch", "rnn", "--act-fn", "gelu"],
+         "--act-fn gelu is not a unit of --arch rnn (tanh, sigmoid, relu); gelu needs --arch "
+         "transformer"),
+        (["reproduce", "mess3", "--act-fn", "tanh"], "tanh needs --arch rnn"),
+    ],
+)
+def test_a_wrong_flag_gets_one_line_saying_where_it_belongs(cli, argv, message):
+    code, out, err = cli(argv)
+    assert code == 2 and message in err and len(_lines(err)) == 1, err
+
+
+def test_layers_and_n_layers_are_one_flag_for_every_family():
+    parser = _subparsers(build_parser())["train"]
+    for family in ("rnn", "transformer"):
+        for flag in ("--layers", "--n-layers"):
+            args = parser.parse_args(["mess3", "--out", "x", "--arch", family, flag, "3"])
+            assert args.n_layers == 3 and not hasattr(args, "layers")
+
+
+def test_the_recipe_hints_name_every_recipe_setting_that_is_not_a_flag():
+    from experiments.cli import RECIPE_KEYS, RECIPE_MODEL_KEYS, TRAINING_OPTIONS
+    from models.architectures import ARCHITECTURES
+    from models.recipes import TRAIN_FIELDS
+
+    flags = set(TRAINING_OPTIONS) | {"tokens", "seed", "recipe", "extra"}
+    assert set(RECIPE_KEYS) == TRAIN_FIELDS - flags
+    model_fields = set().union(*(cls.__dataclass_fields__ for cls in ARCHITECTURES.values()))
+    assert set(RECIPE_MODEL_KEYS) == model_fields - flags - {"d_vocab"}
+
+
+def test_every_family_is_an_arch_choice_with_its_size_flags():
+    from models.families import FAMILIES
+
+    train = _subparsers(build_parser())["train"]
+    arch = next(a for a in train._actions if "--arch" in a.option_strings)
+    assert arch.choices == list(FAMILIES)
+    flags = {s for a in train._actions for s in a.option_strings}
+    for family in FAMILIES.values():
+        assert {"--" + f.replace("_", "-") for f in family.sizes} <= flags
+
+
+def test_a_path_that_is_not_a_run_is_named_for_what_it_is(cli, tmp_path):
+    run = tmp_path / "sweep" / "seed=0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    checkpoint = run / "checkpoints" / "tokens_000000000640.pt"
+    checkpoint.write_bytes(b"")
+    (tmp_path / "sweep" / "report.html").write_text("")
+    (tmp_path / "notes.txt").write_text("")
+    (tmp_path / "empty").mkdir()
+    for path, message in [
+        (tmp_path / "nowhere", "does not exist"),
+        (checkpoint, f"is a checkpoint file; give its run folder {run}"),
+        (run / "checkpoints", f"is a run's checkpoints folder; give the run folder {run}"),
+        (tmp_path / "sweep", f"holds 1 run folders (a sweep or `reproduce --seeds`), not one run; "
+         f"give one of them, e.g. {run}; {tmp_path / 'sweep' / 'report.html'} covers them all"),
+        (tmp_path / "notes.txt", "is a file, not a run folder"),
+        (tmp_path / "empty", "is not a run directory (no config.json)"),
+    ]:
+        for command in ("probe", "phases", "report", "hooks"):
+            code, _, err = cli([command, str(path)])
+            assert code == 2 and message in err and len(_lines(err)) == 1, (command, err)
+
+
+def test_a_bad_hook_name_points_to_the_hooks_command(cli, tiny_run):
+    run = tiny_run["run"]
+    code, _, err = cli(["probe", str(run), "--last", "--hooks", "blocks.9.hook_hidden"])
+    assert code == 2 and f"`beliefgeo hooks {run}` lists" in _lines(err)[-1]
+
+
+def test_ctrl_c_prints_how_to_continue(cli, monkeypatch, tmp_path):
+    import models.training
+
+    def interrupted(*args, **kwargs):
+        (tmp_path / "run").mkdir(exist_ok=True)
+        (tmp_path / "run" / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models.training, "train_run", interrupted)
+    code, _, err = cli(["train", "mess3", "--tokens", "64", "--out", str(tmp_path / "run")])
+    assert code == 130 and err.strip().endswith(
+        f"continue with: beliefgeo train mess3 --out {tmp_path / 'run'} --resume"
+    )
+    import probes.phase_study
+
+    monkeypatch.setattr(probes.phase_study, "phases_run", interrupted)
+    code, _, err = cli(["phases", str(tmp_path / "run")])
+    assert code == 130 and err.strip().endswith(f"beliefgeo phases {tmp_path / 'run'}")

@@ -137,3 +137,14 @@ def test_unit_hooks_of_gelu_and_silu_transformers_name_the_mlp_input(tiny_transf
             atol=1e-5,
             rtol=1e-5,
         )
+
+
+def test_every_family_has_a_config_class_with_its_sizes_and_default_unit():
+    from models.architectures import ARCHITECTURES
+    from models.families import FAMILIES
+
+    assert list(FAMILIES) == list(ARCHITECTURES)
+    for name, family in FAMILIES.items():
+        fields = ARCHITECTURES[name].__dataclass_fields__
+        assert set(family.sizes) <= set(fields), name
+        assert fields["act_fn"].default == family.activations[0], name

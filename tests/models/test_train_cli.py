@@ -85,9 +85,9 @@ def test_bad_input_exits_2_and_overwrites_nothing(tmp_path, recipe, capsys, monk
         (["--act-fn", "tanh"], "--arch rnn"),
         (["--arch", "rnn", "--act-fn", "gelu", "--config", "paper"], "tanh, sigmoid, relu"),
         (["--config", "turbo"], "unknown recipe"),
-        (["--resume"], "no config.json"),
+        (["--resume"], "does not exist"),
         (["--init-scale", "-1"], "--init-scale must be > 0"),
-        (["--arch", "rnn", "--d-mlp", "8"], "'d_mlp'"),
+        (["--arch", "rnn", "--d-mlp", "8"], "--d-mlp is for --arch transformer"),
         *([] if torch.cuda.is_available() else [(["--device", "cuda"], "no CUDA GPU")]),
     ]:
         code = main(
@@ -138,6 +138,12 @@ def test_resume_refuses_contradicting_flags(tmp_path, recipe, capsys):
     assert "--config paper (run has default+tiny.json)" in err and err.count("\n") == 1
     assert main(["train", "mess3", "--out", str(run), "--resume", "--init-scale", "0.5"]) == 2
     assert "--init-scale 0.5 (run has 1.0)" in capsys.readouterr().err
+    # only what was typed: --arch rnn changes every model field, --config paper every optimiser one
+    assert main(["train", "mess3", "--out", str(run), "--resume", "--arch", "rnn"]) == 2
+    assert capsys.readouterr().err.endswith("drop or fix: --arch rnn (run has transformer)\n")
+    assert main(["train", "mess3", "--out", str(run), "--resume", "--config", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("drop or fix: --config paper (run has default+tiny.json)\n")
     # the run's own recipe, or where it computes, is no clash
     assert main(["train", "mess3", "--out", str(run), "--resume", "--config", recipe]) == 0
     assert main(["train", "mess3", "--out", str(run), "--resume", "--device", "cpu"]) == 0

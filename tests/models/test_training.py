@@ -197,7 +197,7 @@ def test_resume_refuses_changed_settings(tmp_path, mess3, tiny_transformer, tiny
     tiny_train.lr = 0.1
     with pytest.raises(InvalidInput, match=r"drop or fix: train.lr 0.1 \(run has 0.003\)"):
         train(mess3, tiny_transformer, tiny_train, run, resume=True, progress=False)
-    with pytest.raises(InvalidInput, match="no config.json"):
+    with pytest.raises(InvalidInput, match="does not exist"):
         train(mess3, tiny_transformer, tiny_train, tmp_path / "empty", resume=True)
     assert math.isfinite(read_run_config(run)["optimal_loss"])
 

@@ -217,5 +217,5 @@ def test_no_checkpoints_or_corrupt_checkpoint_is_invalid_input(rnn_run, tmp_path
     newest.write_bytes(b"not a checkpoint")
     with pytest.raises(InvalidInput, match="not a readable checkpoint"):
         phases_run(corrupt, OPTIONS)
-    with pytest.raises(InvalidInput, match="not a run directory"):
+    with pytest.raises(InvalidInput, match="does not exist"):
         phases_run(tmp_path / "missing", OPTIONS)
