@@ -153,7 +153,7 @@ def emergence(probes: dict) -> bytes:
     ax_k.set_ylim(max(-1.0, ax_k.get_ylim()[0]), 1.02)
     ax_k.set_ylabel(f"score of {hook_label(final)} (below −1 cut off)")
     ax_k.set_title("What the layer adds: fine structure and beyond the next token", fontsize=10)
-    ax_k.legend(fontsize=7, loc="lower right")
+    ax_k.legend(fontsize=7, loc="best")
     ax_k.grid(alpha=0.3)
     fig.suptitle("Belief probes over training "
                  f"({SPLIT_NAMES.get(probes['split']['kind'], probes['split']['kind'])})",
@@ -392,8 +392,9 @@ def _r2_axis(ax, label: str) -> None:
     ax.invert_yaxis()
     low, high = sorted(ax.get_ylim())
     decades = np.log10(high / max(low, FLOOR))
-    ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades < 3.5
-                                                 else (1.0,)))
+    subs = (tuple(range(1, 10)) if decades < 1.5 else (1.0, 2.0, 5.0) if decades < 3.5
+            else (1.0,))
+    ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{1 - v:.6g}"))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_ylabel(label)
