@@ -68,6 +68,43 @@ def test_context_length_is_sized_from_the_process():
     assert 2**n_ctx <= 200_000
 
 
+def test_context_length_gives_the_probes_enough_rows():
+    """A 3-state, 2-symbol process synchronises by context 8, where the fit half holds about 255
+    distinct prefixes for the 384 features of the default transformer's widest probe; the rule
+    lengthens the context until it holds 10 per feature (and a narrow probe keeps 8)."""
+    from probes.activations import fit_rows_needed
+
+    process = load_process("random:states=3,symbols=2,seed=1")
+    n_ctx, why = context_length(process, probe_features=384)
+    prefixes = sum(len(process.enumerate(n)[1]) for n in range(1, n_ctx + 1))
+    assert prefixes // 2 >= fit_rows_needed(384) > sum(
+        len(process.enumerate(n)[1]) for n in range(1, n_ctx)) // 2
+    assert n_ctx == 12 and "distinct prefixes for 384 features" in why
+    assert context_length(process, probe_features=8)[0] == 8
+
+
+def test_rrxor_study_is_the_papers_model_and_the_small_one_stays():
+    from experiments.pipeline import STUDIES, reproduce, resolve_study
+
+    _, paper, _ = resolve_study(STUDIES["rrxor"])
+    assert (paper.d_model, paper.n_heads, paper.d_head, paper.d_mlp, paper.n_layers) == (
+        128, 4, 16, 512, 4)
+    _, small, _ = resolve_study(STUDIES["rrxor-small"])
+    assert (small.d_model, small.n_heads, small.d_head, small.d_mlp) == (64, 1, 8, 256)
+    with pytest.raises(InvalidInput, match="unknown study"):
+        reproduce("rrxor-huge")
+
+
+def test_probe_hmm_refuses_a_bad_context(tmp_path):
+    from experiments.pipeline import probe_hmm
+
+    spec = tmp_path / "p.json"
+    spec.write_text(json.dumps(load_process("golden_mean").to_spec()))
+    with pytest.raises(InvalidInput, match="--n-ctx"):
+        probe_hmm(spec, out=tmp_path / "run", n_ctx=1)
+    assert not (tmp_path / "run").exists()
+
+
 def test_parse_runs_validates_pairs():
     assert parse_runs("transformer:relu, rnn:tanh") == [("transformer", "relu"), ("rnn", "tanh")]
     for bad in ("transformer:tanh", "cnn:relu", "", "rnn:tanh,rnn:tanh"):
