@@ -472,6 +472,7 @@ def _probes(run: Path, probes: dict) -> list[str]:
     sentence = _baseline_sentence(probes, head, _get(final, "layers", head, "r2_heldout"))
     parts.append(f"<p class='ok'>{html.escape(sentence)} (checkpoint at {final['tokens']:,} "
                  "tokens).</p>")
+    parts += probe_warnings(probes)
     facts = [["inputs", f"{inputs.get('mode', '?')}: {_value(inputs.get('sequences'))} sequences "
               f"of length {_value(inputs.get('length'))} ({_value(inputs.get('rows'))} distinct "
               "prefix rows)"]] if inputs else []
@@ -509,13 +510,19 @@ def _probes(run: Path, probes: dict) -> list[str]:
 
 # ---- what the layers add beyond prediction (probes.json: headline, r2_beyond_prediction, -------
 # ---- r2_heldout_unseen, r2_fine, every table of the last k tokens; docs/probes.md) ------------
+def probe_warnings(probes: dict) -> list[str]:
+    """probes.json's readability warnings (few fit rows per feature, held-out far below
+    in-sample), one note each."""
+    warnings = (probes.get("headline") or {}).get("warnings") or []
+    return [f"<p class='note'>Warning: {html.escape(w)}</p>" for w in warnings]
+
+
 def evidence_section(probes: dict) -> list[str]:
-    """Warnings, then per probe input the held-out R² on unseen prefixes and beyond the next
-    token beside the untrained network's, every table of the last k tokens with the error ratio
-    of the final layer against it, and the fine-structure score r2_fine per k."""
+    """Per probe input the held-out R² on unseen prefixes and beyond the next token beside the
+    untrained network's, every table of the last k tokens with the error ratio of the final layer
+    against it, and the fine-structure score r2_fine per k."""
     h = probes.get("headline") or {}
-    parts = [f"<p class='note'>Warning: {html.escape(w)}</p>" for w in h.get("warnings") or []]
-    return parts + _beyond_table(probes) + _kgram_ratios(h) + _fine_table(probes)
+    return _beyond_table(probes) + _kgram_ratios(h) + _fine_table(probes)
 
 
 def _beyond_table(probes: dict) -> list[str]:

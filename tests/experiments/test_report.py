@@ -203,3 +203,17 @@ def test_files_of_an_older_version_still_give_a_report(run):
     assert "block 1 hidden 0.5000 0.6000 — 0.0010 — —" in text
     assert "spectral radius (mean over batch) 0.7000 — —" in text
     assert "First checkpoint whose mean spectral radius exceeds 1: none" in text
+
+
+def test_warnings_reach_the_page_and_the_closing_line(run):
+    from experiments.closing import probe_part
+
+    probes = _probes()
+    probes["headline"]["warnings"] = ["few fit rows per probe feature: 255 distinct fit-half "
+                                      "prefixes"]
+    (run / "probes.json").write_text(json.dumps(probes))
+    text = _text(write_report(run))
+    assert "Warning: few fit rows per probe feature: 255 distinct fit-half prefixes" in text
+    assert probe_part(run).endswith(
+        "next-token probe 0.3456; beyond the next token 0.50 (untrained 0.12); WARNING: few fit "
+        "rows per probe feature: 255 distinct fit-half prefixes")
