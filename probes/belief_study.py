@@ -353,12 +353,7 @@ def probe_run(
         },
     }
     result["checkpoints"] = _merged(run / "probes.json", records, result, last)
-    shown = [h for h in (final_layer_hook(hooks), CONCAT) if h in final_fits]
-    result["bootstrap"] = bootstrap_intervals(
-        inputs, refs, {h: final_fits[h] for h in shown}, records[-1]["tokens"]
-    )
-    result["readability"] = readability(result)
-    result["headline"] = headline(result)
+    _add_evidence(result, inputs, refs, final_fits, records[-1]["tokens"])
     frame_true = refs.beliefs[frames[0][3]] if frames else None
     result["figures"] = _write_figures(
         run, result, refs.beliefs, {h: fit.pred for h, fit in final_fits.items()}, frame_true,
@@ -366,6 +361,17 @@ def probe_run(
     )
     write_json(run / "probes.json", result)
     return result
+
+
+def _add_evidence(
+    result: dict, inputs: ProbeInputs, refs: References, fits: dict[str, BlockFit], tokens: int
+) -> None:
+    """result["bootstrap"] (final layer and concat of the newest checkpoint, probed at `tokens`),
+    ["readability"] and ["headline"] (probes.belief_evidence)."""
+    shown = [h for h in (final_layer_hook(result["hooks"]), CONCAT) if h in fits]
+    result["bootstrap"] = bootstrap_intervals(inputs, refs, {h: fits[h] for h in shown}, tokens)
+    result["readability"] = readability(result)
+    result["headline"] = headline(result)
 
 
 def _probe_checkpoints(checkpoints, inputs: ProbeInputs, refs: References, hooks):
