@@ -88,7 +88,7 @@ def bootstrap_intervals(
         w = np.bincount(flat, weights=counts[unit_of], minlength=len(refs.rows))
         rows = np.flatnonzero(w > 0)
         w, Y = w[rows], refs.beliefs[rows]
-        cells = {k: refs.cells[k][refs.rows][rows] for k in ks}
+        cells = {k: refs.heldout_cells[k][rows] for k in ks}
         deviations = {k: within_cell_deviations(cells[k], Y, w) for k in ks}
         for name, fit in fits.items():
             fine = {str(k): fine_structure(deviations[k], fit.pred[rows], cells[k], w)[0]

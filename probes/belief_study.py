@@ -99,7 +99,8 @@ class References:
 
     rows (R_ho,) held-out row indices; beliefs (R_ho, S); count, prob (R_ho,) their weights;
     by_position [index arrays into rows, one per position]; unseen: index array into rows of the
-    held-out rows no fit sequence shares; cells {k: (R,) k-gram cell per row}; deviations {k:
+    held-out rows no fit sequence shares; cells {k: (R,) k-gram cell per row} and heldout_cells
+    {k: (R_ho,) the held-out rows' cells}; deviations {k:
     (R_ho, S) held-out beliefs minus their k-gram cell mean (count weights), None when they are
     <= CONSTANT_VARIANCE x the total variation (every cell holds one belief: r2_fine undefined)};
     oracle {k: R² (coordinate mean) of the table of held-out cell means on the held-out rows}."""
@@ -111,6 +112,7 @@ class References:
     by_position: list[np.ndarray]
     unseen: np.ndarray
     cells: dict[int, np.ndarray]
+    heldout_cells: dict[int, np.ndarray]
     deviations: dict[int, np.ndarray | None]
     oracle: dict[int, float | None]
 
@@ -134,7 +136,8 @@ def references(inputs: ProbeInputs, k_max: int = KGRAM_MAX) -> References:
         rows=rows, beliefs=Y, count=count, prob=inputs.heldout_prob[rows],
         by_position=[np.flatnonzero(positions == t) for t in range(inputs.tokens.shape[1])],
         unseen=np.flatnonzero(inputs.fit_count[rows] == 0),
-        cells=cells, deviations=deviations, oracle=oracle,
+        cells=cells, heldout_cells={k: c[rows] for k, c in cells.items()},
+        deviations=deviations, oracle=oracle,
     )
 
 
@@ -144,7 +147,7 @@ def heldout_scores(pred: np.ndarray, refs: References) -> dict:
     fine, corr = {}, {}
     for k, dev in refs.deviations.items():
         fine[str(k)], corr[str(k)] = (None, None) if dev is None else fine_structure(
-            dev, pred, refs.cells[k][refs.rows], count
+            dev, pred, refs.heldout_cells[k], count
         )
     return {
         "r2_heldout": r2_score(Y, pred, count),
@@ -175,7 +178,7 @@ def probe_features(
     """Fit a probe on the fit rows of X (R, d) and score it held-out: (scores, held-out
     predictions). next_token (R, V): also score it beyond that next-token distribution."""
     refs = refs if refs is not None else references(inputs)
-    fit = _probe_blocks([X], {"x": slice(None)}, inputs, refs, next_token)["x"]
+    fit = _probe_blocks([X], {"x": slice(0, X.shape[1])}, inputs, refs, next_token)["x"]
     return fit.record, fit.pred
 
 
@@ -422,7 +425,7 @@ def _probe_blocks(
     beyond = None
     if next_token is not None:
         width = sum(f.shape[1] for f in features)
-        beyond = np.arange(width, width + next_token.shape[1])
+        beyond = slice(width, width + next_token.shape[1])
         features = [*features, next_token]
         targets.append(remainder_beyond(next_token, inputs.beliefs, inputs.fit_count))
     Y = np.concatenate(targets, axis=1)
@@ -441,7 +444,7 @@ def _probe_blocks(
 
 def hook_record(
     shared: Moments, folds: list[Moments], X_heldout: np.ndarray, cols: slice, refs: References,
-    beyond: np.ndarray | None = None, remainder: np.ndarray | None = None,
+    beyond: slice | None = None, remainder: np.ndarray | None = None,
 ) -> BlockFit:
     """THE place a probe's record is built: fit on the fit half's moments `shared` (ridge by
     cross-validation over `folds`), predict the held-out rows X_heldout[:, cols], score.
@@ -455,17 +458,18 @@ def hook_record(
     probe = BeliefProbe(ridge * gram_scale(m)).fit_moments(m)
     record = {"r2_insample": r2_insample(m.select(slice(None), beliefs), probe.coef_[:, beliefs],
                                          probe.intercept_[beliefs]), "ridge": ridge}
-    columns, coef, intercept = np.arange(X_heldout.shape[1])[cols], probe.coef_, probe.intercept_
+    parts, coef, intercept = [cols], probe.coef_, probe.intercept_
     if beyond is not None:
         # the layer with the next-token distribution beside it, on what that distribution misses
-        rest = slice(2 * S, 3 * S)
-        columns = np.concatenate([columns, beyond])
+        rest, parts = slice(2 * S, 3 * S), [cols, beyond]
+        columns = np.r_[cols, beyond]
         m = shared.select(columns, rest)
         ridge_rest = cv_ridge([f.select(columns, rest) for f in folds], slice(None))
         rest_probe = BeliefProbe(ridge_rest * gram_scale(m)).fit_moments(m)
-        coef = np.concatenate([np.pad(coef, ((0, len(beyond)), (0, 0))), rest_probe.coef_], 1)
+        extra = beyond.stop - beyond.start
+        coef = np.concatenate([np.pad(coef, ((0, extra), (0, 0))), rest_probe.coef_], 1)
         intercept = np.concatenate([intercept, rest_probe.intercept_])
-    predicted = _predict(X_heldout, columns, coef, intercept)  # one pass for every target
+    predicted = _predict(X_heldout, parts, coef, intercept)  # one pass for every target
     fit = BlockFit(record, predicted[:, beliefs])
     record.update(heldout_scores(fit.pred, refs))
     record["r2_shuffle"] = r2_score(refs.beliefs, predicted[:, S : 2 * S], refs.count)
@@ -478,15 +482,19 @@ def hook_record(
 
 
 def _predict(
-    X: np.ndarray, cols: np.ndarray, coef: np.ndarray, intercept: np.ndarray
+    X: np.ndarray, parts: list[slice], coef: np.ndarray, intercept: np.ndarray
 ) -> np.ndarray:
-    """X[:, cols] @ coef + intercept in float64, converting GRAM_CHUNK rows at a time (no float64
-    copy of the whole held-out matrix)."""
+    """X[:, parts side by side] @ coef + intercept in float64, converting GRAM_CHUNK rows at a
+    time (no float64 copy of the whole held-out matrix, no fancy-indexed copy of its columns)."""
     coef, intercept = torch.from_numpy(coef), torch.from_numpy(intercept)
     out = np.empty((len(X), coef.shape[1]))
     for start in range(0, len(X), GRAM_CHUNK):
-        chunk = torch.from_numpy(np.ascontiguousarray(X[start : start + GRAM_CHUNK, cols]))
-        out[start : start + GRAM_CHUNK] = (chunk.double() @ coef + intercept).numpy()
+        total, row = intercept.clone(), 0
+        for part in parts:
+            chunk = torch.from_numpy(np.ascontiguousarray(X[start : start + GRAM_CHUNK, part]))
+            total = total + chunk.double() @ coef[row : row + chunk.shape[1]]
+            row += chunk.shape[1]
+        out[start : start + GRAM_CHUNK] = total.numpy()
     return out
 
 
