@@ -3,9 +3,10 @@
 A sweep (experiments.sweep) over architectures × seeds (default 3): every `arch:act-fn` run is the
 study pipeline with the same process, recipe and budget, one run folder per seed
 (DIR/arch=rnn,act_fn=tanh,seed=0, ...). One figure (shared log-token axes: probe R², excess loss,
-spectral radius, saturated fraction; mean over seeds with a 95 % band), DIR/summary.csv (one row
-per architecture: the comparison columns, then the sweep's mean / sd / 95 % interval columns),
-DIR/summary.json and DIR/report.html compare them. Re-running resumes like any sweep.
+recurrent spectral radius (RNNs only), saturated fraction; mean over seeds with a 95 % band),
+DIR/summary.csv (one row per architecture: the comparison columns, then the sweep's mean / sd /
+95 % interval columns, the phase milestones among them), DIR/summary.json and DIR/report.html
+compare them. Re-running resumes like any sweep.
 """
 
 from __future__ import annotations
@@ -118,7 +119,9 @@ def comparison_row(out: Path, row: dict) -> dict:
             else f"{row['tokens_to_r2_0.9_mean']:.0f} ({reached}/{row['n_seeds']} seeds)"
         ),
         "first_spectral_radius_above_1": (
-            "never"
+            "not applied"  # a transformer iterates no map
+            if row["arch"] == "transformer"
+            else "never"
             if not first
             else f"{row['first_spectral_radius_above_1_mean']:.0f} ({first}/{row['n_seeds']} seeds)"
         ),
@@ -133,7 +136,7 @@ def write_comparison(out: Path, sweep_rows: list[dict], rows: list[dict], name: 
     from experiments.sweep_summary import band_figure, rows_csv, run_headline
 
     curves = {run: run_headline(out / run)[1] for row in sweep_rows for run in row["runs"]}
-    title = f"{name}: loss, spectral radius, saturation and belief geometry per architecture"
+    title = f"{name}: loss, recurrent radius, saturation and belief geometry per architecture"
     write_atomic(out / "comparison.png", band_figure(sweep_rows, curves, title))
     write_atomic(out / "summary.csv", rows_csv(rows))
     write_atomic(out / "report.html", comparison_report(out, rows, name))
@@ -164,9 +167,11 @@ def comparison_report(out: Path, rows: list[dict], process_name: str) -> str:
         f"<h1>Training phases compared on {html.escape(process_name)}</h1>",
         "<p>Same process, recipe and token budget for every run; each architecture is trained "
         "with several seeds. Numbers are means over seeds (summary.csv adds sd and 95 % "
-        "t-intervals); curves are means with 95 % bands. Spectral radius: full "
-        "residual map for transformers (the skip path adds the identity, so it starts near 1), "
-        "recurrent map dh_t/dh_{t-1} for RNNs (above 1 = perturbations grow along the sequence). "
+        "t-intervals); curves are means with 95 % bands. Spectral radius: the recurrent map "
+        "dh_t/dh_{t-1} of RNNs only (a transformer iterates no map, so no radius of it is read "
+        "against 1). Phase milestones (linear until, hybrid from, saturated or sparse from), "
+        "gains or active fractions, radii, Lyapunov exponents and the secant test at start and "
+        "end are in summary.csv with their intervals. "
         f"R² is the held-out linear-probe R² of the final layer; tokens to R² ≥ {R2_REACHED} is "
         "the first checkpoint that reaches it (mean over the seeds that reach it).</p>",
         f"<table><tr>{header}</tr>{body}</table>",

@@ -1,7 +1,10 @@
 """`beliefgeo processes` and `beliefgeo fractal`: the built-ins and true belief geometry.
 
 render_fractal writes OUT/fractal.png (mixed-state presentation beside the chaos game) and
-OUT/fractal.json (node counts, entropy rate, optimal loss by position, dimension estimate).
+OUT/fractal.json (node counts, entropy rate, optimal loss by position, dimension estimate). States
+are drawn where they live (hmm.plots.state_chart): the simplex for classical beliefs, the Bloch
+disk for a qubit, principal axes otherwise; a mixture or product gets one row per component or
+factor (its states are theirs: blocks of the mixture state, marginals of the product state).
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from hmm import BUILTINS, HMM, load_process
+from hmm import BUILTINS, GHMM, Mixture, Product, load_process
 from hmm.builtins import describe_params
 from hmm.files import writable_dir, write_atomic, write_json
 from hmm.fractal import box_counting_dimension
 from hmm.memory import check_fits
 from hmm.msp import BELIEF_DECIMALS, merge_beliefs
-from hmm.plots import plot_simplex
+from hmm.plots import plot_states, state_chart
 from hmm.progress import progress
 
 MAX_DEFAULT_NODES = 300_000
@@ -33,12 +36,19 @@ def describe_processes() -> str:
     for name, entry in BUILTINS.items():
         lines.append(f"  {name:<12} {entry.description}")
         lines.append(f"  {'':<12} parameters: {describe_params(name)}")
-    lines += ["", "Spec file: {\"name\", \"states\", \"symbols\", \"transitions\": {symbol: "
-              "[[P(emit symbol, go to j | in i)]]}, \"initial\": null}"]
+    lines += ["", "Spec file (docs/processes.md), by \"kind\":",
+              "  hmm (default)  {\"name\", \"states\", \"symbols\", \"transitions\": {symbol: "
+              "[[P(emit symbol, go to j | in i)]]}, \"initial\": null}",
+              "  ghmm           the same keys; matrices may be negative (checked for negative word "
+              "probabilities)",
+              "  mixture        {\"components\": [name | \"name:k=v\" | spec path | spec], "
+              "\"weights\": [...] summing to 1}",
+              "  product        {\"factors\": [name | \"name:k=v\" | spec path | spec]}: token = "
+              "tuple of factor symbols"]
     return "\n".join(lines)
 
 
-def default_depth(process: HMM, max_nodes: int = MAX_DEFAULT_NODES) -> int:
+def default_depth(process: GHMM, max_nodes: int = MAX_DEFAULT_NODES) -> int:
     """Largest depth (<= MAX_DEPTH) whose full tree, sum_{d<=depth} V^d nodes, fits in max_nodes."""
     V, depth, total = process.n_symbols, 0, 1
     while depth < MAX_DEPTH and total + V ** (depth + 1) <= max_nodes:
@@ -47,7 +57,7 @@ def default_depth(process: HMM, max_nodes: int = MAX_DEFAULT_NODES) -> int:
     return depth
 
 
-def msp_bytes(process: HMM, depth: int, cap: int = 2**62) -> int:
+def msp_bytes(process: GHMM, depth: int, cap: int = 2**62) -> int:
     """Peak bytes of the MSP to `depth` and its dedup (at most `cap`, so huge depths stay cheap):
     at most sum_{d<=depth} V^d nodes, each with its belief three times over (tree, rounded keys,
     sorted copy) and seven 8-byte indices."""
@@ -61,14 +71,14 @@ def msp_bytes(process: HMM, depth: int, cap: int = 2**62) -> int:
     return nodes * per_node
 
 
-def chaos_bytes(process: HMM, points: int) -> int:
+def chaos_bytes(process: GHMM, points: int) -> int:
     """Peak bytes of `points` chaos-game beliefs: tokens and states, the beliefs six times
     over (filter output, reordered copy, rounded keys, sorted copy, box-counting charts) and three
     indices."""
     return points * (2 * 8 + 6 * 8 * process.n_states + 3 * 8)
 
 
-def check_memory(process: HMM, depth: int, points: int) -> None:
+def check_memory(process: GHMM, depth: int, points: int) -> None:
     """Refuse, before allocating, a depth or point count whose arrays cannot fit in memory."""
 
     def largest_depth(free: int) -> str:
@@ -110,7 +120,7 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
     next(stages)
     chaos = p.chaos_game(int(points), seed=0)
     next(stages)
-    dimension = box_counting_dimension(chaos)
+    dimension = box_counting_dimension(chaos, right=p.right)
     complexity = p.statistical_complexity()
     loss = p.optimal_loss(LOSS_POSITIONS)
     summary = {
@@ -129,12 +139,12 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
         "dimension_source": "box counting on the chaos-game points (hmm.fractal); the sampled "
         "measure is uneven, so fine boxes are under-counted: read it with fit_range and "
         "local_slopes",
-        "dimension_msp": box_counting_dimension(distinct.beliefs),
+        "dimension_msp": box_counting_dimension(distinct.beliefs, right=p.right),
         "dimension_msp_source": "box counting on the distinct MSP beliefs to `depth` (the support)",
         "seconds": round(time.perf_counter() - started, 3),
     }
     next(stages)
-    fig = _figure(p, distinct.beliefs, chaos, depth, summary)
+    fig = _figure(p, distinct.beliefs, chaos, depth, summary, int(points))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=150)
     write_atomic(out / "fractal.png", buf.getvalue())
@@ -144,34 +154,68 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
     return summary
 
 
-def _figure(p: HMM, msp_beliefs: np.ndarray, chaos: np.ndarray, depth: int, summary: dict):
-    fig = Figure(figsize=(11, 5.8))  # no pyplot: no global backend switch, nothing to close
-    axes = fig.subplots(1, 2)
-    plot_simplex(axes[0], msp_beliefs, s=_marker_size(len(msp_beliefs)), labels=p.states,
-                 title=f"Every mixed state to depth {depth}: {len(msp_beliefs):,} distinct "
-                       f"beliefs\n({summary['n_nodes']:,} tree nodes); box-counting dimension ~ "
-                       f"{_dimension_text(summary['dimension_msp'])}")
-    visited = merge_beliefs(chaos, np.ones(len(chaos)))
-    dim_text = _dimension_text(summary["dimension"])
-    if len(visited.probs) <= 5000:  # few distinct beliefs: one marker each, area ~ visit frequency
-        sizes = 8 + 400 * visited.probs / visited.probs.max()
-        plot_simplex(axes[1], visited.beliefs, s=sizes, labels=p.states)
-    else:
-        plot_simplex(axes[1], chaos, s=_marker_size(len(chaos)), labels=p.states)
-    axes[1].set_title(f"Chaos game: {len(chaos):,} beliefs on sampled sequences after burn-in\n"
-                      f"{len(visited.probs):,} distinct; box-counting dimension ~ {dim_text}",
-                      fontsize=10)
+def _figure(p: GHMM, msp_states: np.ndarray, chaos: np.ndarray, depth: int, summary: dict,
+            points: int):
+    rows = _views(p, msp_states, chaos, depth, points)
+    fig = Figure(figsize=(11, 6.2 * len(rows)))  # no pyplot: no global backend switch
+    axes = np.asarray(fig.subplots(len(rows), 2)).reshape(len(rows), 2)
+    for (title, view, exact, sampled, view_depth), (left, right) in zip(rows, axes, strict=True):
+        chart = state_chart(view, exact)
+        head = f"{title}\n" if len(rows) > 1 else ""
+        plot_states(left, chart, exact, s=_marker_size(len(exact)),
+                    title=f"{head}every mixed state to depth {view_depth}: {len(exact):,} "
+                          f"distinct states" + ("" if len(rows) > 1 else
+                                                f"\n({summary['n_nodes']:,} tree nodes); "
+                                                "box-counting dimension ~ "
+                                                f"{_dimension_text(summary['dimension_msp'])}"))
+        visited = merge_beliefs(sampled, np.ones(len(sampled)))
+        if len(visited.probs) <= 5000:  # few distinct states: one marker each, area ~ frequency
+            sizes = 8 + 400 * visited.probs / visited.probs.max()
+            plot_states(right, chart, visited.beliefs, s=sizes)
+        else:
+            plot_states(right, chart, sampled, s=_marker_size(len(sampled)))
+        right.set_title(f"{head}chaos game: {len(sampled):,} states on sampled sequences after "
+                        f"burn-in\n{len(visited.probs):,} distinct" + (
+                            "" if len(rows) > 1 else "; box-counting dimension ~ "
+                            f"{_dimension_text(summary['dimension'])}"), fontsize=10)
     cmu = summary["statistical_complexity"]
     cmu_text = "n/a (the MSP does not close)" if cmu is None else f"{cmu:.3f} nats"
     fig.suptitle(
-        f"{p.name}: exact (left) and sampled (right) beliefs in the {p.n_states}-state simplex\n"
-        f"colour = belief ({'RGB' if p.n_states == 3 else 'mix of corner colours'}); "
+        f"{p.name}: exact (left) and sampled (right) states {_where(p, rows)}\n"
         f"entropy rate {summary['entropy_rate']:.4f} nats/symbol; statistical complexity "
         f"{cmu_text}",
         fontsize=10,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.02, 1, 1 - 0.05 / len(rows)))
     return fig
+
+
+def _views(p: GHMM, msp_states: np.ndarray, chaos: np.ndarray, depth: int, points: int) -> list:
+    """(title, process, exact states, sampled states, depth) per row: the process itself, or each
+    mixture component / product factor with its own mixed states and chaos game."""
+    if isinstance(p, Mixture | Product):
+        parts = p.components if isinstance(p, Mixture) else p.factors
+        kind = "component" if isinstance(p, Mixture) else "factor"
+        rows = []
+        for k, part in enumerate(parts):
+            part_depth = default_depth(part)
+            check_memory(part, part_depth, points)
+            rows.append((f"{kind} {k} {part.name}", part, part.msp(part_depth).unique().beliefs,
+                         part.chaos_game(points, seed=k + 1), part_depth))
+        return rows
+    return [(p.name, p, msp_states, chaos, depth)]
+
+
+def _where(p: GHMM, rows: list) -> str:
+    """Words for the coordinates of the figure's rows."""
+    kinds = []
+    for _, view, exact, _, _ in rows:
+        chart = state_chart(view, exact)
+        kinds.append({"simplex": f"in the {view.n_states}-state simplex (colour = belief)",
+                      "bloch": "in the Bloch disk (colour = first coordinate)",
+                      "pca": f"on the first two principal axes of the {view.n_states}-dimensional "
+                             "states (colour = first axis)"}[chart.kind])
+    return kinds[0] if len(set(kinds)) == 1 else "; ".join(dict.fromkeys(kinds))
 
 
 def _marker_size(n: int) -> float:

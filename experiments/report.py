@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from hmm import load_process
 from hmm.errors import InvalidInput
 from hmm.files import read_json, write_atomic, write_json
 from models.architectures import CONCAT, final_layer_hook, hook_label
@@ -181,18 +182,32 @@ def run_numbers(run: Path, data: dict | None = None) -> dict:
         numbers["final_phase"] = {
             k: v.get("phase") for k, v in (end.get("units") or {}).items() if isinstance(v, dict)
         }
-        numbers["final_radius"] = _get(end, "jacobian", "spectral_radius_mean")
+        # a transformer's radius is never read against 1: nothing is iterated
+        recurrent = radius_rule_applies(phases)
+        numbers["final_radius"] = (
+            _get(end, "jacobian", "spectral_radius_mean") if recurrent else None
+        )
+        secant = _get(end, "jacobian", "secant", "state_vs_belief") or {}
         numbers["phase_line"] = (
-            "first checkpoint with mean spectral radius > 1: "
-            + (f"{flagged:,} tokens" if isinstance(flagged, int) else "none")
-            + ("" if radius_rule_applies(phases) else " (not applied to a transformer)")
-            + f"; final radius {_num(numbers['final_radius'], 3)}"
-            + (
-                "; final unit phases: "
-                + ", ".join(f"{k} {v}" for k, v in numbers["final_phase"].items())
-                if numbers["final_phase"]
-                else ""
+            (
+                "first checkpoint with mean spectral radius > 1: "
+                + (f"{flagged:,} tokens" if isinstance(flagged, int) else "none")
+                + f"; final radius {_num(numbers['final_radius'], 3)}"
+                + (
+                    f"; secant test {'passes' if secant['passes'] else 'fails'} (state forgets "
+                    f"{_num(_get(end, 'jacobian', 'secant', 'rate_state'), 3)}/token, belief "
+                    f"{_num(_get(end, 'jacobian', 'secant', 'rate_belief'), 3)})"
+                    if secant
+                    else ""
+                )
             )
+            if recurrent
+            else "transformer: no iterated map, so no spectral-radius rule"
+        ) + (
+            "; final unit phases: "
+            + ", ".join(f"{k} {v}" for k, v in numbers["final_phase"].items())
+            if numbers["final_phase"]
+            else ""
         )
     return numbers
 
@@ -332,8 +347,9 @@ def _settings(config: dict) -> str:
     rows = []
     process = config["process"]
     rows.append(["process", "name", process.get("name")])
-    rows.append(["process", "states × symbols",
-                 f"{len(process.get('states', []))} × {len(process.get('symbols', []))}"])
+    built = load_process(process)  # a mixture or product spec lists parts, not states
+    rows.append(["process", "states × symbols", f"{built.n_states} × {built.n_symbols}"
+                 + ("" if built.kind == "hmm" else f" ({built.kind})")])
     rows.append(["model", "architecture", config["arch"]])
     for key, value in config["model"].items():
         rows.append(["model", key, _value(value)])
@@ -616,10 +632,16 @@ def _phases(run: Path, phases: dict) -> list[str]:
         when = "not applied: a transformer iterates no map (see the rule below)"
     parts.append(f"<p>First checkpoint whose mean spectral radius exceeds 1: {when}.</p>")
     rows = []
-    for key, label in (("jacobian.spectral_radius_mean", "spectral radius (mean over batch)"),
-                       ("jacobian.spectral_norm_mean", "spectral norm (mean over batch)"),
-                       ("jacobian.lyapunov", "largest Lyapunov exponent (nats/token)"),
-                       ("sign_flip_frac", "update sign-flip fraction (0.5 = random walk)")):
+    recurrent = [("jacobian.spectral_radius_quantiles.q50", "spectral radius (median over batch)"),
+                 ("jacobian.spectral_radius_mean", "spectral radius (mean over batch)"),
+                 ("jacobian.lyapunov_window", "Lyapunov exponent over the trained window"),
+                 ("jacobian.lyapunov", "largest Lyapunov exponent, long-run (nats/token)"),
+                 ("jacobian.secant.rate_state", "secant rate of the state (nats/token)"),
+                 ("jacobian.secant.rate_readout", "secant rate of the probe read-out")]
+    noise = _get(end, "sign_flip_null")
+    flips = [("sign_flip_frac", "update sign-flip fraction (the optimiser on pure noise: "
+              f"{_num(noise, 3)})")]  # fmt: skip
+    for key, label in (recurrent if radius_rule_applies(phases) else []) + flips:
         value = _get(end, *key.split("."))
         if value is None and key not in null:
             continue
@@ -632,13 +654,14 @@ def _phases(run: Path, phases: dict) -> list[str]:
         parts.append(_table(["diagnostic", "trained", "at initialisation",
                              "re-initialised networks (mean ± sd)"], rows))
     units = end.get("units") or {}
-    if units:
+    if units:  # tanh/sigmoid layers by their gain, ReLU-like ones by their active fraction
         parts.append(_table(
-            ["layer", "phase", "linear fraction", "saturated fraction", "dead fraction",
-             "gain E[f′(z)]/f′(0)"],
-            [[layer, u.get("phase", "—"), _num(u.get("linear_frac"), 3),
-              _num(u.get("saturated_frac"), 3), _num(u.get("dead_frac"), 3),
-              _num(u.get("gain_mean"), 3)] for layer, u in units.items() if isinstance(u, dict)]))
+            ["layer", "phase", "measure", "value", "linear fraction", "saturated fraction",
+             "dead fraction"],
+            [[layer, u.get("phase", "—"), u.get("measure", "gain"),
+              _num(u.get("gain_mean", u.get("active_frac")), 3), _num(u.get("linear_frac"), 3),
+              _num(u.get("saturated_frac"), 3), _num(u.get("dead_frac"), 3)]
+             for layer, u in units.items() if isinstance(u, dict)]))
     belief = phases.get("belief_update") or {}
     if belief:
         parts.append(
@@ -646,6 +669,13 @@ def _phases(run: Path, phases: dict) -> list[str]:
             "have to iterate): mean one-step spectral radius "
             f"{_num(belief.get('spectral_radius_mean'))}, largest Lyapunov exponent "
             f"{_num(belief.get('lyapunov'))} nats/token.</p>")
+    settled = _get(phases, "sharpness_settled", "first_shown_tokens")
+    if _get(phases, "sharpness_settled", "step") is not None:
+        parts.append("<p>Adam's preconditioned sharpness is shown from step "
+                     f"{phases['sharpness_settled']['step']} ("
+                     + (f"{settled:,} tokens" if isinstance(settled, int) else "no checkpoint")
+                     + "), once its second-moment estimate has settled; "
+                     + html.escape(phases["sharpness_settled"].get("rule", "")) + "</p>")
     for key in ("spectral_radius_meaning", "unit_phase_rule", "sharpness_rule"):
         if isinstance(phases.get(key), str):
             parts.append(f"<p>{html.escape(phases[key])}</p>")

@@ -10,8 +10,11 @@ Headline numbers of one run (None where the run has no such number):
   final_r2_beyond_prediction   the final layer's r2_beyond_prediction (docs/probes.md)
   r2_heldout:<hook>            the same per probed layer
   tokens_to_r2_0.9             tokens of the first checkpoint whose final-layer R² >= 0.9
-  first_spectral_radius_above_1, final_spectral_radius_mean, final_saturated_frac,
-  final_linear_frac, final_sharpness, final_sign_flip_frac   from phases.json
+  first_spectral_radius_above_1, final_spectral_radius_mean (recurrent networks only: a
+  transformer's radius is never read against 1), final_saturated_frac, final_linear_frac,
+  final_sharpness, final_sign_flip_frac, final_sign_flip_null   from phases.json
+  linear_until, hybrid_from, saturated_from, sparse_from, gain_*, active_*, radius_*,
+  lyapunov_*, secant_*   the phase milestones (probes.phase_study.phase_milestones)
 Per setting and number: <name>_mean, <name>_sd (n-1), <name>_ci95_low, <name>_ci95_high
 (mean ± t_{0.975, n-1} · sd / √n), over the seeds that have the number; n_seeds counts finished
 seeds, <name>_n how many of them have it (tokens_to_r2_0.9: how many reached 0.9).
@@ -30,6 +33,7 @@ import numpy as np
 
 from hmm.files import read_json, write_atomic, write_json
 from models.run_files import read_metrics
+from probes.phase_study import MILESTONE_KEYS, phase_milestones
 
 R2_REACHED = 0.9
 STAT_SUFFIXES = ("mean", "sd", "ci95_low", "ci95_high", "n")
@@ -37,7 +41,8 @@ FIXED_HEADLINES = (
     "final_exact_excess_loss", "final_r2_heldout", "final_r2_concat", "final_next_token_r2",
     "final_r2_beyond_prediction", "tokens_to_r2_0.9",
     "first_spectral_radius_above_1", "final_spectral_radius_mean", "final_saturated_frac",
-    "final_linear_frac", "final_sharpness", "final_sign_flip_frac",
+    "final_linear_frac", "final_sharpness", "final_sign_flip_frac", "final_sign_flip_null",
+    *MILESTONE_KEYS,
 )  # fmt: skip
 
 
@@ -78,16 +83,20 @@ def run_headline(run: Path) -> tuple[dict, dict]:
     if phases and phases.get("checkpoints"):
         entries = phases["checkpoints"]
         last = entries[-1]
+        recurrent = last.get("jacobian", {}).get("kind") == "recurrent"
         numbers["first_spectral_radius_above_1"] = phases.get("first_spectral_radius_above_1")
-        numbers["final_spectral_radius_mean"] = last.get("jacobian", {}).get("spectral_radius_mean")
+        if recurrent:  # nothing is iterated in a transformer: its radius means nothing vs 1
+            numbers["final_spectral_radius_mean"] = last["jacobian"].get("spectral_radius_mean")
+            curves["spectral_radius_mean"] = [
+                (e["tokens"], e["jacobian"]["spectral_radius_mean"]) for e in entries
+            ]
         numbers["final_saturated_frac"] = _unit_mean(last, "saturated_frac")
         numbers["final_linear_frac"] = _unit_mean(last, "linear_frac")
         numbers["final_sharpness"] = last.get("sharpness")
-        flips = [e.get("sign_flip_frac") for e in entries if e.get("sign_flip_frac") is not None]
-        numbers["final_sign_flip_frac"] = flips[-1] if flips else None
-        curves["spectral_radius_mean"] = [
-            (e["tokens"], e["jacobian"]["spectral_radius_mean"]) for e in entries
-        ]
+        flips = [e for e in entries if e.get("sign_flip_frac") is not None]
+        numbers["final_sign_flip_frac"] = flips[-1]["sign_flip_frac"] if flips else None
+        numbers["final_sign_flip_null"] = flips[-1].get("sign_flip_null") if flips else None
+        numbers.update(phase_milestones(phases))
         curves["saturated_frac"] = [(e["tokens"], _unit_mean(e, "saturated_frac")) for e in entries]
     return numbers, curves
 
@@ -200,7 +209,7 @@ def rows_csv(rows: list[dict]) -> str:
 CURVE_PANELS = (
     ("r2_final_layer", "held-out probe R² (final layer)", "linear"),
     ("excess_loss", "excess loss (nats/token; exact where evaluated)", "log"),
-    ("spectral_radius_mean", "mean spectral radius", "log"),
+    ("spectral_radius_mean", "mean recurrent spectral radius (RNNs)", "log"),
     ("saturated_frac", "saturated fraction of units", "linear"),
 )
 

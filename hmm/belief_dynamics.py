@@ -18,9 +18,20 @@ with Q (S x (S-1)) an orthonormal basis of the plane, the map on the simplex is 
   process (stationary hidden chain), evaluated at the exact beliefs; computed by renormalising
   one tangent vector every step (the one-vector case of the QR method; Benettin et al. 1980).
   Negative means the filter contracts (forgets its starting belief) at that rate in nats/token.
+* finite-time exponent over a window of L symbols from the initial belief:
+  (1/L) log sigma_max(M_L ... M_1), the most a perturbation of the starting belief can grow (or
+  least it shrinks) per symbol within the window a network is trained on. It differs from the
+  long-run exponent (early steps from the stationary belief contract differently), so a network
+  is compared with the filter over the same window.
 
-`largest_lyapunov` is the one home of the renormalised-product estimate: probes use it for the
-recurrent networks' step Jacobians too. Pure numpy; imports only hmm.
+A GHMM (hmm.process) has the same update with the normaliser s = tau^T A^T eta: its states live
+on the plane tau^T eta = 1, perturbations on {v : tau^T v = 0}, and D = (I - f tau^T) A^T / s;
+every function below takes the process's tau, so the simplex is the case tau = 1.
+
+`largest_lyapunov` and `finite_time_lyapunov` are the one home of these estimates, and
+`quantile_summary` of the quantiles every per-step or per-unit distribution is reported with:
+probes use them for the recurrent networks' step Jacobians and the units too. Pure numpy;
+imports only hmm.
 """
 
 from __future__ import annotations
@@ -28,13 +39,19 @@ from __future__ import annotations
 import numpy as np
 
 from hmm.errors import InvalidInput
-from hmm.process import HMM
+from hmm.process import GHMM, HMM
 
 
-def tangent_basis(n_states: int) -> np.ndarray:
-    """Orthonormal basis of the plane {v : sum v = 0}: (S, S-1), the same for every call."""
+def tangent_basis(n_states: int, right: np.ndarray | None = None) -> np.ndarray:
+    """Orthonormal basis of the plane {v : right . v = 0}: (S, S-1), the same for every call.
+
+    right None or all ones: the simplex's plane {sum v = 0} (Helmert contrasts); otherwise a GHMM's
+    (the SVD complement of tau)."""
     if n_states < 2:
         raise InvalidInput(f"a simplex tangent plane needs >= 2 states, got {n_states}")
+    if right is not None and not np.array_equal(right, np.ones(n_states)):
+        _, _, vt = np.linalg.svd(np.asarray(right, dtype=np.float64)[None])
+        return vt[1:].T
     # Helmert contrasts: column k = (1, ..., 1, -k, 0, ...) / norm, orthonormal and sum zero
     basis = np.zeros((n_states, n_states - 1))
     for k in range(1, n_states):
@@ -44,7 +61,7 @@ def tangent_basis(n_states: int) -> np.ndarray:
     return basis
 
 
-def update_jacobian(process: HMM, beliefs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+def update_jacobian(process: GHMM, beliefs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
     """D_x(b) = d f_x(b) / d b in the ambient coordinates: beliefs (..., S), symbols (...) ->
     (..., S, S), D[..., i, j] = d f_x(b)_i / d b_j. Symbols of probability zero at b -> NaN."""
     beliefs = np.asarray(beliefs, dtype=np.float64)
@@ -52,16 +69,26 @@ def update_jacobian(process: HMM, beliefs: np.ndarray, symbols: np.ndarray) -> n
     a_t = np.swapaxes(process.T[symbols], -1, -2)  # (..., S, S) = A^T
     g = np.einsum("...ij,...j->...i", a_t, beliefs)  # A^T b
     with np.errstate(divide="ignore", invalid="ignore"):
-        s = g.sum(axis=-1)
+        s = process.mass(g)
         f = g / s[..., None]
-        centre = np.eye(process.n_states) - f[..., :, None]  # (I - f 1^T)
+        centre = np.eye(process.n_states) - f[..., :, None] * process.right  # (I - f tau^T)
         return centre @ a_t / s[..., None, None]
 
 
-def simplex_jacobian(process: HMM, beliefs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
-    """M = Q^T D_x(b) Q, the Jacobian on the simplex: (..., S), (...) -> (..., S-1, S-1)."""
-    q = tangent_basis(process.n_states)
+def simplex_jacobian(process: GHMM, beliefs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+    """M = Q^T D_x(b) Q, the Jacobian on the simplex (a GHMM's state plane): (..., S), (...) ->
+    (..., S-1, S-1)."""
+    q = tangent_basis(process.n_states, process.right)
     return q.T @ update_jacobian(process, beliefs, symbols) @ q
+
+
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def quantile_summary(values) -> dict[str, float]:
+    """{"q10", "q25", "q50", "q75", "q90"} of the values (any array-like, flattened)."""
+    found = np.quantile(np.asarray(values, dtype=np.float64).reshape(-1), QUANTILES)
+    return {f"q{round(100 * q)}": float(v) for q, v in zip(QUANTILES, found, strict=True)}
 
 
 def spectral_radius(matrices: np.ndarray) -> np.ndarray:
@@ -97,8 +124,30 @@ def largest_lyapunov(jacobians: np.ndarray, burn_in: int = 0, seed: int = 0) -> 
     return total / (length - burn_in)
 
 
+def finite_time_lyapunov(jacobians: np.ndarray) -> np.ndarray:
+    """(1/L) log sigma_max(J_(L-1) ... J_0) of each sequence of step Jacobians (n, L, d, d) -> (n,),
+    nats per step: the largest growth of any perturbation of the state before step 0 over the
+    whole window (no burn-in, no random vector). The product is renormalised every step so long
+    windows do not underflow; -inf where it becomes exactly 0."""
+    jacobians = np.asarray(jacobians, dtype=np.float64)
+    if jacobians.ndim != 4 or jacobians.shape[-1] != jacobians.shape[-2]:
+        raise InvalidInput(f"jacobians need shape (n, L, d, d), got {jacobians.shape}")
+    n, length, d = jacobians.shape[:3]
+    product = np.broadcast_to(np.eye(d), (n, d, d)).copy()
+    log_scale = np.zeros(n)
+    for t in range(length):
+        product = jacobians[:, t] @ product
+        scale = np.linalg.norm(product, axis=(1, 2))
+        with np.errstate(divide="ignore"):
+            log_scale += np.log(scale)
+        product /= np.where(scale > 0, scale, 1.0)[:, None, None]
+    top = np.linalg.norm(product, ord=2, axis=(1, 2))
+    with np.errstate(divide="ignore"):
+        return (log_scale + np.log(top)) / length
+
+
 def belief_path(
-    process: HMM, n_sequences: int, length: int, seed: int = 0
+    process: GHMM, n_sequences: int, length: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sampled symbols (n, L) and the exact belief *before* each of them (n, L, S): the initial
     (stationary) belief, then the belief after each earlier symbol."""
@@ -109,7 +158,7 @@ def belief_path(
 
 
 def belief_update_dynamics(
-    process: HMM,
+    process: GHMM,
     n_sequences: int = 8,
     length: int = 4000,
     burn_in: int = 100,
@@ -118,9 +167,10 @@ def belief_update_dynamics(
     """The belief update's one-step spectral radius and largest Lyapunov exponent along stationary
     sequences sampled from `process` (reproducible from `seed`).
 
-    -> {"spectral_radius_mean", "spectral_radius_max", "frac_radius_above_1" (over the visited
-    (belief, symbol) pairs after burn-in), "lyapunov" (mean over sequences, nats/token),
-    "lyapunov_sd" (between sequences), "n_sequences", "length", "burn_in", "seed"}.
+    -> {"spectral_radius_mean", "spectral_radius_max", "spectral_radius_quantiles",
+    "frac_radius_above_1" (over the visited (belief, symbol) pairs after burn-in), "lyapunov"
+    (mean over sequences, nats/token), "lyapunov_sd" (between sequences), "n_sequences",
+    "length", "burn_in", "seed"}.
     """
     tokens, before = belief_path(process, n_sequences, length, seed)
     steps = simplex_jacobian(process, before, tokens)  # (n, L, S-1, S-1)
@@ -129,6 +179,7 @@ def belief_update_dynamics(
     return {
         "spectral_radius_mean": float(radius.mean()),
         "spectral_radius_max": float(radius.max()),
+        "spectral_radius_quantiles": quantile_summary(radius),
         "frac_radius_above_1": float((radius > 1).mean()),
         "lyapunov": float(exponents.mean()),
         "lyapunov_sd": float(exponents.std(ddof=1)) if n_sequences > 1 else 0.0,
@@ -136,6 +187,25 @@ def belief_update_dynamics(
         "length": int(length),
         "burn_in": int(burn_in),
         "seed": int(seed),
+    }
+
+
+def window_lyapunov(process: GHMM, tokens: np.ndarray) -> dict:
+    """The filter's finite-time exponent over windows tokens (n, L) from the initial belief: the
+    window a network is trained on. -> {"lyapunov_window" (mean over sequences, nats/token;
+    null when the filter synchronises, -inf), "lyapunov_window_sd", "window" (L),
+    "window_sequences" (n)}."""
+    tokens = np.asarray(tokens)
+    after = process.beliefs(tokens)
+    start = np.broadcast_to(process.initial, (len(tokens), 1, process.n_states))
+    before = np.concatenate([start, after[:, :-1]], axis=1)
+    exponents = finite_time_lyapunov(simplex_jacobian(process, before, tokens))
+    finite = bool(np.isfinite(exponents).all())
+    return {
+        "lyapunov_window": float(exponents.mean()) if finite else None,
+        "lyapunov_window_sd": float(exponents.std(ddof=1)) if finite and len(tokens) > 1 else None,
+        "window": int(tokens.shape[1]),
+        "window_sequences": int(len(tokens)),
     }
 
 

@@ -1,6 +1,10 @@
 """Built-in processes: constructors, parameters with defaults and ranges, one-line descriptions.
 
 BUILTINS is the single list of built-in names (used by `load_process` and `beliefgeo processes`).
+Classical HMMs first, then the generalized ones of Riechers, Elliott & Shai 2025 (arXiv
+2507.07432): the quantum Bloch walk and the post-quantum Fanizza and Moon processes, with the
+parameters of the authors' public reference tests (Astera-org/simplexity); docs/processes.md
+gives every definition and source.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hmm.errors import InvalidInput
-from hmm.process import HMM
+from hmm.process import GHMM, HMM
+from hmm.quantum import bloch_walk_kraus, instrument_ghmm
 
 
 @dataclass(frozen=True)
@@ -25,7 +30,7 @@ class Param:
 
 @dataclass(frozen=True)
 class Builtin:
-    build: Callable[..., HMM]
+    build: Callable[..., GHMM]
     params: dict[str, Param]
     description: str
 
@@ -97,6 +102,48 @@ def random_hmm(states: int = 3, symbols: int = 2, seed: int = 0, sparsity: float
     return HMM(T, name=name)
 
 
+def bloch_walk(alpha: float = 1.0, beta: float = 4.3) -> GHMM:
+    """The Bloch walk (tom_quantum): a qubit weakly measured along z or x at random each step;
+    4 symbols (z+, z-, x+, x-), states (1, r_x, r_z) in the Bloch disk (hmm.quantum)."""
+    return instrument_ghmm(bloch_walk_kraus(alpha, beta), f"bloch_walk(alpha={alpha:g},"
+                           f"beta={beta:g})", symbols=["z+", "z-", "x+", "x-"])
+
+
+def fanizza(alpha: float = 2000.0, lamb: float = 0.49) -> GHMM:
+    """The Fanizza process (Fanizza, Lumbreras & Winter 2024): symbol a resets the 4-dim state to
+    pi0 with weight eta . w, symbol b rotates two coordinates by alpha and contracts by lamb; no
+    finite-dimensional quantum model generates it (for alpha / pi irrational)."""
+    c, s = np.cos(alpha), np.sin(alpha)
+    den = 1 - 2 * lamb * c + lamb**2
+    a_la, b_la = (1 - lamb * c + lamb * s) / den, (1 - lamb * c - lamb * s) / den
+    pi0 = np.array([1 - (2 / (1 - lamb) - a_la - b_la) / 4, 1 / (2 * (1 - lamb)),
+                    -a_la / 4, -b_la / 4])
+    w = np.array([1, 1 - lamb, 1 + lamb * (s - c), 1 - lamb * (s + c)])
+    rotate = lamb * np.array([[0, 0, 0, 0], [0, 1, 0, 0], [0, 0, c, -s], [0, 0, s, c]])
+    return GHMM(np.stack([np.outer(w, pi0), rotate]),
+                name=f"fanizza(alpha={alpha:g},lamb={lamb:g})", symbols=["a", "b"])
+
+
+def moon(alpha: float = 2.7, beta: float = 0.5) -> GHMM:
+    """The Moon process (post_quantum in the authors' code; named for its crescent of states): a
+    hidden x > 0 reset to 1 with weight x - 1 - ln x, or multiplied by alpha or beta, encoded
+    linearly as eta(x) = (x, -1 - ln x, -1); matrices scaled so sum_x T[x] has spectral radius 1.
+    Needs alpha > 1 > beta > 0, alpha + beta != 2 (and ln alpha / ln beta irrational, which no
+    float can show)."""
+    if not alpha > 1 > beta > 0 or abs(alpha + beta - 2) < 1e-12:
+        raise InvalidInput(f"needs alpha > 1 > beta > 0 and alpha + beta != 2 (got {alpha:g}, "
+                           f"{beta:g})")
+    reset = np.outer([1.0, 1.0, 0.0], [1.0, -1.0, -1.0])  # eta(x) @ reset = (x - 1 - ln x) eta(1)
+
+    def scale_by(m: float) -> np.ndarray:  # eta(x) @ scale_by(m) = eta(m x)
+        return np.array([[m, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, np.log(m), 1.0]])
+
+    T = np.stack([reset, scale_by(alpha), scale_by(beta)])
+    T /= np.abs(np.linalg.eigvals(T.sum(axis=0))).max()
+    return GHMM(T, name=f"moon(alpha={alpha:g},beta={beta:g})", states=["x", "-1-ln x", "-1"],
+                symbols=["reset", "alpha", "beta"])
+
+
 BUILTINS: dict[str, Builtin] = {
     "mess3": Builtin(
         mess3,
@@ -125,7 +172,29 @@ BUILTINS: dict[str, Builtin] = {
          "sparsity": Param(0.0, 0.0, 0.95, help="fraction of zeroed entries")},
         "a seeded random ergodic HMM, for probing new geometries and for tests",
     ),
+    "bloch_walk": Builtin(
+        bloch_walk,
+        {"alpha": Param(1.0, 0.0, 1000.0, help="identity weight of the Kraus operators"),
+         "beta": Param(4.3, 0.0, 1000.0, help="Pauli weight (measurement strength)")},
+        "quantum (a.k.a. tom_quantum): a qubit measured weakly along z or x; 4 symbols, states in "
+        "the Bloch disk (1, r_x, r_z)",
+    ),
+    "fanizza": Builtin(
+        fanizza,
+        {"alpha": Param(2000.0, -1e6, 1e6, help="rotation angle, radians"),
+         "lamb": Param(0.49, 0.0, 0.99, help="contraction per b")},
+        "post-quantum: 2 symbols, 4-dim states; no finite quantum model (Fanizza et al. 2024)",
+    ),
+    "moon": Builtin(
+        moon,
+        {"alpha": Param(2.7, 1.0, 1000.0, help="growth factor (> 1)"),
+         "beta": Param(0.5, 0.0, 1.0, help="shrink factor (in (0, 1))")},
+        "post-quantum: 3 symbols, 3-dim states on a crescent (post_quantum in the authors' code)",
+    ),
 }
+
+
+CLASSICAL = ("mess3", "rrxor", "z1r", "even", "golden_mean", "random")
 
 
 def build_builtin(name: str, overrides: dict[str, str]) -> HMM:
@@ -153,6 +222,8 @@ def build_builtin(name: str, overrides: dict[str, str]) -> HMM:
     try:
         return entry.build(**values)
     except InvalidInput as exc:
+        if name not in CLASSICAL:  # the GHMM's own message names the process and the word
+            raise InvalidInput(f"{name}: {exc}; change the parameters") from None
         raise InvalidInput(
             f"{name} with {values} is not a valid ergodic HMM ({exc}); change the parameters"
         ) from None

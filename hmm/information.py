@@ -19,7 +19,7 @@ from hmm.errors import InvalidInput
 from hmm.msp import BELIEF_DECIMALS, expand_level, merge_beliefs
 
 if TYPE_CHECKING:
-    from hmm.process import HMM
+    from hmm.process import GHMM
 
 MAX_LEVEL_NODES = 2_000_000  # exact level-by-level work stops here (Mess3: depth 13)
 ALWAYS_MERGE = 50_000  # levels up to this size are always de-duplicated (cheap); larger ones only
@@ -35,7 +35,7 @@ def entropy(probs: np.ndarray) -> np.ndarray:
 
 
 def _conditional_entropy_levels(
-    process: HMM, start: np.ndarray, max_nodes: int = MAX_LEVEL_NODES
+    process: GHMM, start: np.ndarray, max_nodes: int = MAX_LEVEL_NODES
 ) -> Iterator[float]:
     """Yield H(X_t | X_<t) for t = 0, 1, ... from belief `start` until a level exceeds max_nodes.
 
@@ -57,7 +57,7 @@ def _conditional_entropy_levels(
             beliefs, probs = merged.beliefs, merged.probs
 
 
-def conditional_entropies(process: HMM, length: int) -> tuple[np.ndarray, int]:
+def conditional_entropies(process: GHMM, length: int) -> tuple[np.ndarray, int]:
     """H(X_t | X_<t) from `process.initial` for t = 0..length-1: (values (length,), exact_depth).
 
     Positions >= exact_depth (where a level would exceed MAX_LEVEL_NODES distinct beliefs) repeat
@@ -71,7 +71,7 @@ def conditional_entropies(process: HMM, length: int) -> tuple[np.ndarray, int]:
     return np.concatenate([values, np.full(length - exact, values[-1] if exact else 0.0)]), exact
 
 
-def optimal_loss(process: HMM, length: int) -> np.ndarray:
+def optimal_loss(process: GHMM, length: int) -> np.ndarray:
     """Exact expected -log P(x_t | x_<t) under the process, t = 0..length-1: (length,) nats.
 
     Position 0 is the entropy of the initial predictive. Exact (up to float rounding) while the
@@ -93,21 +93,28 @@ def optimal_loss(process: HMM, length: int) -> np.ndarray:
     return values
 
 
-def entropy_rate(process: HMM, tol: float = 1e-12, max_depth: int = 200) -> float:
+def entropy_rate(process: GHMM, tol: float = 1e-12, max_depth: int = 200,
+                 patience: int = 3) -> float:
     """Entropy rate h (nats/symbol).
 
-    Unifilar presentations: exactly sum_i pi_i H(X | state i). Otherwise: H(X_t | X_<t) from the
-    stationary start at the deepest t computed (until successive values differ by < tol, or a level
-    exceeds MAX_LEVEL_NODES); this is an upper bound that converges to h from above (Mess3:
-    depth 13, within ~1e-8 of h).
+    Unifilar presentations: exactly sum_i pi_i H(X | state i). A finite mixed-state chain (the
+    recurrent causal states of `statistical_complexity`, for any GHMM): exactly the same sum over
+    causal states. Otherwise: H(X_t | X_<t) from the stationary start at the deepest t computed
+    (until `patience` successive values differ by < tol, since a plateau can be transient (RRXOR:
+    ln 2 twice, then 0.46), or a level exceeds MAX_LEVEL_NODES); this is an upper bound that
+    converges to h from above (Mess3: depth 13, within ~1e-8 of h).
     """
     pi = process.stationary if process.stationary is not None else process.initial
     if process.is_unifilar():
         emissions = process.T.sum(axis=2).T  # (S, V) P(x | state)
         return float(pi @ entropy(emissions))
-    previous = np.inf
+    causal = statistical_complexity(process)
+    if causal.finite:
+        return float(causal.probs @ entropy(process.predictive(causal.beliefs)))
+    previous, flat = np.inf, 0
     for value in itertools.islice(_conditional_entropy_levels(process, pi), max_depth + 1):
-        if abs(previous - value) < tol:
+        flat = flat + 1 if abs(previous - value) < tol else 0
+        if flat >= patience:
             break
         previous = value
     return value
@@ -134,7 +141,7 @@ class CausalStates:
 
 
 def statistical_complexity(
-    process: HMM, depth: int = 64, decimals: int = BELIEF_DECIMALS, max_states: int = 10_000
+    process: GHMM, depth: int = 64, decimals: int = BELIEF_DECIMALS, max_states: int = 10_000
 ) -> CausalStates:
     """C_mu from the mixed states reached from the stationary belief, when they are finitely many.
 
@@ -162,8 +169,8 @@ def statistical_complexity(
                 "depth; statistical complexity is not available from a finite MSP",
             )
         joint = process.joint(frontier)  # (n, V, S)
-        cond = joint.sum(axis=2)
-        parents, symbols = np.nonzero(cond > 0)
+        cond = process.mass(joint)
+        parents, symbols = np.nonzero(cond > process.zero_mass)
         children = joint[parents, symbols] / cond[parents, symbols][:, None]
         keys = np.round(children, decimals) + 0.0
         all_keys = np.concatenate([known, keys])

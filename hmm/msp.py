@@ -16,7 +16,7 @@ import numpy as np
 from hmm.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from hmm.process import HMM
+    from hmm.process import GHMM
 
 MAX_ENUMERATE = 20_000_000
 # The one "every input can be enumerated" limit for studies: exact evaluation, probes and the
@@ -28,7 +28,7 @@ ENUMERABLE_SEQUENCES = 200_000
 BELIEF_DECIMALS = 9
 
 
-def enumerable(process: HMM, length: int) -> bool:
+def enumerable(process: GHMM, length: int) -> bool:
     """True when every sequence of `length` tokens can be enumerated (V**length <= the limit)."""
     return process.n_symbols**length <= ENUMERABLE_SEQUENCES
 
@@ -42,14 +42,17 @@ class Level(NamedTuple):
     probs: np.ndarray  # (m,)
 
 
-def expand_level(process: HMM, beliefs: np.ndarray, probs: np.ndarray) -> Level:
-    """Children of every node by every symbol, dropping zero-probability branches.
+def expand_level(process: GHMM, beliefs: np.ndarray, probs: np.ndarray) -> Level:
+    """Children of every node by every symbol, dropping zero-probability branches (for a GHMM:
+    conditional probabilities <= process.zero_mass, the cancellation residue).
 
     beliefs (n, S), probs (n,) -> Level with m <= n V children, parent-major / symbol-minor order.
     """
     joint = process.joint(beliefs)  # (n, V, S)
-    cond = joint.sum(axis=2)  # (n, V) P(x | belief)
-    keep = cond > 0
+    cond = process.mass(joint)  # (n, V) P(x | belief)
+    if process.zero_mass:
+        process.refuse_negative(cond.min(axis=1), "mixed-state tree")
+    keep = cond > process.zero_mass
     if keep.all():  # no pruning: reshape instead of gathering (Mess3)
         n, V = cond.shape
         parents = np.repeat(np.arange(n), V)
@@ -134,7 +137,7 @@ class MixedStatePresentation:
         return merge_beliefs(beliefs, probs, decimals)
 
 
-def build_msp(process: HMM, depth: int) -> MixedStatePresentation:
+def build_msp(process: GHMM, depth: int) -> MixedStatePresentation:
     """All beliefs reached by positive-probability sequences of length <= depth, as arrays."""
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
         raise InvalidInput(f"depth must be a non-negative integer; got {depth!r}")
@@ -180,7 +183,7 @@ def _concat(parts: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def enumerate_sequences(process: HMM, length: int) -> tuple[np.ndarray, np.ndarray]:
+def enumerate_sequences(process: GHMM, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Every positive-probability sequence of `length` tokens with its exact probability.
 
     -> tokens (N, length) int64 in lexicographic order, probs (N,) summing to 1.

@@ -1,9 +1,16 @@
-"""The HMM: validation at the boundary, sampling, exact Bayesian filtering, exact log-probabilities.
+"""Processes: the generalized HMM (the general class, the one home of the state update) and the
+classical HMM (its special case). Validation at the boundary, sampling, exact filtering, exact
+log-probabilities.
 
-Convention: T[x, i, j] = P(emit x, go to j | in i), shape (V symbols, S states, S states). A belief
-is the distribution over the hidden state *after* the tokens seen so far, so the belief after token
-x from belief b is  b' = b T[x] / (b T[x] 1)  (Shai et al. 2024, "Transformers represent belief
-state geometry in their residual stream", eq. 1).
+Convention: T[x, i, j] (V symbols, d states, d states). A state is a row vector eta; after token x
+it becomes eta' = eta T[x] / (eta T[x] tau), and P(x | eta) = eta T[x] tau, where tau is the right
+eigenvector of T = sum_x T[x] with eigenvalue 1 (hmm.validity). For a classical HMM
+T[x, i, j] = P(emit x, go to j | in i) >= 0, rows sum to 1 over (x, j), tau = 1, and eta is the
+belief (the distribution over the hidden state after the tokens seen so far; Shai et al. 2024,
+"Transformers represent belief state geometry in their residual stream", eq. 1). For a GHMM the
+entries may be negative and eta is a quasi-probability vector (Riechers, Elliott & Shai 2025,
+arXiv 2507.07432): the same update, the same method names, the same numbers when the matrices are
+classical.
 """
 
 from __future__ import annotations
@@ -14,54 +21,77 @@ from typing import Any, Literal
 import numpy as np
 
 from hmm.errors import InvalidInput
+from hmm.validity import (
+    ROW_TOL,
+    check_depth,
+    check_word_probabilities,
+    classical_stationary,
+    ghmm_vectors,
+)
 
-ROW_TOL = 1e-9
+# A GHMM's conditional probabilities at or below this are zero: cancellation leaves rounding
+# residue (1e-17) where a classical HMM gives an exact 0, and dividing by it would be garbage.
+ZERO_MASS = 1e-12
 
 
-class HMM:
-    """A validated edge-emitting hidden Markov model.
+class GHMM:
+    """A validated generalized hidden Markov model (hmm.validity says what "valid" checks).
 
-    Attributes: T (V, S, S) float64, n_symbols V, n_states S, name, states / symbols (labels),
-    stationary (S,) (None when the chain has several stationary distributions and `initial` was
-    given), initial (S,) the distribution at t=0 (`initial` if given, else `stationary`).
+    Attributes: T (V, d, d) float64, n_symbols V, n_states d, name, states / symbols (labels),
+    right tau (d,) (T tau = tau), stationary pi (d,) (pi T = pi, pi tau = 1; None when not unique
+    and `initial` was given), initial (d,) the state at t=0 (`initial` if given, else pi).
+    `right` may be given by composites that know it (a mixture's is not unique).
     """
+
+    kind = "ghmm"
+    is_classical = False  # non-negative, row-stochastic, tau = 1: hidden states exist
+    zero_mass = ZERO_MASS
 
     def __init__(
         self,
         T: Any,
-        name: str = "hmm",
+        name: str = "ghmm",
         initial: Any = None,
         states: Sequence[str] | None = None,
         symbols: Sequence[str] | None = None,
+        right: Any = None,
     ) -> None:
         T = _as_tensor(T)
-        n_symbols, n_states = T.shape[0], T.shape[1]
+        states = _labels(states, T.shape[1], "states")
+        symbols = _labels(symbols, T.shape[0], "symbols")
+        _check_finite(T, symbols, states)
+        stationary, right, given = ghmm_vectors(T, str(name), initial, right)
+        self._set(T, name, states, symbols, stationary, right, given)
+        if self._words_need_check():
+            check_word_probabilities(self)
+
+    def _set(self, T: np.ndarray, name: str, states: Sequence[str] | None,
+             symbols: Sequence[str] | None, stationary: np.ndarray | None, right: np.ndarray,
+             initial_given: np.ndarray | None) -> None:
+        """Store validated parts and prepare the update (composites call this directly: they know
+        their vectors, and a large product's eigen-solve would cost minutes)."""
         self.name = str(name)
-        self.states = _labels(states, n_states, "states")
-        self.symbols = _labels(symbols, n_symbols, "symbols")
-        _check_rows(T, self.symbols, self.states)
-        self.T = T
-        self.T.setflags(write=False)
-        self.stationary = _stationary(T.sum(axis=0))
-        if initial is None:
-            if self.stationary is None:
-                raise InvalidInput(
-                    f"{self.name}: the state chain sum_x T[x] has more than one stationary "
-                    "distribution "
-                    "(it is not irreducible); make every state reachable from every other, or give "
-                    "an "
-                    "explicit 'initial' distribution"
-                )
-            self._initial_given = None
-            self.initial = self.stationary
-        else:
-            self._initial_given = _check_initial(initial, self.states)
-            self.initial = self._initial_given
+        self.states = _labels(states, T.shape[1], "states")
+        self.symbols = _labels(symbols, T.shape[0], "symbols")
+        self.T, self.right, self.stationary = T, right, stationary
+        self._initial_given = initial_given
+        self.initial = stationary if initial_given is None else initial_given
+        self._prepare()
+
+    def _words_need_check(self) -> bool:
+        """Negative word probabilities are possible only with negative entries somewhere."""
+        return bool((self.T < 0).any() or (self.initial < 0).any() or (self.right < 0).any())
+
+    def _prepare(self) -> None:
+        """Read-only arrays and the matrices the update uses (after T, right, initial are set)."""
+        for arr in (self.T, self.right, self.initial):
+            arr.setflags(write=False)
+        V, d = self.T.shape[:2]
+        self._ones = bool(np.array_equal(self.right, np.ones(d)))
+        # joint-update matrix: eta (n,d) @ _flat (d, V*d) = eta T[x] for every x, unnormalised
+        self._flat = np.ascontiguousarray(self.T.transpose(1, 0, 2).reshape(d, V * d))
+        self._emission = np.ascontiguousarray((self.T @ self.right).T)  # (d, V): P(x | e_i)
         self._cache: dict[str, Any] = {}
-        # joint-update matrix: b (n,S) @ _flat (S, V*S) = P(x, next state | b), unnormalised over x
-        self._flat = np.ascontiguousarray(
-            T.transpose(1, 0, 2).reshape(n_states, n_symbols * n_states)
-        )
 
     @property
     def n_symbols(self) -> int:
@@ -72,47 +102,76 @@ class HMM:
         return self.T.shape[1]
 
     def __repr__(self) -> str:
-        return f"HMM(name={self.name!r}, states={self.n_states}, symbols={self.n_symbols})"
+        return (f"{type(self).__name__}(name={self.name!r}, states={self.n_states}, "
+                f"symbols={self.n_symbols})")
 
-    # ---- the belief update (its single home) -------------------------------------------------
-    def joint(self, beliefs: np.ndarray) -> np.ndarray:
-        """P(next symbol x, next state j | belief): (..., S) -> (..., V, S)."""
-        beliefs = np.asarray(beliefs, dtype=np.float64)
+    # ---- the state update (its single home) ----------------------------------------------------
+    def joint(self, states: np.ndarray) -> np.ndarray:
+        """Unnormalised next state eta T[x] for every symbol x: (..., d) -> (..., V, d).
+
+        For a classical HMM: P(next symbol x, next state j | belief)."""
+        states = np.asarray(states, dtype=np.float64)
         # einsum's own loop, not BLAS: threaded BLAS on (n, 3) @ (3, 9) is 10x slower on a busy CPU
-        flat = np.einsum("ns,sk->nk", beliefs.reshape(-1, self.n_states), self._flat)
-        return flat.reshape(*beliefs.shape[:-1], self.n_symbols, self.n_states)
+        flat = np.einsum("ns,sk->nk", states.reshape(-1, self.n_states), self._flat)
+        return flat.reshape(*states.shape[:-1], self.n_symbols, self.n_states)
 
-    def predictive(self, beliefs: np.ndarray) -> np.ndarray:
-        """Next-symbol distribution given belief(s): (..., S) -> (..., V)."""
-        return self.joint(beliefs).sum(axis=-1)
+    def mass(self, vectors: np.ndarray) -> np.ndarray:
+        """Probability carried by unnormalised states: v tau, (..., d) -> (...).
+
+        For tau = 1 this is the plain sum (bit-identical to the classical filter)."""
+        return vectors.sum(axis=-1) if self._ones else vectors @ self.right
+
+    def predictive(self, states: np.ndarray) -> np.ndarray:
+        """Next-symbol distribution P(x | eta) = eta T[x] tau: (..., d) -> (..., V)."""
+        if self._ones:
+            return self.joint(states).sum(axis=-1)
+        return np.asarray(states, dtype=np.float64) @ self._emission
+
+    def refuse_negative(self, mass: np.ndarray, where: str, tokens: np.ndarray | None = None
+                        ) -> None:
+        """Raise InvalidInput if a conditional probability is negative beyond rounding (a GHMM is
+        valid only to its checked word length; hmm.validity). mass (n,); tokens (n, t): the
+        prefix of each row, named in the message when given."""
+        bad = np.flatnonzero(mass < -self.zero_mass)
+        if bad.size:
+            i = int(bad[0])
+            after = "" if tokens is None else f" after tokens {tokens[i].tolist()}"
+            raise InvalidInput(
+                f"{where}: {self.name} gives probability {mass[i]:.3g} < 0 to a symbol{after}: "
+                "the process is not valid beyond the checked word length "
+                f"{check_depth(self.n_symbols)} (docs/processes.md, validity)"
+            )
 
     # ---- sampling ------------------------------------------------------------------------------
-    def sample(self, n: int, length: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Draw n sequences: tokens (n, length) int64 and hidden states (n, length + 1) int64.
+    def sample(self, n: int, length: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+        """Draw n sequences: tokens (n, length) int64, and None for the states.
 
-        states[:, 0] ~ initial; (tokens[:, t], states[:, t+1]) ~ T[:, states[:, t], :].
-        Vectorised over sequences; reproducible from `seed`.
+        Sequential conditionals x_t ~ P(x | eta_t) from the exact state, vectorised over sequences;
+        reproducible from `seed`. A GHMM has no hidden states to draw (its states are the exact
+        `beliefs(tokens)`), hence None; classical HMMs and composites of them return hidden
+        states (HMM.sample).
         """
         n, length = _count(n, "n"), _count(length, "length")
         rng = np.random.default_rng(seed)
-        V, S = self.n_symbols, self.n_states
-        cum = _cumulative(self.T.transpose(1, 0, 2).reshape(S, V * S))
-        cum_init = _cumulative(self.initial[None])[0]
-        states = np.empty((n, length + 1), dtype=np.int64)
+        rows = np.arange(n)
+        state = np.broadcast_to(self.initial, (n, self.n_states))
         tokens = np.empty((n, length), dtype=np.int64)
-        # u in (0, 1]: the first index with cum >= u always has positive probability
-        states[:, 0] = np.minimum(np.searchsorted(cum_init, 1.0 - rng.random(n)), S - 1)
         for t in range(length):
-            u = 1.0 - rng.random(n)
-            idx = np.minimum((cum[states[:, t]] < u[:, None]).sum(axis=1), V * S - 1)
-            tokens[:, t], states[:, t + 1] = np.divmod(idx, S)
-        return tokens, states
+            children = self.joint(state)  # (n, V, d)
+            probs = self.mass(children)
+            self.refuse_negative(probs.min(axis=1), "sample", tokens[:, :t])
+            probs = np.where(probs > self.zero_mass, probs, 0.0)
+            u = 1.0 - rng.random(n)  # u in (0, 1]: never lands on a zero-probability symbol
+            x = np.minimum((_cumulative(probs) < u[:, None]).sum(axis=1), self.n_symbols - 1)
+            tokens[:, t] = x
+            state = children[rows, x] / probs[rows, x][:, None]
+        return tokens, None
 
     # ---- exact filtering -----------------------------------------------------------------------
     def beliefs(
         self, tokens: Any, on_zero: Literal["raise", "nan"] = "raise"
     ) -> np.ndarray:
-        """Exact belief after each token: tokens (n, L) -> (n, L, S) float64.
+        """Exact state after each token: tokens (n, L) -> (n, L, d) float64 (the belief for an HMM).
 
         Normalised at every step, so 10,000-token sequences do not underflow. A sequence of
         probability zero raises InvalidInput naming it, or (on_zero="nan") gets NaN rows from the
@@ -141,8 +200,10 @@ class HMM:
         with np.errstate(divide="ignore", invalid="ignore"):
             for t in range(length):
                 step = self.joint(belief)[rows, tokens[:, t]]
-                norm = step.sum(axis=1)
-                dead = ~(norm > 0)  # NaN (already dead) or exactly zero
+                norm = self.mass(step)
+                if self.zero_mass:
+                    self.refuse_negative(norm, "beliefs", tokens[:, :t])
+                dead = ~(norm > self.zero_mass)  # NaN (already dead) or zero
                 if dead.any():
                     if on_zero == "raise":
                         i = int(np.flatnonzero(dead)[0])
@@ -216,20 +277,96 @@ class HMM:
         return statistical_complexity(self, depth=depth)
 
     def chaos_game(self, n_points: int, seed: int = 0) -> np.ndarray:
-        """Beliefs on the attractor by the chaos game: (n_points, S); see hmm.fractal."""
+        """States on the attractor by the chaos game: (n_points, d); see hmm.fractal."""
         from hmm.fractal import chaos_game
 
         return chaos_game(self, n_points, seed=seed)
 
     def is_unifilar(self) -> bool:
-        """True when each (state, symbol) has at most one successor state."""
-        return bool(((self.T > 0).sum(axis=2) <= 1).all())
+        """False: unifilarity is a property of hidden states, which a GHMM does not have (the
+        entropy rate then comes from the mixed states; HMM.is_unifilar is the classical test)."""
+        return False
+
+    # ---- probe targets as data -------------------------------------------------------------------
+    def probe_targets(self, states: np.ndarray) -> dict[str, np.ndarray]:
+        """The exact quantities a probe can read, named, from states (..., d) (from `beliefs` or
+        an MSP): {"belief": the state itself}. Mixtures add "component" (the posterior over
+        components), products "factors" (the factor states side by side). Each value is (..., k).
+        """
+        return {"belief": np.asarray(states, dtype=np.float64)}
+
+    def target_groups(self) -> dict[str, dict[str, slice]]:
+        """Named column groups of each target, for subspace analyses: {target: {group: slice}}.
+        None for a plain process; a mixture's belief splits by component, a product's "factors"
+        by factor."""
+        return {}
 
     def to_spec(self) -> dict:
         """The JSON spec (docs/processes.md); floats survive a JSON round trip exactly."""
         from hmm.spec import to_spec
 
         return to_spec(self)
+
+
+class HMM(GHMM):
+    """A validated edge-emitting hidden Markov model: the classical GHMM.
+
+    T[x, i, j] = P(emit x, go to j | in i): finite, non-negative, each row summing to 1 over
+    (x, j); right = 1; stationary (S,) the unique stationary distribution (None when the chain has
+    several and `initial` was given). Everything else is GHMM's, so a classical process run as a
+    GHMM gives the identical beliefs, losses and mixed states (tests/hmm/test_ghmm.py).
+    """
+
+    kind = "hmm"
+    is_classical = True
+    zero_mass = 0.0  # no cancellation: an impossible symbol has probability exactly 0
+
+    def __init__(
+        self,
+        T: Any,
+        name: str = "hmm",
+        initial: Any = None,
+        states: Sequence[str] | None = None,
+        symbols: Sequence[str] | None = None,
+    ) -> None:
+        T = _as_tensor(T)
+        states = _labels(states, T.shape[1], "states")
+        symbols = _labels(symbols, T.shape[0], "symbols")
+        _check_rows(T, symbols, states)
+        stationary = classical_stationary(T.sum(axis=0))
+        if initial is None and stationary is None:
+            raise InvalidInput(
+                f"{name}: the state chain sum_x T[x] has more than one stationary distribution "
+                "(it is not irreducible); make every state reachable from every other, or give an "
+                "explicit 'initial' distribution"
+            )
+        given = None if initial is None else _check_initial(initial, states)
+        self._set(T, name, states, symbols, stationary, np.ones(T.shape[1]), given)
+
+    def sample(self, n: int, length: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Draw n sequences: tokens (n, length) int64 and hidden states (n, length + 1) int64.
+
+        states[:, 0] ~ initial; (tokens[:, t], states[:, t+1]) ~ T[:, states[:, t], :].
+        Vectorised over sequences; reproducible from `seed`.
+        """
+        n, length = _count(n, "n"), _count(length, "length")
+        rng = np.random.default_rng(seed)
+        V, S = self.n_symbols, self.n_states
+        cum = _cumulative(self.T.transpose(1, 0, 2).reshape(S, V * S))
+        cum_init = _cumulative(self.initial[None])[0]
+        states = np.empty((n, length + 1), dtype=np.int64)
+        tokens = np.empty((n, length), dtype=np.int64)
+        # u in (0, 1]: the first index with cum >= u always has positive probability
+        states[:, 0] = np.minimum(np.searchsorted(cum_init, 1.0 - rng.random(n)), S - 1)
+        for t in range(length):
+            u = 1.0 - rng.random(n)
+            idx = np.minimum((cum[states[:, t]] < u[:, None]).sum(axis=1), V * S - 1)
+            tokens[:, t], states[:, t + 1] = np.divmod(idx, S)
+        return tokens, states
+
+    def is_unifilar(self) -> bool:
+        """True when each (state, symbol) has at most one successor state."""
+        return bool(((self.T > 0).sum(axis=2) <= 1).all())
 
 
 # ---- validation helpers (the one place input tensors are checked) ------------------------------
@@ -261,22 +398,26 @@ def _labels(labels: Sequence[str] | None, n: int, what: str) -> list[str]:
     return labels
 
 
-def _check_rows(T: np.ndarray, symbols: list[str], states: list[str]) -> None:
+def _check_finite(T: np.ndarray, symbols: list[str], states: list[str]) -> None:
     bad = np.argwhere(~np.isfinite(T))
     if bad.size:
         x, i, j = bad[0]
         raise InvalidInput(
             f"T[{x}][{i}][{j}] (symbol {symbols[x]!r}, from state {states[i]!r} to {states[j]!r}) "
-            "is "
-            f"{T[x, i, j]}; every entry must be a finite probability"
+            f"is {T[x, i, j]}; every entry must be a finite number"
         )
+
+
+def _check_rows(T: np.ndarray, symbols: list[str], states: list[str]) -> None:
+    _check_finite(T, symbols, states)
     bad = np.argwhere(T < 0)
     if bad.size:
         x, i, j = bad[0]
         raise InvalidInput(
             f"T[{x}][{i}][{j}] (symbol {symbols[x]!r}, from state {states[i]!r} to {states[j]!r}) "
             "= "
-            f"{T[x, i, j]:g} is negative; probabilities must be >= 0"
+            f"{T[x, i, j]:g} is negative; probabilities must be >= 0 (a spec of kind 'ghmm' "
+            "allows negative entries)"
         )
     sums = T.sum(axis=(0, 2))
     for i in np.flatnonzero(np.abs(sums - 1.0) > ROW_TOL):
@@ -286,27 +427,6 @@ def _check_rows(T: np.ndarray, symbols: list[str], states: list[str]) -> None:
             f"({per_symbol}); each row must sum to 1 (tolerance {ROW_TOL:g}): P(emit x, go to j | "
             f"in {states[i]!r}) summed over x and j"
         )
-
-
-def _stationary(A: np.ndarray) -> np.ndarray | None:
-    """The unique stationary distribution of the row-stochastic A (S, S), or None if not unique."""
-    S = A.shape[0]
-    _, sv, vt = np.linalg.svd(A.T - np.eye(S))
-    if (sv < 1e-10 * max(1, S)).sum() != 1:
-        return None
-    pi = vt[-1]
-    pi = pi / pi.sum()
-    if pi.min() < -1e-9:
-        return None
-    pi = np.clip(pi, 0.0, None)
-    # one refinement solve sharpens the SVD vector to machine precision
-    M = np.vstack([A.T - np.eye(S), np.ones((1, S))])
-    rhs = np.zeros(S + 1)
-    rhs[-1] = 1.0
-    refined, *_ = np.linalg.lstsq(M, rhs, rcond=None)
-    if np.abs(refined - pi).max() < 1e-6:
-        pi = np.clip(refined, 0.0, None)
-    return pi / pi.sum()
 
 
 def _check_initial(initial: Any, states: list[str]) -> np.ndarray:

@@ -1,9 +1,14 @@
 """Process specifications: `load_process` (name, name:key=value, or JSON file) and the JSON schema.
 
-Schema (documented with an example in docs/processes.md): {"name", "states": [...],
-"symbols": [...], "transitions": {symbol: [[P(emit symbol, go to j | in i) for j] for i]},
-"initial": null | [...]}. Every probability is a JSON number: booleans, strings and nulls are
-refused, naming the entry. Floats are written with repr, so save -> load gives the identical tensor.
+Schema (documented with examples in docs/processes.md), by "kind":
+- absent or "hmm": {"name", "states": [...], "symbols": [...], "transitions": {symbol:
+  [[P(emit symbol, go to j | in i) for j] for i]}, "initial": null | [...]};
+- "ghmm": the same keys, matrices may be negative (validity: hmm.validity);
+- "mixture": {"components": [part, ...], "weights": [w, ...], "name"};
+- "product": {"factors": [part, ...], "name"};
+a part is a built-in name, "name:key=value", a spec file path, or a spec object (any kind).
+Every matrix entry is a JSON number: booleans, strings and nulls are refused, naming the entry.
+Floats are written with repr, so save -> load gives the identical tensor.
 """
 
 from __future__ import annotations
@@ -16,14 +21,18 @@ from typing import Any
 import numpy as np
 
 from hmm.builtins import BUILTINS, build_builtin
+from hmm.composite import Mixture, Product
 from hmm.errors import InvalidInput
 from hmm.files import read_json, write_json
-from hmm.process import HMM
+from hmm.process import GHMM, HMM
+
+KINDS = ("hmm", "ghmm", "mixture", "product")
+MATRIX_KEYS = {"kind", "name", "states", "symbols", "transitions", "initial"}
 
 
-def load_process(spec: str | Path | dict | HMM) -> HMM:
+def load_process(spec: str | Path | dict | GHMM) -> GHMM:
     """A process from a built-in name ("mess3"), "name:key=value,...", a JSON spec path or dict."""
-    if isinstance(spec, HMM):
+    if isinstance(spec, GHMM):
         return spec
     if isinstance(spec, dict):
         return from_spec(spec)
@@ -61,31 +70,94 @@ def _example(name: str) -> str:
     return ",".join(f"{k}={p.default:g}" for k, p in BUILTINS[name].params.items())
 
 
-def _load_file(path: Path) -> HMM:
+def _load_file(path: Path) -> GHMM:
     if not path.is_file():
         raise InvalidInput(
             f"process spec file {path} does not exist (built-ins: {', '.join(BUILTINS)})"
         )
     data = read_json(path)
     try:
-        return from_spec(data, default_name=path.stem)
+        return from_spec(data, default_name=path.stem, base=path.parent)
     except InvalidInput as exc:
         raise InvalidInput(f"{path}: {exc}") from None
 
 
-def from_spec(data: Any, default_name: str = "spec") -> HMM:
-    """Build an HMM from a JSON spec dict; structure errors name the offending field."""
+def from_spec(data: Any, default_name: str | None = None, base: Path | None = None) -> GHMM:
+    """Build a process from a JSON spec dict of any kind; errors name the offending field.
+
+    base: the folder relative part paths of a mixture or product are read from (the spec file's).
+    """
     if not isinstance(data, dict):
         raise InvalidInput(
             "a spec must be a JSON object with 'transitions' "
-            "(and optional name, states, symbols, initial)"
+            "(and optional kind, name, states, symbols, initial), or of kind mixture / product"
         )
-    unknown = set(data) - {"name", "states", "symbols", "transitions", "initial"}
+    kind = data.get("kind", "hmm")
+    if kind not in KINDS:
+        raise InvalidInput(
+            f"unknown spec kind {kind!r}; kinds are {', '.join(KINDS)} (absent: hmm)"
+        )
+    if kind == "mixture":
+        _check_keys(data, {"kind", "name", "components", "weights"}, "mixture")
+        parts = _parts(data, "components", base)
+        if "weights" not in data:
+            raise InvalidInput(f"a mixture needs 'weights': {len(parts)} numbers summing to 1")
+        return Mixture(parts, data["weights"], name=_name(data, default_name))
+    if kind == "product":
+        _check_keys(data, {"kind", "name", "factors"}, "product")
+        return Product(_parts(data, "factors", base), name=_name(data, default_name))
+    _check_keys(data, MATRIX_KEYS, kind)
+    symbols, matrices = _matrices(data)
+    states = data.get("states")
+    if states is not None and not isinstance(states, list):
+        raise InvalidInput("'states' must be a list of state names")
+    initial = data.get("initial")
+    if initial is not None:
+        if not isinstance(initial, list):
+            raise InvalidInput("'initial' must be null or a list of numbers, one per state")
+        _check_numbers(initial, "initial")
+    cls = HMM if kind == "hmm" else GHMM
+    return cls(np.stack(matrices), name=str(data.get("name", default_name or "spec")),
+               initial=initial, states=states, symbols=[str(s) for s in symbols])
+
+
+def _check_keys(data: dict, allowed: set[str], kind: str) -> None:
+    unknown = set(data) - allowed
     if unknown:
         raise InvalidInput(
-            f"unknown spec keys {sorted(unknown)}; "
-            "allowed: name, states, symbols, transitions, initial"
+            f"unknown spec keys {sorted(unknown)} for kind {kind}; allowed: "
+            f"{', '.join(sorted(allowed))}"
         )
+
+
+def _name(data: dict, default: str | None) -> str | None:
+    name = data.get("name", default)
+    return None if name is None else str(name)
+
+
+def _parts(data: dict, key: str, base: Path | None) -> list[GHMM]:
+    """The processes listed under `key`: names, name:key=value, file paths (relative ones from
+    `base`) or spec objects."""
+    items = data.get(key)
+    if not isinstance(items, list) or not items:
+        raise InvalidInput(
+            f"'{key}' must be a non-empty list of built-in names, 'name:key=value' strings, spec "
+            "file paths or spec objects"
+        )
+    parts = []
+    for k, item in enumerate(items):
+        try:
+            builtin = isinstance(item, str) and item.partition(":")[0] in BUILTINS
+            if isinstance(item, str) and base is not None and not builtin:
+                item = base / item  # an absolute item stays itself
+            parts.append(load_process(item) if isinstance(item, str | Path) else from_spec(item))
+        except InvalidInput as exc:
+            raise InvalidInput(f"{key}[{k}]: {exc}") from None
+    return parts
+
+
+def _matrices(data: dict) -> tuple[list, list[np.ndarray]]:
+    """(symbols, one square matrix per symbol) from 'transitions', checked entry by entry."""
     transitions = data.get("transitions")
     if not isinstance(transitions, dict) or not transitions:
         raise InvalidInput(
@@ -121,17 +193,7 @@ def from_spec(data: Any, default_name: str = "spec") -> HMM:
             f"every transitions matrix must be square with one row per state; got shapes "
             f"{ {str(s): a.shape for s, a in zip(symbols, matrices, strict=True)} }"
         )
-    states = data.get("states")
-    if states is not None and not isinstance(states, list):
-        raise InvalidInput("'states' must be a list of state names")
-    initial = data.get("initial")
-    if initial is not None:
-        if not isinstance(initial, list):
-            raise InvalidInput("'initial' must be null or a list of probabilities, one per state")
-        _check_numbers(initial, "initial")
-    name = data.get("name", default_name)
-    return HMM(np.stack(matrices), name=str(name), initial=initial,
-               states=states, symbols=[str(s) for s in symbols])
+    return symbols, matrices
 
 
 def _check_numbers(values: list, where: str) -> None:
@@ -145,17 +207,25 @@ def _check_numbers(values: list, where: str) -> None:
             )
 
 
-def to_spec(process: HMM) -> dict:
-    """The JSON-ready spec dict of `process`."""
-    return {
+def to_spec(process: GHMM) -> dict:
+    """The JSON-ready spec dict of `process` (kind absent for a classical HMM, as before kinds)."""
+    if isinstance(process, Mixture):
+        return {"kind": "mixture", "name": process.name,
+                "components": [to_spec(c) for c in process.components],
+                "weights": process.weights.tolist()}
+    if isinstance(process, Product):
+        return {"kind": "product", "name": process.name,
+                "factors": [to_spec(f) for f in process.factors]}
+    spec = {
         "name": process.name,
         "states": list(process.states),
         "symbols": list(process.symbols),
         "transitions": {s: process.T[x].tolist() for x, s in enumerate(process.symbols)},
         "initial": None if process._initial_given is None else process._initial_given.tolist(),
     }
+    return spec if isinstance(process, HMM) else {"kind": "ghmm", **spec}
 
 
-def save_process(process: HMM, path: str | Path) -> Path:
+def save_process(process: GHMM, path: str | Path) -> Path:
     """Write `process` as a JSON spec file (loadable by `load_process(path)`)."""
     return write_json(path, to_spec(process))

@@ -24,7 +24,8 @@ File map:
     data.py           the seeded data stream: fresh sequences or a fixed set revisited by epoch
     loss.py           next-token losses and the exact expected loss over every sequence
     schedules.py      checkpoint steps (log-spaced then linear) and the learning-rate schedule
-    sign_flips.py     sign flips of successive updates, per checkpoint interval
+    sign_flips.py     sign flips of successive updates, per checkpoint interval, and the run's
+                      optimiser stepped on pure-noise gradients (their null)
     progress.py       progress bar or stderr lines, and the run's clocks
     compute.py        the run's torch device and CPU thread count (BELIEFGEO_THREADS)
   run files

@@ -21,15 +21,20 @@ File map:
                        over held-out subtrees and the fine-structure depth
     belief_figures.py  simplex, R² per layer with beyond-prediction and r2_fine panels,
                        emergence, R² by position, simplex GIF (captioned)
-    jacobian.py        exact Jacobians: RNN recurrent map (radius, Lyapunov exponent, projection
-                       on the probe's belief subspace, W_rec vs circular law); transformer block
-                       updates (raw and scale-normalised, eigenvalues and gain), full map,
-                       cross-position map; the seed rule (iterated maps only)
-    units.py           unit gain E[f'(z)]/f'(0) with quantiles, regime fractions and phase labels on
-                       the gain; per-layer weight norms and change since initialisation
+    jacobian.py        exact Jacobians: RNN recurrent map (radius quantiles, Lyapunov exponents
+                       long-run and over the window, W_rec vs circular law, the secant test on
+                       the model's states); transformer block updates (raw and scale-normalised,
+                       eigenvalues and gain), full map, cross-position map; the seed rule
+                       (iterated maps only)
+    secant.py          the secant test: pairs of reachable states fed the same future tokens,
+                       contraction rates of state, read-out and exact belief, the pass rule
+    units.py           sigmoid-like layers: gain E[f'(z)]/f'(0), linear/hybrid/saturated; ReLU-like
+                       layers: active fraction, dense/mixed/sparse; per-layer weight norms
     sharpness.py       the run's training loss (exact / training set / fixed batch), exact
-                       Hessian-vector products, Lanczos top eigenvalue, SGD / Adam thresholds
-    phase_study.py     phases_run (thin driver), phase_setup, measure_checkpoint, null_reference:
-                       every checkpoint -> RUN/phases.json, then the figure; PhaseOptions
+                       Hessian-vector products, Lanczos top eigenvalue, SGD / Adam thresholds,
+                       the step from which Adam's preconditioner is settled
+    phase_study.py     phases_run (thin driver), phase_setup, measure_checkpoint, null_reference,
+                       sign_flip_reference: every checkpoint -> RUN/phases.json, then the figure;
+                       PhaseOptions; phase_milestones (the numbers sweeps summarise)
     phase_figures.py   RUN/figures/phases.png: each diagnostic beside its null band and reference
 """

@@ -3,7 +3,7 @@ positions, and the simplex animation. Each PNG carries a caption under the plot 
 line, band and marker. Accuracy is drawn as the unexplained variance 1 - R² on a log axis, where
 the change between 0.99 and 0.999 is as visible as the one between 0.7 and 0.9.
 
-Points are coloured by their TRUE belief (hmm.plots.belief_colors) in every panel and frame, so a
+Points are coloured by their TRUE belief (hmm.plots.state_colors) in every panel and frame, so a
 predicted point sits in the colour of the belief it should be at. No backend is switched at import:
 figures are `matplotlib.figure.Figure` objects on an Agg canvas.
 """
@@ -22,7 +22,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hmm.msp import merge_beliefs
-from hmm.plots import OKABE_ITO_HEX, belief_colors, plot_simplex, simplex_vertices, simplex_xy
+from hmm.plots import (
+    OKABE_ITO_HEX,
+    StateChart,
+    plot_states,
+    simplex_chart,
+    simplex_vertices,
+    state_colors,
+)
 from models.architectures import CONCAT, final_layer_hook, hook_label
 
 OKABE_ITO = [OKABE_ITO_HEX[i] for i in (7, 0, 1, 2, 3, 4, 5, 6)]  # black first
@@ -40,30 +47,39 @@ def simplex_comparison(
     predictions: dict[str, np.ndarray],
     r2: dict[str, float],
     tokens: int,
-    labels: list[str] | None = None,
+    labels: list[str] | StateChart | None = None,
 ) -> bytes:
-    """Side by side: true beliefs (n, S) and each probe's predictions (n, S), same point colours."""
-    colors = belief_colors(true)
+    """Side by side: true beliefs (n, S) and each probe's predictions (n, S), same point colours.
+
+    labels: the simplex's corner names, or the chart the states live in (hmm.plots.state_chart)."""
+    chart = _chart(true, labels)
+    colors = state_colors(chart, true)
     n = 1 + len(predictions)
     fig = _figure(4.3 * n, 5.3)
     axes = fig.subplots(1, n)
     size = _point_size(len(true))
     # few distinct beliefs (RRXOR: 36) each stack on one spot: size true points by distinct count
     distinct = len(merge_beliefs(true, np.ones(len(true))).probs)
-    _simplex(axes[0], true, colors, "exact beliefs", max(size, _point_size(distinct)), labels)
+    _simplex(axes[0], true, colors, "exact beliefs", max(size, _point_size(distinct)), chart)
     for ax, (name, pred) in zip(axes[1:], predictions.items(), strict=True):
         _simplex(ax, pred, colors, f"probe from {hook_label(name)}\nheld-out R² = {r2[name]:.4f}",
-                 size, labels)
+                 size, chart)
     fig.suptitle(f"Exact beliefs of held-out prefixes and their linear-probe predictions "
                  f"({tokens:,} training tokens)", fontsize=11)
     _caption(fig, (
-        "Each point is one held-out prefix, coloured by its exact belief (with three states, "
-        "RGB = the state probabilities), placed at its exact belief (left) or at the belief a "
-        "linear probe (least squares with a cross-validated ridge, fit on the other half of the "
+        ("Each point is one held-out prefix, coloured by its exact belief (with three states, "
+         "RGB = the state probabilities), placed at its exact belief (left) or at the belief a "
+         if chart.kind == "simplex" else
+         "Each point is one held-out prefix, coloured by the first chart coordinate of its exact "
+         f"state ({chart.axis_labels[0]}), placed at its exact state (left) or at the state a ")
+        + "linear probe (least squares with a cross-validated ridge, fit on the other half of the "
         "prefixes) reads from the "
         "named layer. R² is the held-out R², mean over belief coordinates."
     ))
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.17, top=0.83, wspace=0.05)
+    if chart.kind == "simplex":
+        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.17, top=0.83, wspace=0.05)
+    else:  # axes with ticks and names need room
+        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.2, top=0.83, wspace=0.3)
     return _png(fig)
 
 
@@ -216,7 +232,7 @@ def _shared_note(split: dict) -> str:
 def simplex_animation(
     true: np.ndarray,
     frames: list[tuple[int, np.ndarray, dict]],
-    labels: list[str] | None = None,
+    labels: list[str] | StateChart | None = None,
     fps: int = 4,
 ) -> bytes:
     """GIF of the predicted simplex over checkpoints: frames = [(tokens, pred (n, S), scores)];
@@ -224,16 +240,17 @@ def simplex_animation(
     if len(frames) > MAX_FRAMES:
         keep = np.unique(np.linspace(0, len(frames) - 1, MAX_FRAMES).round().astype(int))
         frames = [frames[i] for i in keep]
-    colors = belief_colors(true)
+    chart = _chart(true, labels)
+    colors = state_colors(chart, true)
     fig = _figure(5, 5.4)
     ax = fig.subplots()
-    _simplex(ax, frames[0][1], colors, None, _point_size(len(true)) * 2, labels)
+    _simplex(ax, frames[0][1], colors, None, _point_size(len(true)) * 2, chart)
     scatter = ax.collections[-1]
     title = ax.set_title("")
 
     def draw(i: int):
         tokens, pred, scores = frames[i]
-        scatter.set_offsets(simplex_xy(pred))
+        scatter.set_offsets(chart.xy(pred))
         title.set_text(f"probe-predicted beliefs after {tokens:,} tokens\n"
                        f"held-out R² = {scores['r2_heldout']:.4f}")
         return scatter, title
@@ -245,15 +262,21 @@ def simplex_animation(
         return path.read_bytes()
 
 
-def _simplex(ax, beliefs, colors, title, size, labels) -> None:
-    """plot_simplex with corner labels moved outside the point cloud on a white box."""
-    plot_simplex(ax, beliefs, colors, title, s=size, labels=labels)
+def _chart(true: np.ndarray, labels) -> StateChart:
+    return labels if isinstance(labels, StateChart) else simplex_chart(true.shape[1], labels)
+
+
+def _simplex(ax, beliefs, colors, title, size, chart: StateChart) -> None:
+    """States in their chart (hmm.plots.plot_states); in the simplex, corner labels moved outside
+    the point cloud on a white box."""
+    plot_states(ax, chart, beliefs, colors, title, s=size)
+    if chart.kind != "simplex":
+        return
     for text in list(ax.texts):
         text.remove()
     verts = simplex_vertices(beliefs.shape[1])
     centre = verts.mean(axis=0)
-    labels = labels or [f"state {k}" for k in range(len(verts))]
-    for label, v in zip(labels, verts, strict=True):
+    for label, v in zip(chart.corner_labels, verts, strict=False):  # none past 8 corners
         ax.annotate(f"P({label}) = 1", v + (v - centre) * 0.28, ha="center", va="center",
                     fontsize=8, zorder=5,
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.7", "alpha": 0.9})

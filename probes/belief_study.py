@@ -42,6 +42,7 @@ import torch
 
 from hmm.errors import InvalidInput
 from hmm.files import read_json, write_atomic, write_json
+from hmm.plots import state_chart
 from hmm.progress import progress
 from models.architectures import CONCAT, build_model, final_layer_hook, residual_hooks
 from models.checkpoints import (
@@ -360,7 +361,7 @@ def probe_run(
     frame_true = refs.beliefs[frames[0][3]] if frames else None
     result["figures"] = _write_figures(
         run, result, refs.beliefs, {h: fit.pred for h, fit in final_fits.items()}, frame_true,
-        [f[:3] for f in frames], process.states,
+        [f[:3] for f in frames], state_chart(process, refs.beliefs),
     )
     write_json(run / "probes.json", result)
     return result

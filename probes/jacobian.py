@@ -9,11 +9,13 @@ Which map, by the model's hook names (docs/phases.md defines every number):
   radius is the largest layer radius). Along a sequence the product J_n ... J_1 decides whether a
   perturbation of the state grows or fades: its largest Lyapunov exponent (renormalised products,
   hmm.belief_dynamics.largest_lyapunov) is the stability measure; the mean one-step radius is
-  not (a product of matrices of radius < 1 can grow when they are non-normal). J_t projected on
-  the probe's belief subspace, P_t = Q^T W J_t W^+ Q (W: the least-squares map state -> belief
-  fitted on the probe batch, Q: a basis of the simplex's tangent plane), is compared with the
-  belief update's own Jacobian at the same (belief, symbol): a network that carries beliefs
-  linearly has P_t equal to it.
+  not (a product of matrices of radius < 1 can grow when they are non-normal), so the radius is
+  reported by its quantiles over the batch, and the exponent both over the trained window
+  (finite-time, from the initial state: hmm.belief_dynamics.finite_time_lyapunov) and long-run.
+  Whether the network's recurrence does what the filter does is decided on the belief manifold,
+  by the secant test (probes.secant: pairs of reachable states fed the same future tokens); the
+  old projection W J W^+ on the probe's subspace is retired (it fails on a network that carries
+  the filter exactly, because W^+ points along directions in which beliefs never vary).
 * residual (transformer, hooks `blocks.{l}.hook_resid_pre/post`): nothing is iterated; each
   position goes through each block once. The same-position block map B_{l,t} = d resid_post_l[t]
   / d resid_pre_l[t], the block update U_{l,t} = B_{l,t} - I and the full map
@@ -32,6 +34,7 @@ Which map, by the model's hook names (docs/phases.md defines every number):
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import numpy as np
@@ -39,8 +42,7 @@ import torch
 from torch import Tensor
 from torch.func import jacrev, vjp, vmap
 
-from hmm import HMM
-from hmm.belief_dynamics import largest_lyapunov, simplex_jacobian, tangent_basis
+from hmm.belief_dynamics import finite_time_lyapunov, largest_lyapunov, quantile_summary
 from hmm.errors import InvalidInput
 from models.architectures import (
     layer_input_hook,
@@ -50,6 +52,7 @@ from models.architectures import (
     recurrent_weight,
 )
 from probes.belief_probe import moments, solve
+from probes.secant import SecantPairs, secant_test
 
 # Text for phases.json: which map the seed rule (first mean radius > 1) is applied to, and why.
 SEED_RULE = {
@@ -64,8 +67,10 @@ SEED_RULE = {
         "Applied to the recurrent Jacobian d s_t / d s_(t-1) of the stacked hidden state, the map "
         "iterated token after token: first_spectral_radius_above_1 is the first checkpoint whose "
         "mean one-step spectral radius exceeds 1. Whether perturbations grow along a sequence is "
-        "decided by the largest Lyapunov exponent (jacobian.lyapunov > 0: they grow), which is "
-        "reported beside it; the belief update's own radius and exponent are under belief_update."
+        "decided by the largest Lyapunov exponent (jacobian.lyapunov > 0: they grow; "
+        "jacobian.lyapunov_window over the trained window), which is reported beside it; the "
+        "belief update's own radius and exponents are under belief_update, and whether the "
+        "network forgets at the filter's rate on the belief manifold under jacobian.secant."
     ),
 }
 LYAPUNOV_BURN_IN = 20
@@ -299,74 +304,40 @@ def recurrent_weight_spectra(model: torch.nn.Module) -> list[dict]:
     return out
 
 
-def fit_belief_map(states: np.ndarray, beliefs: np.ndarray) -> np.ndarray:
-    """Least-squares (with intercept, minimum-norm) linear map state -> belief: states (N, D),
-    beliefs (N, S) -> W (S, D); probes.belief_probe's solver."""
-    coef, _ = solve(moments(np.asarray(states, dtype=np.float64), beliefs))
-    return coef.T
-
-
-def projected_jacobians(
-    jacobians: Tensor | np.ndarray, belief_map: np.ndarray, embedding: np.ndarray | None = None
-) -> np.ndarray:
-    """P = Q^T W J E Q: state Jacobians (..., D, D) seen on the belief simplex through the probe
-    W (S, D) -> (..., S-1, S-1) (Q: hmm.belief_dynamics.tangent_basis). E (D, S) maps a belief
-    perturbation into the state: W^+ (the minimum-norm inverse of the probe) by default, or the
-    least-squares belief -> state map (the directions in which beliefs actually vary)."""
-    jac = np.asarray(jacobians, dtype=np.float64)
-    q = tangent_basis(belief_map.shape[0])
-    embedding = np.linalg.pinv(belief_map) if embedding is None else embedding
-    return (q.T @ belief_map) @ jac @ (embedding @ q)
-
-
-def _radius_and_error(projected: np.ndarray, filter_steps: np.ndarray) -> tuple[np.ndarray, float]:
-    radius = np.abs(np.linalg.eigvals(projected)).max(-1)
-    gap = np.linalg.norm(projected - filter_steps, axis=(-2, -1)).mean()
-    scale = np.linalg.norm(filter_steps, axis=(-2, -1)).mean()
-    # a filter whose steps vanish (every belief update constant) has no relative error to give
-    return radius, float(gap / scale) if scale > 0 else float("nan")
-
-
-def belief_projection(
-    model: torch.nn.Module, process: HMM, fit_tokens: Tensor, tokens: Tensor, joint: Tensor
+def network_secant(
+    model: torch.nn.Module, pairs: SecantPairs, fit_tokens: Tensor, fit_beliefs: np.ndarray
 ) -> dict:
-    """The recurrent Jacobian on the probe's belief subspace vs the belief update's Jacobian.
+    """probes.secant.secant_test of the model's stacked state on `pairs`, in float64 (pair
+    separations fall to ~1e-7 of the state inside a window, float32's resolution), with the
+    read-out W s + w0 fitted by least squares on every position of fit_tokens (n_fit, L) against
+    their exact beliefs fit_beliefs (n_fit, L, S)."""
+    exact = copy.deepcopy(model).double()
 
-    The probe W (state -> belief) and the embedding E (belief -> state) are least-squares fits
-    on every position of fit_tokens (n_fit, L); joint (from recurrent_jacobians(model, tokens))
-    is projected at every position of tokens, as W J W^+ (`projected_*`) and W J E
-    (`embedded_*`), and compared with the filter's Jacobian at the same (belief before the
-    token, token).
-    """
-    _, fit_states = stacked_states(model, fit_tokens)
-    states = fit_states.flatten(2).reshape(-1, joint.shape[-1]).double().numpy()
-    beliefs = process.beliefs(fit_tokens.numpy()).reshape(-1, process.n_states)
-    w = fit_belief_map(states, beliefs)
-    embedding = solve(moments(beliefs, states))[0].T  # (D, S)
-    symbols = tokens.numpy()
-    after = process.beliefs(symbols)
-    start = np.broadcast_to(process.initial, (len(symbols), 1, process.n_states))
-    filter_steps = simplex_jacobian(process, np.concatenate([start, after[:, :-1]], 1), symbols)
-    radius, error = _radius_and_error(projected_jacobians(joint, w), filter_steps)
-    embedded, embedded_error = _radius_and_error(
-        projected_jacobians(joint, w, embedding), filter_steps
+    def flat_states(tokens) -> np.ndarray:
+        hidden = stacked_states(exact, torch.as_tensor(tokens))[1]
+        return hidden.flatten(2).numpy()
+
+    fit_states = flat_states(fit_tokens)
+    coef, intercept = solve(
+        moments(
+            fit_states.reshape(-1, fit_states.shape[-1]),
+            fit_beliefs.reshape(-1, fit_beliefs.shape[-1]),
+        )
     )
-    return {
-        "projected_radius_mean": float(radius.mean()),
-        "projected_radius_max": float(radius.max()),
-        "projected_vs_filter_rel_error": error,
-        "embedded_radius_mean": float(embedded.mean()),
-        "embedded_vs_filter_rel_error": embedded_error,
-        "filter_radius_mean_on_batch": float(
-            np.abs(np.linalg.eigvals(filter_steps)).max(-1).mean()
-        ),
-    }
+    states = flat_states(pairs.first), flat_states(pairs.second)
+    readouts = tuple(s @ coef + intercept for s in states)
+    return secant_test(pairs, states, readouts)
 
 
 # ---- summaries -----------------------------------------------------------------------------
 def _summary(matrices: Tensor, prefix: str = "") -> dict[str, float]:
     """Mean and max spectral radius and norm (largest singular value) over the leading indices."""
     return _stats(spectral_radius(matrices), spectral_norm(matrices), prefix)
+
+
+def _quantiles(matrices: Tensor) -> dict[str, float]:
+    """Quantiles of the spectral radius over the leading indices (a mean hides a bimodal batch)."""
+    return quantile_summary(spectral_radius(matrices).double().numpy())
 
 
 def _stats(radius: Tensor, norm: Tensor, prefix: str = "") -> dict[str, float]:
@@ -406,14 +377,15 @@ def residual_diagnostics(model: torch.nn.Module, tokens: Tensor) -> dict:
 def recurrent_diagnostics(
     model: torch.nn.Module,
     tokens: Tensor,
-    process: HMM | None = None,
-    fit_tokens: Tensor | None = None,
     lyapunov_tokens: Tensor | None = None,
+    pairs: SecantPairs | None = None,
+    fit: tuple[Tensor, np.ndarray] | None = None,
 ) -> dict:
     """The `jacobian` entry for an RNN: the stacked-state recurrent map on tokens (n, L) at the
-    top level, per layer `blocks` (with W_rec's radius and circular-law radius), `lyapunov` along
-    lyapunov_tokens (n, T) (default tokens), and, given the process, the projection on the
-    probe's belief subspace (belief_projection, probe fitted on fit_tokens, default tokens)."""
+    top level (radius mean, max and quantiles; `lyapunov_window`, the finite-time exponent over
+    the window from the initial state), per layer `blocks` (with W_rec's radius and circular-law
+    radius), `lyapunov` along lyapunov_tokens (n, T) (default tokens), and, given secant pairs and
+    the read-out's fit set (fit tokens, their beliefs), `secant` (network_secant)."""
     per_layer, joint = recurrent_jacobians(model, tokens)
     spectra = recurrent_weight_spectra(model)
     blocks = []
@@ -423,13 +395,15 @@ def recurrent_diagnostics(
         entry.update({k: v for k, v in spectra[b].items() if k != "hook"})
         blocks.append(entry)
     out = {"kind": "recurrent", **_summary(joint), "blocks": blocks}
+    out["spectral_radius_quantiles"] = _quantiles(joint)
+    window = finite_time_lyapunov(joint.double().numpy())
+    out["lyapunov_window"] = float(window.mean()) if np.isfinite(window).all() else None
     long = tokens if lyapunov_tokens is None else lyapunov_tokens
     out["lyapunov"] = recurrent_lyapunov(
         model, long, burn_in=min(LYAPUNOV_BURN_IN, long.shape[1] // 2)
     )
-    if process is not None:
-        fit = tokens if fit_tokens is None else fit_tokens
-        out.update(belief_projection(model, process, fit, tokens, joint))
+    if pairs is not None and fit is not None:
+        out["secant"] = network_secant(model, pairs, *fit)
     return out
 
 

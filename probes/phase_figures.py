@@ -1,11 +1,14 @@
 """RUN/figures/phases.png: each phase diagnostic beside its reference and its null band.
 
 Panels on one shared token axis (symlog: linear below the first non-zero checkpoint, so the
-initial model sits at 0, inside the frame): excess loss; the map that is iterated (RNN: one-step
-spectral radius of the recurrent map and its Lyapunov exponent, beside the belief update's own;
-transformer: the scale-normalised block-update gains and the cross-position Jacobian); unit gain
-per layer; update sign flips; sharpness against the optimiser's threshold; and, when
-RUN/probes.json exists, the belief probe's held-out R^2. Grey bands are the range over networks
+initial model sits at 0, inside the frame): excess loss; the map that is iterated (RNN: quantiles
+of the one-step spectral radius of the recurrent map, its Lyapunov exponents over the trained
+window and long-run, and the secant test's contraction rates of state, read-out and belief;
+transformer: the scale-normalised block-update gains and the cross-position Jacobian, never a
+radius against 1); unit gain per layer (sigmoid-like) or active fraction (ReLU-like); update sign
+flips beside the optimiser's own noise level; sharpness against the optimiser's threshold (Adam's
+preconditioned value only once v_hat has settled); and, when RUN/probes.json exists, the belief
+probe's held-out R^2. Grey bands are the range over networks
 of the same shape re-initialised with other seeds; a caption inside the PNG defines every symbol.
 Drawn on a bare matplotlib Figure (no pyplot state, no backend switch).
 """
@@ -45,6 +48,7 @@ def plot_phases(run: str | Path, phases: dict) -> Path:
         panels += [
             lambda ax: _recurrent_radius_panel(ax, tokens, phases),
             lambda ax: _lyapunov_panel(ax, tokens, phases),
+            lambda ax: _secant_panel(ax, tokens, phases),
         ]
     else:
         panels += [
@@ -97,15 +101,17 @@ def _caption(kind: str, phases: dict) -> str:
     if kind == "recurrent":
         lines += [
             "J_t = d s_t / d s_(t-1): the recurrent Jacobian of the stacked hidden state s (the "
-            "map iterated token after token); radius = largest |eigenvalue|, mean over the probe "
-            "batch.",
-            "Lyapunov exponent: growth rate (nats/token) of a perturbation carried along a long "
-            "sequence by the product of the J_t; > 0 perturbations grow, < 0 they fade.",
-            "Projected J_t: Q^T W J_t W^+ Q, the recurrent map seen on the belief simplex through "
-            "the least-squares probe W (state -> belief); embedded: W^+ replaced by the "
-            "least-squares map E (belief -> state); the belief update b' = bT[x]/(bT[x]1) "
-            "has its own radius and exponent (purple reference lines), computed exactly from the "
-            "HMM.",
+            "map iterated token after token); radius = largest |eigenvalue|: median over the "
+            "probe batch with its 10-90 % band, and the mean the seed rule reads. The belief "
+            "update b' = bT[x]/(bT[x]1) has its own radius and exponents (purple), exact from "
+            "the HMM.",
+            "Lyapunov exponent: growth rate (nats/token) of a perturbation carried by the product "
+            "of the J_t, long-run (along 200-token sequences) and over the trained window "
+            "(finite-time, from the initial state); > 0 perturbations grow, < 0 they fade.",
+            "Secant rates: mean log shrinkage per token of the distance between two reachable "
+            "states fed the same future tokens (network state, probe read-out, exact belief); "
+            "filled markers: the state's rate agrees with the belief's within the embedding's "
+            "distortion (the secant test passes), open: it does not (docs/phases.md).",
             "Circular law: sigma sqrt(H), the radius of a random H x H matrix with W_rec's entry "
             "variance.",
         ]
@@ -121,15 +127,21 @@ def _caption(kind: str, phases: dict) -> str:
             "stream moves this position's output (the transformer's analogue of a recurrence); "
             "largest singular value.",
         ]
+    high = phases["probe_batch"].get("linear_gain", 0.8)
+    low = phases["probe_batch"].get("saturated_gain", 0.2)
+    flips = phases.get("sign_flips") or {}
     lines += [
-        "Unit gain: E[f'(z)] / f'(0) over (input, unit) pairs (ReLU-like: the fraction on); "
-        "band = 25-75 % quantiles of the per-unit gains; labels: linear >= "
-        f"{phases['probe_batch'].get('linear_gain', 0.8)}, saturated <= "
-        f"{phases['probe_batch'].get('saturated_gain', 0.2)} (dashed lines).",
+        f"Units: tanh/sigmoid layers by their gain E[f'(z)] / f'(0) (linear >= {high}, "
+        f"saturated <= {low}); ReLU-like layers by their active fraction, the share of (input, "
+        f"unit) pairs with z > 0 (dense >= {high}, sparse <= {low}); band = 25-75 % quantiles "
+        "over units.",
         "Sign flips: share of parameters whose update sign reverses between consecutive updates, "
-        "mean over the updates since the previous checkpoint (0.5: a random walk). Sharpness: top "
-        "Hessian eigenvalue of the training loss ("
-        f"{phases.get('sharpness_loss', {}).get('description', 'see phases.json')}).",
+        "mean over the updates since the previous checkpoint, beside the same count for the "
+        f"run's optimiser ({flips.get('optimizer', '?')}) on pure-noise gradients (the null; "
+        f"stationary value arccos(rho)/pi = {flips.get('reference', float('nan')):.4f}). "
+        "Sharpness: top Hessian eigenvalue of the training loss ("
+        f"{phases.get('sharpness_loss', {}).get('description', 'see phases.json')}); Adam's "
+        "preconditioned value only from the step at which v_hat has settled.",
     ]
     return "\n".join(textwrap.fill(line, CAPTION_WIDTH, subsequent_indent="    ") for line in lines)
 
@@ -221,27 +233,24 @@ def loss_panel(ax, records: list[dict]) -> None:
 
 def _recurrent_radius_panel(ax, tokens, phases: dict) -> None:
     jac = [e["jacobian"] for e in phases["checkpoints"]]
-    values = _null_band(ax, phases, "jacobian.spectral_radius_mean")
-    values += _series(
-        ax, tokens, [j["spectral_radius_mean"] for j in jac], OKABE_ITO[0], "J_t radius (mean)"
-    )
+    values = _null_band(ax, phases, "jacobian.spectral_radius_quantiles.q50")
+    quantiles = [j.get("spectral_radius_quantiles") or {} for j in jac]
+    if all("q10" in q for q in quantiles):
+        low, high = [q["q10"] for q in quantiles], [q["q90"] for q in quantiles]
+        ax.fill_between(tokens, low, high, color=OKABE_ITO[0], alpha=0.15, lw=0,
+                        label="J_t radius: 10-90 % of the batch")  # fmt: skip
+        values += low + high
+        values += _series(
+            ax, tokens, [q["q50"] for q in quantiles], OKABE_ITO[0], "J_t radius (median)"
+        )
     values += _series(
         ax,
         tokens,
-        [j.get("projected_radius_mean") for j in jac],
+        [j["spectral_radius_mean"] for j in jac],
         OKABE_ITO[2],
-        "projected J_t radius (mean)",
+        "J_t radius (mean: the seed rule)",
         init=False,
-        style="s-",
-    )
-    values += _series(
-        ax,
-        tokens,
-        [j.get("embedded_radius_mean") for j in jac],
-        OKABE_ITO[3],
-        "embedded J_t radius (mean)",
-        init=False,
-        style="^-",
+        style="s--",
     )
     values += _series(
         ax,
@@ -252,12 +261,12 @@ def _recurrent_radius_panel(ax, tokens, phases: dict) -> None:
         init=False,
         style="--",
     )
-    belief = phases.get("belief_update", {}).get("spectral_radius_mean")
-    if belief is not None:
-        ax.axhline(
-            belief, color=BELIEF_COLOUR, lw=1.4, ls="-.", label="belief update radius (mean, exact)"
-        )
-        values.append(belief)
+    belief = phases.get("belief_update", {})
+    middle = (belief.get("spectral_radius_quantiles") or {}).get("q50")
+    if middle is not None:
+        ax.axhline(middle, color=BELIEF_COLOUR, lw=1.4, ls="-.",
+                   label="belief update radius (median, exact)")  # fmt: skip
+        values.append(middle)
     ax.axhline(1.0, color="#333333", lw=0.8, ls="--", label="radius 1 (seed rule)")
     flagged = phases.get("first_spectral_radius_above_1")
     if flagged is not None:
@@ -269,23 +278,66 @@ def _recurrent_radius_panel(ax, tokens, phases: dict) -> None:
 
 def _lyapunov_panel(ax, tokens, phases: dict) -> None:
     jac = [e["jacobian"] for e in phases["checkpoints"]]
+    belief = phases.get("belief_update", {})
+    window = belief.get("window", "n_ctx")
     values = _null_band(ax, phases, "jacobian.lyapunov")
+    values += _series(
+        ax, tokens, [j.get("lyapunov") for j in jac], OKABE_ITO[0], "network: long-run"
+    )
     values += _series(
         ax,
         tokens,
-        [j.get("lyapunov") for j in jac],
-        OKABE_ITO[0],
-        "network: largest Lyapunov exponent",
+        [j.get("lyapunov_window") for j in jac],
+        OKABE_ITO[2],
+        f"network: trained window ({window} tokens)",
+        init=False,
+        style="s-",
     )
-    belief = phases.get("belief_update", {}).get("lyapunov")
-    if belief is not None:
-        ax.axhline(
-            belief, color=BELIEF_COLOUR, lw=1.4, ls="-.", label="belief update (exact HMM filter)"
-        )
-        values.append(belief)
+    for key, style, label in (
+        ("lyapunov", "-.", "belief update: long-run (exact)"),
+        ("lyapunov_window", ":", f"belief update: window of {window} (exact)"),
+    ):
+        if belief.get(key) is not None:
+            ax.axhline(belief[key], color=BELIEF_COLOUR, lw=1.4, ls=style, label=label)
+            values.append(belief[key])
     ax.axhline(0.0, color="#333333", lw=0.8, ls="--", label="0: neutral")
     _zoom(ax, values + [0.0])
     ax.set_ylabel("Lyapunov exp.\n(nats/token)")
+    ax.legend(**LEGEND)
+
+
+def _secant_panel(ax, tokens, phases: dict) -> None:
+    secants = [e["jacobian"].get("secant") or {} for e in phases["checkpoints"]]
+    if not any(s.get("rate_state") is not None for s in secants):
+        ax.text(0.5, 0.5, "no secant test (windows of one token, or the filter synchronises)",
+                transform=ax.transAxes, ha="center", fontsize=8)  # fmt: skip
+        ax.set_ylabel("secant rate\n(nats/token)")
+        return
+    values = _null_band(ax, phases, "jacobian.secant.rate_state")
+    band = [(t, s["rate_belief"], s["state_vs_belief"]["tolerance"]) for t, s in
+            zip(tokens, secants, strict=True) if s.get("state_vs_belief")]  # fmt: skip
+    if band:
+        x, middle, width = (np.array(v) for v in zip(*band, strict=True))
+        ax.fill_between(x, middle - width, middle + width, color=BELIEF_COLOUR, alpha=0.12, lw=0,
+                        label="state passes inside: belief rate +- tolerance")  # fmt: skip
+        values += list(middle - width) + list(middle + width)
+    for name, colour, marker in (("state", OKABE_ITO[0], "o"), ("readout", OKABE_ITO[3], "^")):
+        rates = [s.get(f"rate_{name}") for s in secants]
+        passed = [(s.get(f"{name}_vs_belief") or {}).get("passes") for s in secants]
+        what = "network state" if name == "state" else "probe read-out"
+        values += _series(ax, tokens, rates, colour, what, init=False, style="-")
+        for fill, label in ((True, "passes"), (False, "fails")):
+            points = [(t, r) for t, r, p in zip(tokens, rates, passed, strict=True)
+                      if r is not None and p is fill]  # fmt: skip
+            if points:
+                ax.plot(*zip(*points, strict=True), marker, ms=5, color=colour,
+                        mfc=colour if fill else "white", ls="none",
+                        label=f"{what}: secant test {label}")  # fmt: skip
+    belief = [s.get("rate_belief") for s in secants]
+    values += _series(ax, tokens, belief, BELIEF_COLOUR, "exact belief (same pairs)", init=False,
+                      style="-.")  # fmt: skip
+    _zoom(ax, values)
+    ax.set_ylabel("secant rate\n(nats/token)")
     ax.legend(**LEGEND)
 
 
@@ -341,14 +393,15 @@ def _cross_position_panel(ax, tokens, phases: dict) -> None:
 
 
 def _gain_panel(ax, tokens, phases: dict) -> None:
+    """Sigmoid-like layers on the gain scale, ReLU-like ones by their active fraction: each
+    model has one family, so the panel has one scale and one set of labels."""
     entries = phases["checkpoints"]
     layers = list(entries[0]["units"])
+    relu = entries[0]["units"][layers[0]].get("measure") == "active fraction"
+    level, spread = ("active_frac", "active_quantiles") if relu else ("gain_mean", "gain_quantiles")
     reinit = phases.get("null", {}).get("reinit", {})
-    bands = [
-        reinit[f"units.{layer}.gain_mean"]
-        for layer in layers
-        if f"units.{layer}.gain_mean" in reinit
-    ]
+    bands = [reinit[f"units.{layer}.{level}"] for layer in layers
+             if f"units.{layer}.{level}" in reinit]  # fmt: skip
     values = []
     if bands:
         low, high = min(b["min"] for b in bands), max(b["max"] for b in bands)
@@ -359,41 +412,25 @@ def _gain_panel(ax, tokens, phases: dict) -> None:
     for i, layer in enumerate(layers):
         units = [e["units"][layer] for e in entries]
         colour = OKABE_ITO[i % 7]
-        ax.fill_between(
-            tokens,
-            [u["gain_quantiles"]["q25"] for u in units],
-            [u["gain_quantiles"]["q75"] for u in units],
-            color=colour,
-            alpha=0.15,
-            lw=0,
-        )
-        values += _series(
-            ax,
-            tokens,
-            [u["gain_mean"] for u in units],
-            colour,
-            f"{hook_label(layer)} ({units[0]['act']}): gain, 25-75 % band",
-            init=False,
-        )
-        values += [u["gain_quantiles"]["q25"] for u in units]
-        values += [u["gain_quantiles"]["q75"] for u in units]
+        q25, q75 = [u[spread]["q25"] for u in units], [u[spread]["q75"] for u in units]
+        ax.fill_between(tokens, q25, q75, color=colour, alpha=0.15, lw=0)
+        what = "active fraction" if relu else "gain"
+        values += _series(ax, tokens, [u[level] for u in units], colour,
+                          f"{hook_label(layer)} ({units[0]['act']}): {what}, 25-75 % band",
+                          init=False)  # fmt: skip
+        values += q25 + q75
     probe = phases["probe_batch"]
-    for level, name in (
-        (probe.get("linear_gain", 0.8), "linear"),
-        (probe.get("saturated_gain", 0.2), "saturated"),
+    names = ("dense", "sparse") if relu else ("linear", "saturated")
+    for bound, name, sign in (
+        (probe.get("linear_gain", 0.8), names[0], ">="),
+        (probe.get("saturated_gain", 0.2), names[1], "<="),
     ):
-        ax.axhline(level, color="#333333", lw=0.8, ls="--")
-        sign = ">=" if name == "linear" else "<="
-        ax.text(
-            0.005,
-            level,
-            f"{name} {sign} {level:g}",
-            transform=ax.get_yaxis_transform(),
-            fontsize=7,
-            va="bottom",
-        )
-    _zoom(ax, values + [probe.get("linear_gain", 0.8), probe.get("saturated_gain", 0.2)])
-    ax.set_ylabel("unit gain\nE[f'(z)]/f'(0)")
+        ax.axhline(bound, color="#333333", lw=0.8, ls="--")
+        ax.text(0.005, bound, f"{name} {sign} {bound:g}", transform=ax.get_yaxis_transform(),
+                fontsize=7, va="bottom")  # fmt: skip
+        values.append(bound)
+    _zoom(ax, values)
+    ax.set_ylabel("active fraction\nP(z > 0)" if relu else "unit gain\nE[f'(z)]/f'(0)")
     ax.legend(**LEGEND)
 
 
@@ -404,11 +441,19 @@ def _sign_flip_panel(ax, tokens, phases: dict) -> None:
         tokens,
         [e.get("sign_flip_frac") for e in entries],
         OKABE_ITO[0],
-        "update sign-flip fraction",
+        "update sign-flip fraction (training)",
         init=False,
     )
-    ax.axhline(0.5, color="#333333", lw=0.8, ls="--", label="0.5: random walk")
-    if not values:
+    flips = phases.get("sign_flips") or {}
+    optimizer = flips.get("optimizer", "the optimiser")
+    values += _series(ax, tokens, [e.get("sign_flip_null") for e in entries], NULL_GREY,
+                      f"null: {optimizer} on pure-noise gradients, same intervals", init=False,
+                      style="s--")  # fmt: skip
+    if flips.get("reference") is not None:
+        ax.axhline(flips["reference"], color="#333333", lw=0.8, ls=":",
+                   label=f"arccos(rho)/pi = {flips['reference']:.4f} (rho {flips['rho']:g})")
+        values.append(flips["reference"])
+    if not any(e.get("sign_flip_frac") is not None for e in entries):
         ax.text(
             0.5,
             0.5,
@@ -417,7 +462,7 @@ def _sign_flip_panel(ax, tokens, phases: dict) -> None:
             ha="center",
             fontsize=8,
         )
-    _zoom(ax, values + [0.5])
+    _zoom(ax, values)
     ax.set_ylabel("update sign-flip\nfraction")
     ax.legend(**LEGEND)
 
@@ -437,12 +482,16 @@ def _sharpness_panel(ax, tokens, phases: dict) -> None:
         values += _series(
             ax,
             tokens,
-            [d["preconditioned"] for d in details],
+            [d["preconditioned"] if d.get("settled", True) else None for d in details],
             OKABE_ITO[3],
             "preconditioned lambda_max(P^-1 H) (Adam)",
             init=False,
             style="s-",
         )
+        settled = phases.get("sharpness_settled") or {}
+        if settled.get("first_shown_tokens") is not None:
+            ax.axvline(settled["first_shown_tokens"], color=OKABE_ITO[3], lw=0.8, ls=":",
+                       label=f"preconditioned shown from step {settled['step']} (v_hat settled)")
     threshold = [d["threshold"] for d in details]
     if any(threshold):
         rule = "38/lr (Adam, vs preconditioned)" if compared == "preconditioned" else "2/lr (SGD)"

@@ -2,12 +2,14 @@
 
 `phases_run` is a thin driver: `phase_setup` fixes what every checkpoint shares (the probe batch,
 sampled once from the run's own process with `PhaseOptions.seed`; long sequences for Lyapunov
-exponents; the training loss for sharpness), `measure_checkpoint` measures one model, the nulls
-(`null_reference`: the same diagnostics for re-initialised networks of the run's shape) and the
-belief update's own dynamics (hmm.belief_dynamics) are added, phases.json is written, and only
-then the figure is drawn (a figure error loses nothing). Units use all `n_sequences` probe
-sequences, the Jacobians (reverse-mode autodiff, one vjp per checkpoint) the first
-`jacobian_sequences`. Update sign flips come from the training loop (metrics.jsonl).
+exponents; the secant pairs and the read-out's fit set; the training loss for sharpness),
+`measure_checkpoint` measures one model, the nulls (`null_reference`: the same diagnostics for
+re-initialised networks of the run's shape), the belief update's own dynamics
+(hmm.belief_dynamics) and the optimiser's sign-flip null (`sign_flip_reference`) are added,
+phases.json is written, and only then the figure is drawn (a figure error loses nothing). Units
+use all `n_sequences` probe sequences, the Jacobians (reverse-mode autodiff, one vjp per
+checkpoint) the first `jacobian_sequences`. Update sign flips come from the training loop
+(metrics.jsonl).
 
 Every key of phases.json is defined in docs/phases.md.
 """
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 from hmm import HMM
-from hmm.belief_dynamics import belief_update_dynamics
+from hmm.belief_dynamics import belief_update_dynamics, window_lyapunov
 from hmm.errors import InvalidInput
 from hmm.files import write_json
 from hmm.progress import progress
@@ -31,15 +33,19 @@ from models import build_model, load_checkpoint, load_run_process, read_run_conf
 from models.architectures import training_forward
 from models.checkpoints import model_config_of_run, read_checkpoint, trained_positions
 from models.compute import cpu_threads, torch_threads
+from models.recipes import TrainConfig
 from models.run_files import list_checkpoints, read_metrics
+from models.sign_flips import NULL_COORDINATES, flip_reference, noise_null
 from probes.jacobian import (
     SEED_RULE,
     first_spectral_radius_above_1,
     jacobian_diagnostics,
     map_kind,
 )
+from probes.secant import SecantPairs, secant_pairs
 from probes.sharpness import (
     TrainingLoss,
+    adam_settled_step,
     hessian_operator,
     stability_threshold,
     top_hessian_eigenvalue,
@@ -47,8 +53,6 @@ from probes.sharpness import (
 )
 from probes.units import __doc__ as UNITS_DOC
 from probes.units import unit_regimes, weight_norms
-
-SIGN_FLIP_RANDOM_WALK = 0.5
 
 
 @dataclass
@@ -58,7 +62,9 @@ class PhaseOptions:
     n_sequences: int = 32
     jacobian_sequences: int = 1  # transformers: each one costs d_model backward passes
     recurrent_sequences: int = 8  # RNNs: cheap per sequence; the seed rule needs a stable mean
-    fit_sequences: int = 256
+    fit_sequences: int = 256  # RNN read-out probe for the secant test
+    secant_pairs: int = 256
+    secant_split: int | None = None  # None: probes.secant.default_split (n_ctx // 3)
     lyapunov_sequences: int = 2
     lyapunov_length: int = 200
     null_seeds: int = 3
@@ -85,10 +91,11 @@ class PhaseOptions:
         if (
             self.null_seeds < 0
             or self.lyapunov_length < 2
-            or min(self.lyapunov_sequences, self.fit_sequences) < 1
+            or min(self.lyapunov_sequences, self.fit_sequences, self.secant_pairs) < 1
         ):
             raise InvalidInput(
-                "need null_seeds >= 0, lyapunov_length >= 2, lyapunov_sequences >= 1"
+                "need null_seeds >= 0, lyapunov_length >= 2, and lyapunov_sequences, "
+                "fit_sequences, secant_pairs >= 1"
             )
 
 
@@ -100,8 +107,10 @@ class PhaseSetup:
     config: dict
     options: PhaseOptions
     tokens: torch.Tensor  # (n_sequences, n_ctx) probe batch
-    fit_tokens: torch.Tensor  # (fit_sequences, n_ctx): state <-> belief least-squares fits
+    fit_tokens: torch.Tensor  # (fit_sequences, n_ctx): the secant test's read-out probe
+    fit_beliefs: np.ndarray  # (fit_sequences, n_ctx, S) their exact beliefs
     lyapunov_tokens: torch.Tensor  # (lyapunov_sequences, lyapunov_length)
+    pairs: SecantPairs | None  # None for windows of one token
     loss: TrainingLoss
     initial: dict | None = None  # weights at tokens 0
     warm: dict = field(default_factory=dict)  # previous Lanczos vectors by kind
@@ -120,10 +129,16 @@ def phase_setup(run: str | Path, options: PhaseOptions) -> PhaseSetup:
     """The shared inputs of every checkpoint of RUN (probe batch, long sequences, loss)."""
     config = read_run_config(run)
     process = load_run_process(run)
+    n_ctx = int(config["model"]["n_ctx"])
     long, _ = process.sample(
         options.lyapunov_sequences, options.lyapunov_length, seed=options.seed + 1
     )
-    fit, _ = process.sample(options.fit_sequences, int(config["model"]["n_ctx"]), options.seed + 2)
+    fit, _ = process.sample(options.fit_sequences, n_ctx, options.seed + 2)
+    pairs = None
+    if n_ctx >= 2:
+        pairs = secant_pairs(
+            process, options.secant_pairs, n_ctx, options.secant_split, seed=options.seed + 3
+        )
     loss = training_loss(
         process,
         config.get("train", {}),
@@ -138,7 +153,9 @@ def phase_setup(run: str | Path, options: PhaseOptions) -> PhaseSetup:
         options,
         probe_batch(run, options),
         torch.from_numpy(fit),
+        process.beliefs(fit),
         torch.from_numpy(long),
+        pairs,
         loss,
     )
 
@@ -147,15 +164,16 @@ def measure_model(model: torch.nn.Module, setup: PhaseSetup) -> dict:
     """Jacobian and unit diagnostics of one model on the setup's probe batch (no training state:
     used for checkpoints and for the re-initialised nulls)."""
     options = setup.options
-    recurrent = map_kind(model) == "recurrent"
-    count = options.recurrent_sequences if recurrent else options.jacobian_sequences
-    jacobian = jacobian_diagnostics(
-        model,
-        setup.tokens[:count],
-        process=setup.process,
-        fit_tokens=setup.fit_tokens,
-        lyapunov_tokens=setup.lyapunov_tokens,
-    )
+    if map_kind(model) == "recurrent":
+        jacobian = jacobian_diagnostics(
+            model,
+            setup.tokens[: options.recurrent_sequences],
+            lyapunov_tokens=setup.lyapunov_tokens,
+            pairs=setup.pairs,
+            fit=(setup.fit_tokens, setup.fit_beliefs),
+        )
+    else:
+        jacobian = jacobian_diagnostics(model, setup.tokens[: options.jacobian_sequences])
     return {"jacobian": jacobian, "units": _units(model, setup.tokens, options)}
 
 
@@ -208,6 +226,12 @@ def _phases_run(run: Path, options: PhaseOptions) -> dict:
         entry.update(metrics.get(n_tokens, _NOT_RECORDED))
         entries.append(entry)
     result = _assemble(entries, setup, metrics)
+    flips_began = time.process_time()
+    flips = sign_flip_reference(setup)
+    by_step = flips.pop("by_step")
+    for entry in entries:
+        entry["sign_flip_null"] = by_step.get(entry["step"])
+    result["sign_flips"] = {**flips, "cpu_seconds": time.process_time() - flips_began}
     nulls_began = time.process_time()
     result["null"] = null_reference(setup, entries[0] if entries[0]["tokens"] == 0 else None)
     result["cpu_seconds_null"] = time.process_time() - nulls_began
@@ -243,22 +267,89 @@ def _assemble(entries: list[dict], setup: PhaseSetup, metrics: dict) -> dict:
         train.get("momentum", 0.0),
     )
     recorded = any(e.get("sign_flip_frac") is not None for e in entries)
+    shown = [e["tokens"] for e in entries if e["sharpness_detail"].get("settled")]
     return {
         "checkpoints": entries,
         "first_spectral_radius_above_1": first_spectral_radius_above_1(entries),
         "seed_rule": SEED_RULE[kind],
         "spectral_radius_meaning": SEED_RULE[kind],
-        "belief_update": belief_update_dynamics(setup.process, seed=setup.options.seed),
+        "belief_update": {
+            **belief_update_dynamics(setup.process, seed=setup.options.seed),
+            **_window_exponent(setup),
+        },
         "unit_phase_rule": _unit_rule_text(),
         "sharpness_rule": rule["rule"],
         "sharpness_loss": setup.loss.summary(),
+        "sharpness_settled": {
+            "step": entries[0]["sharpness_detail"].get("settled_step"),
+            "first_shown_tokens": shown[0] if shown else None,
+            "rule": SETTLED_RULE if rule["compares"] == "preconditioned" else "not needed (SGD)",
+        },
         "sign_flip_source": (
             "training loop: metrics.jsonl sign_flip_frac, every update pair since the previous "
-            f"checkpoint; {SIGN_FLIP_RANDOM_WALK} = a random walk"
+            "checkpoint; read it against sign_flip_null (the optimiser on pure noise)"
             if recorded
             else "not recorded (the run was trained before update sign flips were logged)"
         ),
         "probe_batch": {**asdict(setup.options), "n_ctx": int(setup.tokens.shape[1])},
+    }
+
+
+SETTLED_RULE = (
+    "Adam's preconditioned sharpness is shown from the first checkpoint whose second-moment "
+    "estimate averages enough squared gradients that no parameter is expected to have v_hat "
+    "below a quarter of its second moment: n_eff(step) >= min(n, 0.9 (1 + beta2)/(1 - beta2)) "
+    "with D P(chi2_n / n < 1/4) < 1 for the model's D parameters (probes/sharpness.py); earlier "
+    "checkpoints read P ~ eps and are not shown."
+)
+
+
+def _window_exponent(setup: PhaseSetup) -> dict:
+    """The filter's finite-time exponent over the trained window on the fit sequences."""
+    if setup.process.n_states < 2:
+        return {}
+    return window_lyapunov(setup.process, setup.fit_tokens.numpy())
+
+
+def sign_flip_reference(setup: PhaseSetup) -> dict:
+    """The run's optimiser on pure-noise gradients (models.sign_flips.noise_null), over a seeded
+    sample of the initial weights, noise of the size of the initial gradient of the run's loss.
+
+    -> {"null" (mean over every update pair of the run), "reference" (arccos(rho) / pi), "rho",
+    "optimizer", "coordinates", "noise_scale", "pairs", "method", "by_step"}.
+    """
+    config = setup.config
+    fields = TrainConfig.__dataclass_fields__
+    train = TrainConfig(**{k: v for k, v in config.get("train", {}).items() if k in fields})
+    model = build_model(model_config_of_run(config))
+    params = [p for p in model.parameters() if p.requires_grad]
+    with torch.enable_grad():
+        grads = torch.autograd.grad(setup.loss(training_forward(model)), params)
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    weights = torch.cat([p.detach().reshape(-1) for p in params])
+    generator = torch.Generator().manual_seed(setup.options.seed)
+    chosen = torch.randperm(len(weights), generator=generator)[:NULL_COORDINATES]
+    scale = float(flat.double().pow(2).mean().sqrt()) or 1.0
+    data = config.get("data", {})
+    steps = config.get("checkpoints", {}).get("steps", [])
+    total = int(data.get("total_steps", max(steps, default=1)))
+    found = noise_null(train, weights[chosen], steps, total, scale, seed=setup.options.seed)
+    rho = train.betas[0] if train.optimizer == "adamw" else train.momentum
+    return {
+        "null": found["null"],
+        "reference": flip_reference(train.optimizer, train.betas, train.momentum),
+        "rho": float(rho),
+        "optimizer": train.optimizer,
+        "coordinates": len(chosen),
+        "noise_scale": scale,
+        "pairs": found["pairs"],
+        "method": (
+            f"{train.optimizer} as configured (lr schedule {train.schedule}, warm-up "
+            f"{train.warmup_steps}, weight decay {train.weight_decay:g}) stepped {total} times "
+            f"on N(0, {scale:.3g}^2) gradients over {len(chosen)} sampled initial weights; "
+            "reference arccos(rho)/pi with rho = beta1 (Adam) or the momentum (SGD)"
+        ),
+        "by_step": found["by_step"],
     }
 
 
@@ -356,10 +447,16 @@ def _sharpness(model: torch.nn.Module, state: dict, setup: PhaseSetup) -> dict:
         "ratio": None,
         "iterations": 0,
         "converged": True,
+        "settled": True,
     }
     scales = {"raw": None}
     if rule["compares"] == "preconditioned":
-        scales["preconditioned"] = _adam_scale(params, optimizer_state)
+        betas = groups[0].get("betas", train.get("betas", (0.9, 0.999)))
+        settled_step = adam_settled_step(float(betas[1]), sum(p.numel() for p in params))
+        detail["settled_step"] = settled_step
+        detail["settled"] = int(state.get("step") or 0) >= settled_step
+        if detail["settled"]:
+            scales["preconditioned"] = _adam_scale(params, optimizer_state)
     for kind, scale in scales.items():
         if kind == "preconditioned" and scale is None:
             continue  # no second-moment estimate before the first update
@@ -425,3 +522,69 @@ def _unit_rule_text() -> str:
     text = UNITS_DOC or ""
     start = text.find("One criterion")
     return " ".join(text[start:].split()) if start >= 0 else ""
+
+
+def phase_milestones(phases: dict) -> dict[str, float | None]:
+    """The phase numbers of one run that sweeps summarise over seeds (docs/phases.md), from its
+    phases.json: unit-phase milestones (tokens), unit level at the start, end and in the
+    re-initialised null (mean over layers), and for recurrent networks the radius, Lyapunov
+    exponents and secant test at the start and end. None where a number does not apply.
+
+    A network is "linear" at a checkpoint when every unit layer is, "saturated" (or "sparse",
+    ReLU-like) when every layer is: linear_until is the last checkpoint before some layer leaves
+    the linear phase (hybrid_from the first one after), saturated_from / sparse_from the first
+    checkpoint at which every layer is there.
+    """
+    entries = phases["checkpoints"]
+    out: dict[str, float | None] = dict.fromkeys(MILESTONE_KEYS)
+    labels = [[u.get("phase") for u in e.get("units", {}).values()] for e in entries]
+    tokens = [e["tokens"] for e in entries]
+    relu = any(u.get("measure") == "active fraction" for u in entries[0].get("units", {}).values())
+
+    def first(test) -> int | None:
+        return next((t for t, layer in zip(tokens, labels, strict=True) if test(layer)), None)
+
+    level = "active" if relu else "gain"
+    key = "active_frac" if relu else "gain_mean"
+    if relu:
+        out["sparse_from"] = first(lambda layer: layer and all(p == "sparse" for p in layer))
+    else:
+        left = first(lambda layer: any(p != "linear" for p in layer))
+        out["hybrid_from"] = left
+        before = [t for t in tokens if left is None or t < left]
+        out["linear_until"] = before[-1] if before else None
+        out["saturated_from"] = first(lambda layer: layer and all(p == "saturated" for p in layer))
+    out[f"{level}_start"] = _layer_mean(entries[0], key)
+    out[f"{level}_end"] = _layer_mean(entries[-1], key)
+    reinit = phases.get("null", {}).get("reinit", {})
+    nulls = [v["mean"] for k, v in reinit.items() if k.startswith("units.") and k.endswith(key)]
+    out[f"{level}_null"] = float(np.mean(nulls)) if nulls else None
+    if entries[-1].get("jacobian", {}).get("kind") == "recurrent":
+        start, end = entries[0]["jacobian"], entries[-1]["jacobian"]
+        out["radius_start"] = start.get("spectral_radius_mean")
+        out["radius_end"] = end.get("spectral_radius_mean")
+        out["radius_median_end"] = (end.get("spectral_radius_quantiles") or {}).get("q50")
+        out["lyapunov_start"], out["lyapunov_end"] = start.get("lyapunov"), end.get("lyapunov")
+        out["lyapunov_null"] = reinit.get("jacobian.lyapunov", {}).get("mean")
+        out["lyapunov_window_end"] = end.get("lyapunov_window")
+        secant = end.get("secant") or {}
+        out["secant_rate_state_end"] = secant.get("rate_state")
+        out["secant_rate_readout_end"] = secant.get("rate_readout")
+        out["secant_rate_belief"] = secant.get("rate_belief")
+        verdict = (secant.get("state_vs_belief") or {}).get("passes")
+        out["secant_passes_end"] = None if verdict is None else float(verdict)
+    return out
+
+
+MILESTONE_KEYS = (
+    "linear_until", "hybrid_from", "saturated_from", "sparse_from",
+    "gain_start", "gain_end", "gain_null", "active_start", "active_end", "active_null",
+    "radius_start", "radius_end", "radius_median_end",
+    "lyapunov_start", "lyapunov_end", "lyapunov_null", "lyapunov_window_end",
+    "secant_rate_state_end", "secant_rate_readout_end", "secant_rate_belief", "secant_passes_end",
+)  # fmt: skip
+
+
+def _layer_mean(entry: dict, key: str) -> float | None:
+    values = [u[key] for u in entry.get("units", {}).values() if u.get(key) is not None]
+    return float(np.mean(values)) if values else None

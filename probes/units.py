@@ -1,24 +1,32 @@
-"""Unit regimes (linear / hybrid / saturated) and weight norms over training.
+"""Unit regimes over training: the gain of sigmoid-like layers (linear / hybrid / saturated), the
+active fraction of ReLU-like layers (dense / mixed / sparse), and weight norms.
 
 The seed's phase picture: sigmoid-like networks start *linear* (small weights, pre-activations
 near 0, f'(z) ~ f'(0)), pass through a *hybrid* phase, and end *saturated* (units pinned at the
-flat ends, f'(z) ~ 0, the net acting as a binary decision graph, learning stalls). ReLU has no
-flat end on the active side; its analogue of saturation is units that are off.
+flat ends, f'(z) ~ 0, the net acting as a binary decision graph, learning stalls). That picture
+needs a unit with two flat ends; a ReLU has one, so it gets its own measure and its own words.
 
-One criterion for every activation, the layer's gain: with s_ref the slope of the unit's linear
-regime (f'(0) for sigmoid-like units - tanh, sigmoid, identity - and 1, the slope of the positive
-linear piece, for ReLU-like units - relu, gelu, silu - whose f'(0) is 0.5 or undefined),
+Sigmoid-like units (tanh, sigmoid, identity): the layer's gain
 
-    gain = E[f'(z)] / s_ref   over the (input, unit) pairs of the probe batch,
+    gain = E[f'(z)] / f'(0)   over the (input, unit) pairs of the probe batch,
 
-1 for a layer that acts as its linear part, 0 for one whose units pass no gradient. For ReLU it
-is the fraction of (input, unit) pairs that are on. Per unit the gain is the mean over inputs;
-`gain_quantiles` are the 10/25/50/75/90 % quantiles of the per-unit gains.
+1 for a layer that acts as its linear part, 0 for one whose units pass no gradient. Per unit the
+gain is the mean over inputs; `gain_quantiles` are the 10/25/50/75/90 % quantiles of the per-unit
+gains. Phase label (`phase_label`, thresholds are options): "linear" if gain >= 0.8,
+"saturated" if gain <= 0.2, else "hybrid". Also, per (input, unit) pair: linear_frac
+(f'(z) / f'(0) >= 0.9) and saturated_frac (f'(z) / max f' <= 0.1).
 
-Phase label of a layer (`phase_label`, thresholds are options): "linear" if gain >= 0.8,
-"saturated" if gain <= 0.2, else "hybrid". Also reported, per (input, unit) pair:
-linear_frac (f'(z) / s_ref >= 0.9), saturated_frac (f'(z) / max f' <= 0.1; for relu: off) and
-dead_frac (the fraction of units saturated on every input of the batch).
+ReLU-like units (relu, gelu, silu): a unit is *active* on an input when z > 0 (for relu exactly
+where it passes gradient; gelu and silu are the smooth versions of the same switch). The layer's
+`active_frac` is the share of (input, unit) pairs that are active (0.5 at a symmetric
+initialisation), `active_quantiles` the quantiles of the per-unit active fractions, and its label
+(`sparsity_label`) is "dense" if active_frac >= 0.8 (the layer acts as one affine map on most
+inputs), "sparse" if active_frac <= 0.2 (few units carry each input), else "mixed". No gain, no
+"linear" or "saturated": an active ReLU is exactly linear and an inactive one is off, whatever z.
+
+Every layer: dead_frac, the share of units that pass no gradient on any input of the batch
+(sigmoid-like: saturated on every input; ReLU-like: never active). One criterion per family, the
+same thresholds (options linear_gain and saturated_gain) for both.
 """
 
 from __future__ import annotations
@@ -68,39 +76,63 @@ def unit_regimes(
 ) -> dict:
     """Regimes of one layer from its pre-activations pre (..., units) over a probe batch.
 
-    Returns {"gain_mean", "gain_quantiles": {"q10", "q25", "q50", "q75", "q90"}, "linear_frac",
-    "saturated_frac", "dead_frac", "phase", "act"}; definitions in the module doc.
+    Sigmoid-like: {"measure": "gain", "gain_mean", "gain_quantiles": {"q10", ..., "q90"},
+    "linear_frac", "saturated_frac", "dead_frac", "phase", "act"}; ReLU-like: {"measure":
+    "active fraction", "active_frac", "active_quantiles", "dead_frac", "phase", "act"}.
+    Definitions in the module doc.
     """
     if pre.ndim < 2:
         raise InvalidInput(f"pre-activations need shape (..., units), got {tuple(pre.shape)}")
-    s_ref, max_slope = reference_slopes(act)
-    slope = activation_derivative(pre.detach().double().reshape(-1, pre.shape[-1]), act)
+    z = pre.detach().double().reshape(-1, pre.shape[-1])
+    s_ref, max_slope = reference_slopes(act)  # also refuses unknown activations
+    if act in RELU_LIKE:
+        active = (z > 0).double()
+        return {
+            "measure": "active fraction",
+            "active_frac": float(active.mean()),
+            "active_quantiles": _quantiles(active.mean(dim=0)),
+            "dead_frac": float((active.sum(dim=0) == 0).double().mean()),
+            "phase": sparsity_label(float(active.mean()), linear_gain, saturated_gain),
+            "act": act,
+        }
+    slope = activation_derivative(z, act)
     relative = slope / s_ref
     saturated = slope / max_slope <= saturated_threshold
-    per_unit = relative.mean(dim=0)
-    levels = torch.tensor(GAIN_QUANTILES, dtype=torch.float64)
-    quantiles = torch.quantile(per_unit, levels)
-    result = {
+    return {
+        "measure": "gain",
         "gain_mean": float(relative.mean()),
-        "gain_quantiles": {
-            f"q{round(100 * q)}": float(v) for q, v in zip(GAIN_QUANTILES, quantiles, strict=True)
-        },
+        "gain_quantiles": _quantiles(relative.mean(dim=0)),
         "linear_frac": float((relative >= linear_threshold).double().mean()),
         "saturated_frac": float(saturated.double().mean()),
         "dead_frac": float(saturated.all(dim=0).double().mean()),
+        "phase": phase_label(float(relative.mean()), linear_gain, saturated_gain),
         "act": act,
     }
-    result["phase"] = phase_label(result["gain_mean"], linear_gain, saturated_gain)
-    return result
+
+
+def _quantiles(per_unit: Tensor) -> dict[str, float]:
+    levels = torch.tensor(GAIN_QUANTILES, dtype=torch.float64)
+    values = torch.quantile(per_unit, levels)
+    return {f"q{round(100 * q)}": float(v) for q, v in zip(GAIN_QUANTILES, values, strict=True)}
 
 
 def phase_label(gain: float, linear_gain: float = 0.8, saturated_gain: float = 0.2) -> str:
-    """'linear' (gain >= linear_gain) / 'saturated' (gain <= saturated_gain) / 'hybrid'."""
+    """Sigmoid-like layers: 'linear' (gain >= linear_gain) / 'saturated' (<= saturated_gain) /
+    'hybrid'."""
     if gain >= linear_gain:
         return "linear"
     if gain <= saturated_gain:
         return "saturated"
     return "hybrid"
+
+
+def sparsity_label(active: float, dense: float = 0.8, sparse: float = 0.2) -> str:
+    """ReLU-like layers: 'dense' (active fraction >= dense) / 'sparse' (<= sparse) / 'mixed'."""
+    if active >= dense:
+        return "dense"
+    if active <= sparse:
+        return "sparse"
+    return "mixed"
 
 
 def parameter_groups(state: Mapping[str, Tensor]) -> dict[str, list[str]]:

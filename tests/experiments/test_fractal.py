@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from experiments.cli import main
@@ -107,3 +108,57 @@ def test_the_memory_estimate_bounds_the_real_msp():
     real = m.beliefs.nbytes + m.probs.nbytes + m.depths.nbytes + m.parents.nbytes
     assert msp_bytes(p, 6) >= real + m.symbols.nbytes
     assert msp_bytes(p, 6) == m.n_nodes * (3 * 8 * 3 + 7 * 8)
+
+
+@pytest.mark.parametrize("process,kind", [("bloch_walk", "bloch"), ("moon", "pca")])
+def test_ghmm_states_are_drawn_where_they_live(tmp_path, capsys, process, kind):
+    from hmm.plots import state_chart
+
+    out = tmp_path / process
+    assert main(["fractal", process, "--depth", "4", "--points", "2000", "--out", str(out)]) == 0
+    assert (out / "fractal.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((out / "fractal.json").read_text())
+    p = load_process(process)
+    assert summary["spec"]["kind"] == "ghmm" and summary["entropy_rate"] == pytest.approx(
+        p.entropy_rate())
+    states = p.msp(4).unique(8).beliefs
+    chart = state_chart(p, states)
+    assert chart.kind == kind
+    if kind == "bloch":  # (1, r_x, r_z): the chart reads r_x and r_z, and states stay in the disk
+        np.testing.assert_array_equal(chart.xy(states), states[:, 1:])
+        assert np.linalg.norm(chart.xy(states), axis=1).max() <= 1 + 1e-9
+    else:  # the states span a plane: two principal axes hold all their variance
+        xy = chart.xy(states)
+        centred = states - states.mean(axis=0)
+        assert xy.var(axis=0).sum() == pytest.approx(centred.var(axis=0).sum())
+
+
+def test_a_product_is_drawn_factor_by_factor(tmp_path, capsys):
+    spec = tmp_path / "prod.json"
+    spec.write_text(json.dumps({"kind": "product", "factors": ["even", "bloch_walk"]}))
+    out = tmp_path / "o"
+    assert main(["fractal", str(spec), "--depth", "3", "--points", "2000", "--out", str(out)]) == 0
+    summary = json.loads((out / "fractal.json").read_text())
+    p = load_process(summary["spec"])
+    assert summary["spec"]["kind"] == "product" and p.n_states == 2 * 3 and p.n_symbols == 2 * 4
+    assert summary["n_nodes"] == p.msp(3).n_nodes < 1 + 8 + 64 + 512  # even forbids some words
+    assert (out / "fractal.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("spec,match", [
+    ({"kind": "ghmm", "transitions": {"a": [[1.2, -0.5], [0.0, 0.1]], "b": [[0.3, 0], [0, 0.9]]},
+      "initial": [1, 0]}, "the word 'a b' (length 2) has probability -0.09 < 0"),
+    ({"kind": "ghmm", "transitions": {"0": [[0.5, 0.0], [0.0, 0.5]], "1": [[0.5, 0], [0, 0.5]]}},
+     "2 independent left eigenvectors for eigenvalue 1"),
+    ({"kind": "mixture", "components": ["mess3", "rrxor"], "weights": [0.5, 0.6]},
+     "they must sum to 1"),
+    ({"kind": "product", "factors": ["mess3"] * 8}, "a product of 8 factors"),
+])
+def test_bad_process_specs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, spec, match):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(spec))
+    out = tmp_path / "o"
+    assert main(["fractal", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()

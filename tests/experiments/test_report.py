@@ -84,7 +84,7 @@ def _phases() -> dict:
                                           "spectral_norm_mean": 2.5},
              "units": {"blocks.0": {"phase": "hybrid", "linear_frac": 0.4, "saturated_frac": 0.2,
                                     "dead_frac": 0.0, "gain_mean": 0.61}},
-             "sign_flip_frac": 0.31},
+             "sign_flip_frac": 0.31, "sign_flip_null": 0.1436},
         ],
         "first_spectral_radius_above_1": 1920,
         "belief_update": {"spectral_radius_mean": 0.7777, "lyapunov": -1.2345},
@@ -148,7 +148,8 @@ def test_report_shows_scores_beside_their_baselines(run):
     # phases beside their nulls
     assert "spectral radius (mean over batch) 1.2345 0.5000 0.9000 ± 0.0500" in text
     assert "First checkpoint whose mean spectral radius exceeds 1: 1,920 tokens" in text
-    assert "blocks.0 hybrid 0.400 0.200 0.000 0.610" in text
+    assert "blocks.0 hybrid gain 0.610 0.400 0.200 0.000" in text
+    assert "update sign-flip fraction (the optimiser on pure noise: 0.144) 0.3100" in text
     assert "mean one-step spectral radius 0.7777, largest Lyapunov exponent -1.2345" in text
     # loss: the exact numbers of the last exact evaluation
     assert "optimal 0.50000 nats/token, achieved 0.51230" in text and "excess 0.01230" in text
@@ -186,6 +187,22 @@ def test_reproduction_files_rebuild_the_run_config(run):
     assert model.to_dict() == config["model"]
     expected = {k: v for k, v in config["train"].items() if k != "recipe"}
     assert {k: v for k, v in train.to_dict().items() if k != "recipe"} == expected
+
+
+def test_a_transformer_radius_is_never_read_against_1(run):
+    phases = _phases()
+    for entry in phases["checkpoints"]:
+        entry["jacobian"]["kind"] = "residual"
+        entry["units"] = {"blocks.0.mlp": {"phase": "mixed", "measure": "active fraction",
+                                           "active_frac": 0.45, "dead_frac": 0.1}}
+    phases["first_spectral_radius_above_1"] = None
+    (run / "phases.json").write_text(json.dumps(phases))
+    numbers = run_numbers(run)
+    assert numbers["final_radius"] is None
+    assert "radius" not in numbers["phase_line"].replace("no spectral-radius rule", "")
+    text = _text(write_report(run))
+    assert "spectral radius (mean" not in text and "final radius" not in text
+    assert "blocks.0.mlp mixed active fraction 0.450 — — 0.100" in text
 
 
 def test_files_of_an_older_version_still_give_a_report(run):

@@ -12,11 +12,13 @@ from hmm.belief_dynamics import (
     affine_filter_process,
     belief_path,
     belief_update_dynamics,
+    finite_time_lyapunov,
     largest_lyapunov,
     simplex_jacobian,
     spectral_radius,
     tangent_basis,
     update_jacobian,
+    window_lyapunov,
 )
 from hmm.errors import InvalidInput
 
@@ -140,3 +142,60 @@ def test_bad_shapes_are_invalid_input():
         largest_lyapunov(np.zeros((2, 3, 2, 2)), burn_in=3)
     with pytest.raises(InvalidInput):
         affine_filter_process(np.eye(3), 1.0)
+
+
+def test_finite_time_exponent_is_the_top_singular_value_of_the_product():
+    rng = np.random.default_rng(0)
+    jacobians = rng.normal(0, 0.6, (3, 7, 4, 4))
+    found = finite_time_lyapunov(jacobians)
+    for i in range(3):
+        product = np.eye(4)
+        for t in range(7):
+            product = jacobians[i, t] @ product
+        expected = np.log(np.linalg.svd(product, compute_uv=False)[0]) / 7
+        assert found[i] == pytest.approx(expected, rel=1e-10)
+    # long windows do not underflow: 2000 steps of 0.01 I give log(0.01) exactly
+    tiny = np.broadcast_to(0.01 * np.eye(2), (1, 2000, 2, 2))
+    assert finite_time_lyapunov(tiny)[0] == pytest.approx(np.log(0.01))
+
+
+def test_window_exponent_of_an_affine_filter_is_closed_form():
+    """b' = c K^T b + (1 - c) e_x: every step's simplex Jacobian is M = c Q^T K^T Q, so the window
+    exponent is (1/L) log sigma_max(M^L), whatever the symbols."""
+    process = affine_filter_process(MIXING, 0.4)
+    tokens, _ = process.sample(5, 6, seed=0)
+    found = window_lyapunov(process, tokens)
+    q = tangent_basis(3)
+    step = 0.4 * q.T @ MIXING.T @ q
+    expected = np.log(np.linalg.svd(np.linalg.matrix_power(step, 6), compute_uv=False)[0]) / 6
+    assert found["lyapunov_window"] == pytest.approx(expected, rel=1e-9)
+    assert found["window"] == 6 and found["lyapunov_window_sd"] == pytest.approx(0, abs=1e-12)
+
+
+def test_radius_quantiles_show_mess3s_bimodal_steps():
+    found = belief_update_dynamics(load_process("mess3"), n_sequences=2, length=2000, burn_in=50)
+    quantiles = found["spectral_radius_quantiles"]
+    assert quantiles["q50"] < 0.5 < found["spectral_radius_mean"] < quantiles["q90"]
+
+def test_ghmm_update_jacobian_is_the_derivative_on_the_state_plane():
+    from hmm import load_process
+    from hmm.belief_dynamics import simplex_jacobian, tangent_basis, update_jacobian
+
+    p = load_process("moon")  # tau is not 1: states live on eta . tau = 1
+    q = tangent_basis(p.n_states, p.right)
+    np.testing.assert_allclose(q.T @ q, np.eye(p.n_states - 1), atol=1e-12)
+    np.testing.assert_allclose(p.right @ q, 0.0, atol=1e-12)
+    assert np.array_equal(tangent_basis(3, np.ones(3)), tangent_basis(3))  # classical: Helmert
+    tokens, _ = p.sample(1, 6, seed=2)
+    eta = p.beliefs(tokens)[0, -1]
+
+    def update(state, x):
+        v = state @ p.T[x]
+        return v / (v @ p.right)
+
+    for x in range(p.n_symbols):
+        step = 1e-6
+        numeric = np.stack([(update(eta + step * q[:, k], x) - update(eta - step * q[:, k], x))
+                            / (2 * step) for k in range(p.n_states - 1)], axis=1)
+        np.testing.assert_allclose(update_jacobian(p, eta, x) @ q, numeric, atol=1e-6)
+        np.testing.assert_allclose(simplex_jacobian(p, eta, x), q.T @ numeric, atol=1e-6)

@@ -31,3 +31,36 @@ def test_plot_simplex_draws_points_and_outline():
     out = plot_simplex(ax, np.random.default_rng(0).dirichlet(np.ones(3), size=50), title="t")
     assert out is ax and ax.get_title() == "t" and len(ax.collections) == 1
     plt.close(fig)
+
+
+def test_state_charts_put_states_where_they_live():
+    from hmm import load_process
+    from hmm.plots import plot_states, state_chart, state_colors
+
+    mess3 = load_process("mess3")
+    beliefs = mess3.msp(4).beliefs
+    chart = state_chart(mess3)
+    assert chart.kind == "simplex" and chart.corner_labels == ("A", "B", "C")
+    np.testing.assert_array_equal(chart.xy(beliefs), simplex_xy(beliefs))
+    np.testing.assert_array_equal(state_colors(chart, beliefs), belief_colors(beliefs))
+
+    bloch = load_process("bloch_walk")
+    states = bloch.msp(4).beliefs
+    chart = state_chart(bloch)
+    assert chart.kind == "bloch" and chart.corner_labels == () and "r_x" in chart.axis_labels[0]
+    np.testing.assert_allclose(np.linalg.norm(chart.outline, axis=1), 1.0)  # the Bloch circle
+    np.testing.assert_array_equal(chart.xy(states), states[:, 1:])
+
+    moon = load_process("moon")
+    states = moon.msp(6).beliefs
+    chart = state_chart(moon, states)
+    assert chart.kind == "pca" and chart.outline is None and chart.bounds.shape == (2, 2)
+    shifted = chart.xy(states + 0.0)
+    np.testing.assert_allclose(shifted.mean(axis=0), 0.0, atol=1e-12)  # centred on the fit set
+    np.testing.assert_allclose(chart.xy(states[:3]), shifted[:3])  # a fixed map once fitted
+    colors = state_colors(chart, np.vstack([states[:2], np.full((1, 3), np.nan)]))
+    assert colors.shape == (3, 3) and np.allclose(colors[2], 0.5)
+    fig, ax = plt.subplots()
+    plot_states(ax, chart, states, title="moon")
+    assert ax.get_title() == "moon" and "principal axis 1" in ax.get_xlabel()
+    plt.close(fig)

@@ -6,13 +6,15 @@ import re
 import numpy as np
 import pytest
 
-from hmm import BUILTINS, HMM, InvalidInput, load_process, save_process
+from hmm import BUILTINS, GHMM, HMM, InvalidInput, load_process, save_process
+from hmm.builtins import CLASSICAL
 
 
 @pytest.mark.parametrize("name", list(BUILTINS))
 def test_every_builtin_loads_with_defaults(name):
     p = load_process(name)
-    assert isinstance(p, HMM) and p.stationary is not None
+    assert isinstance(p, HMM if name in CLASSICAL else GHMM) and p.stationary is not None
+    assert isinstance(p, HMM) == (name in CLASSICAL)
 
 
 def test_parameters_override_defaults():
@@ -101,3 +103,13 @@ def test_a_boolean_initial_is_refused(tmp_path):
 def test_hmm_refuses_boolean_and_string_tensors(T):
     with pytest.raises(InvalidInput, match="must hold numbers"):
         HMM(T)
+
+
+@pytest.mark.parametrize("name", ["noisy_4_cycle", "mixture_mess3", "product_three_mess3"])
+def test_the_example_specs_load(name):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "experiments" / "examples" / f"{name}.json"
+    p = load_process(str(path))
+    assert p.kind == {"noisy_4_cycle": "hmm", "mixture_mess3": "mixture",
+                      "product_three_mess3": "product"}[name]

@@ -8,7 +8,14 @@ from torch.func import functional_call
 
 from models.loss import next_token_losses
 from models.rnn import RNNConfig, build_rnn
-from probes.sharpness import hessian_operator, stability_threshold, top_hessian_eigenvalue
+from probes.sharpness import (
+    adam_settled_step,
+    effective_samples,
+    hessian_operator,
+    settled_samples,
+    stability_threshold,
+    top_hessian_eigenvalue,
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +94,34 @@ def test_stability_thresholds():
     adam = stability_threshold("adamw", 1e-3, betas=(0.9, 0.999))
     assert adam["threshold"] == pytest.approx(38_000.0) and adam["compares"] == "preconditioned"
     assert stability_threshold("adamw", 0.0)["threshold"] is None
+
+
+def test_effective_samples_of_adams_second_moment():
+    """Kish's n_eff of the weights beta2^(t-s), s = 1..t, against the weights themselves."""
+    for beta2, step in ((0.999, 1), (0.999, 40), (0.9, 7), (0.99, 3000)):
+        weights = beta2 ** torch.arange(step, dtype=torch.float64)
+        expected = float(weights.sum() ** 2 / (weights**2).sum())
+        assert effective_samples(step, beta2) == pytest.approx(expected, rel=1e-9)
+    assert effective_samples(0, 0.999) == 0
+
+
+def test_settled_step_is_where_no_parameter_is_expected_far_below_its_second_moment():
+    """Adam's bias-corrected v_hat on pure Gaussian gradients: before the settled step many of
+    D parameters have v_hat < E[g^2] / 4 (P^-1 more than 2x too large), after it about none."""
+    d = 10_000
+    settled = adam_settled_step(0.999, d)
+    assert settled_samples(d) == 24 and settled == 25  # n_eff(24) = 23.7: just below 24
+    generator = torch.Generator().manual_seed(0)
+    v = torch.zeros(d, dtype=torch.float64)
+    below = {}
+    for step in range(1, settled + 1):
+        g = torch.randn(d, generator=generator, dtype=torch.float64)
+        v = 0.999 * v + 0.001 * g**2
+        below[step] = int((v / (1 - 0.999**step) < 0.25).sum())
+    assert below[5] > 300 and below[settled] <= 3
+    # a small beta2 never averages that many samples: settle at 90 % of its ceiling instead
+    assert effective_samples(adam_settled_step(0.9, d), 0.9) >= 0.9 * 19
+    assert adam_settled_step(0.999, 143_072) == 32  # the demo transformer (docs/phases.md)
 
 
 def test_training_loss_picks_the_runs_loss():

@@ -11,6 +11,7 @@ from models.rnn import RNNConfig, build_rnn
 from probes.units import (
     activation_derivative,
     phase_label,
+    sparsity_label,
     unit_regimes,
     weight_norms,
 )
@@ -76,27 +77,32 @@ def test_tanh_thresholds_are_the_documented_ones():
     assert custom["linear_frac"] == pytest.approx(4 / 8)  # 1 - tanh^2 >= 0.5 iff |z| <= 0.8814
 
 
-def test_relu_gain_is_the_fraction_on_and_labels_use_the_same_rule():
+def test_relu_is_reported_by_its_active_fraction_with_its_own_labels():
     z = torch.tensor([[1.0, -1.0, -2.0, 0.5], [2.0, -0.5, -1.0, -0.1], [-1.0, -3.0, -0.2, 0.3]])
     regimes = unit_regimes(z, "relu")  # 3 inputs x 4 units; units 1 and 2 never fire
-    assert regimes["gain_mean"] == pytest.approx(4 / 12)
-    assert regimes["gain_quantiles"]["q50"] == pytest.approx(1 / 3)  # per unit: 2/3, 0, 0, 2/3
-    assert regimes["linear_frac"] == pytest.approx(4 / 12)
-    assert regimes["saturated_frac"] == pytest.approx(8 / 12)
+    assert regimes["measure"] == "active fraction"
+    assert regimes["active_frac"] == pytest.approx(4 / 12)
+    assert regimes["active_quantiles"]["q50"] == pytest.approx(1 / 3)  # per unit: 2/3, 0, 0, 2/3
     assert regimes["dead_frac"] == pytest.approx(2 / 4)
-    assert regimes["phase"] == "hybrid"
-    assert unit_regimes(_z(1.0), "relu")["phase"] == "hybrid"  # half on
-    assert unit_regimes(_z(1.0) + 5, "relu")["phase"] == "linear"  # always on: affine
-    assert unit_regimes(_z(1.0) - 2, "relu")["phase"] == "saturated"  # mostly off
+    assert regimes["phase"] == "mixed"
+    # no gain scale and no linear/saturated words for a unit that is exactly linear when on
+    assert not {"gain_mean", "linear_frac", "saturated_frac"} & set(regimes)
+    assert unit_regimes(_z(1.0), "relu")["phase"] == "mixed"  # half on at a symmetric init
+    assert unit_regimes(_z(1.0) + 5, "relu")["phase"] == "dense"  # always on: one affine map
+    assert unit_regimes(_z(1.0) - 2, "relu")["phase"] == "sparse"  # mostly off
 
 
 @pytest.mark.parametrize("act", ["gelu", "silu"])
-def test_gelu_and_silu_gains_use_the_positive_piece_slope(act):
-    z = torch.tensor([[3.0, -3.0, 0.0]], dtype=torch.float64).T
-    f = {"gelu": torch.nn.functional.gelu, "silu": torch.nn.functional.silu}[act]
-    x = z.clone().requires_grad_(True)
-    (slope,) = torch.autograd.grad(f(x).sum(), x)
-    assert unit_regimes(z, act)["gain_mean"] == pytest.approx(float(slope.mean()), rel=1e-9)
+def test_gelu_and_silu_are_active_where_z_is_positive(act):
+    z = torch.tensor([[3.0, -3.0, 0.0, 0.1]], dtype=torch.float64).T
+    regimes = unit_regimes(z, act)
+    assert regimes["active_frac"] == pytest.approx(2 / 4)
+    assert regimes["phase"] == "mixed"
+
+
+def test_sparsity_label_thresholds():
+    assert sparsity_label(0.8) == "dense" and sparsity_label(0.79) == "mixed"
+    assert sparsity_label(0.2) == "sparse" and sparsity_label(0.21) == "mixed"
 
 
 def test_phase_label_thresholds():
