@@ -233,7 +233,8 @@ def report_html(
     figure = out / "figures" / "sweep.png"
     write_atomic(figure, band_figure(rows, summaries, f"{out.name}: mean over seeds, 95 % band"))
     headline = ["final_exact_excess_loss", "final_r2_heldout", "final_r2_concat",
-                "tokens_to_r2_0.9", "final_spectral_radius_mean"]  # fmt: skip
+                "final_next_token_r2", "final_r2_beyond_prediction", "tokens_to_r2_0.9",
+                "final_spectral_radius_mean"]  # fmt: skip
     parts = [
         f"<h1>Sweep {html.escape(out.name)}</h1>",
         f"<p>{len(points)} points, {len(points) - len(failed)} finished. Each cell: mean "
