@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hmm.errors import InvalidInput
-from models.families import DEFAULT_FAMILY, FAMILIES, families_with, families_with_activation
+from models.families import DEFAULT_FAMILY, FAMILIES, check_act_fn, families_with
 from models.families import size_fields as family_size_fields
 
 PHASE_RUNS_DEFAULT = "transformer:relu,transformer:gelu,rnn:tanh,rnn:sigmoid,rnn:relu"
@@ -111,13 +111,7 @@ def check_family_flags(arch: str | None, act_fn: str | None, sizes: dict) -> Non
     if arch is None:
         return
     family = FAMILIES[arch]
-    if act_fn is not None and act_fn not in family.activations:
-        others = [a for a in families_with_activation(act_fn) if a != arch]
-        use = f"; {act_fn} needs --arch {' or '.join(others)}" if others else ""
-        raise InvalidInput(
-            f"--act-fn {act_fn} is not a unit of --arch {arch} "
-            f"({', '.join(family.activations)}){use}"
-        )
+    check_act_fn(arch, act_fn)
     foreign = [field for field in sizes if field not in family.sizes]
     if foreign:
         owners = " or ".join(families_with(foreign[0]))
@@ -154,7 +148,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training options (docs/training.md)")
     group.add_argument("--arch", choices=list(FAMILIES), default=None,
                        help=f"network family (default: the recipe's, else {DEFAULT_FAMILY})")
-    units = "; ".join(f"{name}: {'|'.join(f.activations)}" for name, f in FAMILIES.items())
+    units = "; ".join(f"{name}: {'|'.join(f.activations) or 'none, fixed by the cell'}"
+                      for name, f in FAMILIES.items())  # fmt: skip
     group.add_argument("--act-fn", default=None, help=f"unit function ({units})")
     group.add_argument("--init-scale", type=_number, default=None, metavar="S",
                        help="multiply every initial weight matrix by S > 0 (default 1; recipe "
@@ -245,7 +240,7 @@ def _train_again(args: argparse.Namespace) -> str:
 
 
 def train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a transformer or RNN on sequences from a process")
+    p = sub.add_parser("train", help="train a transformer, RNN, LSTM or GRU on a process")
     p.add_argument("process", help=PROCESS_HELP)
     p.add_argument("--tokens", type=_positive_int, default=None,
                    help="training tokens (recipe default otherwise)")
@@ -424,16 +419,17 @@ def list_hooks(run: Path, every: bool = False) -> str:
     """`beliefgeo hooks RUN`: the residual hooks probed by default and the unit hooks, labelled."""
     from models.architectures import build_model, hook_label, residual_hooks, unit_hooks
     from models.checkpoints import model_config_of_run, read_run_config
+    from models.families import describe_model
 
     config = read_run_config(run)
     model = build_model(model_config_of_run(config))
     probed = residual_hooks(model)
-    width = max(len(h) for h in probed) + 2
-    lines = [f"{run}: {config['arch']} ({config['model'].get('act_fn', '?')})", ""]
+    units = unit_hooks(model).items()
+    width = max(len(h) for h in [*probed, *(hook for _, (hook, _) in units)]) + 2
+    lines = [f"{run}: {describe_model(config['arch'], config['model'])}", ""]
     lines.append("Residual hooks (probed by `beliefgeo probe`; pass names to --hooks):")
     lines += [f"  {h:<{width}}{hook_label(h)}" for h in probed]
     lines.append("Pre-activation hooks of the nonlinear layers (unit phases):")
-    units = unit_hooks(model).items()
     lines += [f"  {hook:<{width}}{layer} ({act})" for layer, (hook, act) in units]
     if every:
         rest = sorted(set(getattr(model, "hook_dict", {})) - set(probed))
@@ -522,7 +518,8 @@ def compare_phases_parser(sub) -> None:
                        help="train several architectures and compare their phases")
     p.add_argument("process", help=PROCESS_HELP)
     p.add_argument("--runs", default=PHASE_RUNS_DEFAULT,
-                   help=f"comma-separated arch:act-fn pairs (default: {PHASE_RUNS_DEFAULT})")
+                   help="comma-separated arch:act-fn pairs, lstm and gru without :act-fn "
+                   f"(default: {PHASE_RUNS_DEFAULT})")
     p.add_argument("--tokens", type=_positive_int, default=None, help="training tokens per run")
     p.add_argument("--recipes", default="default",
                    help="comma-separated recipes to compare side by side, e.g. default,memorize "

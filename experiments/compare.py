@@ -32,17 +32,22 @@ CSV_FIELDS = [
 ]  # fmt: skip
 
 
-def parse_runs(runs: str) -> list[tuple[str, str]]:
-    """'transformer:relu,rnn:tanh' -> [('transformer', 'relu'), ('rnn', 'tanh')]."""
+def parse_runs(runs: str) -> list[tuple[str, str | None]]:
+    """'transformer:relu,rnn:tanh,lstm' -> [('transformer', 'relu'), ('rnn', 'tanh'),
+    ('lstm', None)]: an LSTM or GRU has no act-fn (the model config refuses one)."""
     from models.families import FAMILIES
 
     pairs = []
     for item in filter(None, (part.strip() for part in runs.split(","))):
         arch, _, act = item.partition(":")
-        if arch not in FAMILIES or act not in FAMILIES[arch].activations:
-            choices = "; ".join(f"{a}:{'|'.join(f.activations)}" for a, f in FAMILIES.items())
+        family = FAMILIES.get(arch)
+        if family is None or (family.activations and act not in family.activations):
+            choices = "; ".join(
+                f"{a}:{'|'.join(f.activations)}" if f.activations else a
+                for a, f in FAMILIES.items()
+            )
             raise InvalidInput(f"--runs entry {item!r} is not arch:act-fn; choose from {choices}")
-        pairs.append((arch, act))
+        pairs.append((arch, act or None))
     if not pairs:
         raise InvalidInput("--runs is empty; give e.g. transformer:relu,rnn:tanh")
     if len(set(pairs)) != len(pairs):
@@ -113,9 +118,9 @@ def comparison_row(row: dict, summaries: dict[str, RunSummary]) -> dict:
     reached = row.get("tokens_to_r2_0.9_n", 0)
     first = row.get("first_spectral_radius_above_1_n", 0)
     comparison = {
-        "run": "-".join(str(row[k]) for k in ("arch", "act_fn", "config") if k in row),
+        "run": "-".join(str(row[k]) for k in ("arch", "act_fn", "config") if row.get(k)),
         "arch": row["arch"],
-        "act_fn": row["act_fn"],
+        "act_fn": row.get("act_fn") or "",  # none for an LSTM or GRU
         "n_seeds": row["n_seeds"],
         "final_excess_loss": mean("final_exact_excess_loss", 6),
         "final_r2": mean("final_r2_heldout", 4),
@@ -184,10 +189,11 @@ def comparison_report(out: Path, rows: list[dict], process_name: str, cka: list 
         "<p>Same process, recipe and token budget for every run; each architecture is trained "
         "with several seeds. Numbers are means over seeds (summary.csv adds sd and 95 % "
         "t-intervals); curves are means with 95 % bands. Spectral radius: the recurrent map "
-        "dh_t/dh_{t-1} of RNNs only (a transformer iterates no map, so no radius of it is read "
-        "against 1). Phase milestones (linear until, hybrid from, saturated or sparse from), "
-        "gains or active fractions, radii, Lyapunov exponents and the secant test at start and "
-        "end are in summary.csv with their intervals. "
+        "ds_t/ds_{t-1} of RNNs only, of the full state (s = h, or (h, c) for an LSTM; a "
+        "transformer iterates no map, so no radius of it is read against 1). Phase milestones "
+        "(linear until, hybrid from, saturated or sparse from), gains or active fractions, radii, "
+        "Lyapunov exponents and the secant test at start and end are in summary.csv with their "
+        "intervals. "
         f"R² is the held-out linear-probe R² of the final layer; tokens to R² ≥ {R2_REACHED} is "
         "the first checkpoint that reaches it (mean over the seeds that reach it).</p>",
         f"<table><tr>{header}</tr>{body}</table>",

@@ -17,8 +17,9 @@ def reproduction_files(run: Path, config: dict) -> tuple[Path, Path]:
     from models.recipes import RECIPES
 
     base = str(config["train"].get("recipe", "default")).split("+")[0]
-    recipe = {"base": base if base in RECIPES else "default", "arch": config["arch"],
-              "act_fn": config["model"]["act_fn"]}
+    recipe = {"base": base if base in RECIPES else "default", "arch": config["arch"]}
+    if config["model"].get("act_fn") is not None:  # an LSTM or GRU has none
+        recipe["act_fn"] = config["model"]["act_fn"]
     recipe.update({k: v for k, v in config["train"].items() if k not in ("recipe", "extra")})
     recipe["model"] = {k: v for k, v in config["model"].items() if k not in ("d_vocab", "act_fn")}
     folder = run / "reproduce"

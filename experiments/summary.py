@@ -170,15 +170,14 @@ class RunSummary:
         return self.config.arch
 
     @property
-    def act_fn(self) -> str:
+    def act_fn(self) -> str | None:  # None for an LSTM or GRU
         return self.config.model.act_fn
 
     @property
     def model_shape(self) -> str:
-        m = self.config.model
-        if self.arch == "transformer":
-            return f"{m.n_layers}-layer transformer (d_model {m.d_model}, {m.act_fn})"
-        return f"{m.n_layers or 1}-layer Elman RNN (hidden {m.hidden}, {m.act_fn})"
+        from models.families import describe_model
+
+        return describe_model(self.arch, self.config.model.to_json())
 
     @property
     def title(self) -> str:

@@ -3,7 +3,8 @@ each, run as Ray tasks (an embedded local Ray by default, an existing cluster wi
 
 SPEC is JSON: {"base": {training options}, "axes": {option: [values, ...], ...}}, the options
 being the `train` flags with `-` written `_` (see `experiments.pipeline.with_settings`). Axes cross;
-a linked axis "arch+act_fn": [["transformer", "relu"], ["rnn", "tanh"]] varies options together.
+a linked axis "arch+act_fn": [["transformer", "relu"], ["rnn", "tanh"], ["lstm", null]] varies
+options together (null: the option is not set at that point, and not part of its name).
 Each point trains → probes → phases → report into DIR/<name> (name from its axis values, e.g.
 `act_fn=relu,seed=1`), readable by every other command. The whole spec is validated (every point
 dry-resolved) before anything starts.
@@ -52,7 +53,8 @@ class Point:
     @property
     def setting(self) -> str:
         """The name of its setting: the axis values other than the seed."""
-        return ",".join(f"{k}={_label(v)}" for k, v in self.values if k != SEED) or "base"
+        named = [(k, v) for k, v in self.values if k != SEED and v is not None]
+        return ",".join(f"{k}={_label(v)}" for k, v in named) or "base"
 
 
 # ---- the spec -----------------------------------------------------------------------------------
@@ -97,7 +99,7 @@ def expand(spec: dict) -> list[Point]:
             parts = value if len(keys) > 1 else [value]
             if not isinstance(parts, list) or len(parts) != len(keys):
                 raise InvalidInput(f"axis {axis!r}: value {value!r} must be a list of {len(keys)}")
-            if not all(isinstance(p, str | int | float | bool) for p in parts):
+            if not all(p is None or isinstance(p, str | int | float | bool) for p in parts):
                 raise InvalidInput(f"axis {axis!r}: value {value!r} must be numbers or strings")
             rows.append(tuple(zip(keys, parts, strict=True)))
         if len(set(map(_key, rows))) != len(rows):
@@ -106,7 +108,7 @@ def expand(spec: dict) -> list[Point]:
     points = []
     for combo in itertools.product(*columns):
         values = tuple(pair for group in combo for pair in group)
-        name = ",".join(f"{k}={_label(v)}" for k, v in values) or "base"
+        name = ",".join(f"{k}={_label(v)}" for k, v in values if v is not None) or "base"
         points.append(Point(name, values, {**base, **dict(values)}))
     names = [p.name for p in points]
     if len(set(names)) != len(names):

@@ -5,17 +5,21 @@ File map:
     transformer.py    TransformerConfig, build_transformer (TransformerBridge.boot_native), the
                       transformer's residual hook names, PlainForward (the training forward over
                       the bridge's parameters; refuses settings it does not compute)
-    rnn.py            RNNConfig, ElmanRNN (HookedRootModule: blocks.{l}.hook_pre / hook_hidden),
-                      the RNN's hidden hook names
+    rnn.py            StackedRNN (embedding -> recurrent layers -> unembedding, a
+                      HookedRootModule), RNNConfig, ElmanRNN (blocks.{l}.hook_pre / hook_hidden)
+    gated.py          LSTMConfig, GRUConfig, GatedRNN: torch's LSTM and GRU cells with a hook on
+                      every gate pre-activation, the cell and the hidden state; fused_forward
+    families.py       THE list of model families: their unit functions and size flags (no torch),
+                      check_act_fn (an LSTM or GRU has none to choose), describe_model
     init_scale.py     init_scale: checks it, multiplies every initial weight matrix by it
-    families.py       THE list of model families: their unit functions and size flags (no torch)
     nonlinearities.py unit functions by name (NONLINEARITIES)
-    architectures.py  build_model, make_model_config, residual_hooks (THE probe hook list),
-                      CONCAT (their side-by-side key), unit_hooks, hook_label, the hook-name
-                      structure (map_kind: residual or recurrent, n_blocks),
-                      final_layer_hook, training_forward and check_training_forward,
-                      the recurrence for probes (recurrent_step, recurrent_weight,
-                      recurrent_layers, layer_input_hook)
+    architectures.py  ARCHITECTURES (each family's config class), build_model,
+                      make_model_config (refuses act_fn for lstm/gru),
+                      residual_hooks (THE probe hook list), CONCAT (their side-by-side key),
+                      unit_hooks, hook_label, the hook-name structure (map_kind: residual or
+                      recurrent, n_blocks), final_layer_hook, training_forward and
+                      check_training_forward, the recurrence for probes (recurrent_layers,
+                      recurrent_state_hooks, recurrent_step, recurrent_weight, layer_input_hook)
     prefix_forward.py residual activations of every prefix of a prefix tree (a KV cache)
   training
     recipes.py        TrainConfig, built-in recipes (default, paper, memorize), recipe JSON files,
@@ -36,12 +40,15 @@ File map:
                       paths and listing; no torch
 """
 
+from __future__ import annotations
 
 import importlib
 
 # the package's public names and their modules, imported on first use: `import models.run_files`
 # (or models.families) then costs no torch, so the CLI checks its input before loading it
 _EXPORTS = {
+    "GRUConfig": "models.gated",
+    "LSTMConfig": "models.gated",
     "RNNConfig": "models.rnn",
     "TransformerConfig": "models.transformer",
     "build_model": "models.architectures",

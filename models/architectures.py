@@ -1,9 +1,10 @@
-"""One entry point over both model families: build a model from its config, and name its hooks.
+"""One entry point over the model families: build a model from its config, and name its hooks.
 
 Probes and phase diagnostics talk to models only through these hook names, so the transformer
-and the RNN are interchangeable to them (the TransformerLens way); what hooks cannot give (the
-RNN's step function, for recurrent Jacobians) they reach through `recurrent_layers`,
-`recurrent_step`, `recurrent_weight` and `layer_input_hook` below, never through models.rnn.
+and the recurrent networks (Elman RNN, LSTM, GRU) are interchangeable to them (the TransformerLens
+way); what hooks cannot give (a recurrent layer's step function, for recurrent Jacobians) they
+reach through `recurrent_layers`, `recurrent_state_hooks`, `recurrent_step`, `recurrent_weight`
+and `layer_input_hook` below, never through models.rnn or models.gated.
 Training takes the fastest forward on the same parameters (`training_forward`), checked against the
 model on a run's first batch (`check_training_forward`).
 """
@@ -20,8 +21,9 @@ from torch import Tensor, nn
 from transformer_lens.model_bridge import TransformerBridge
 
 from hmm.errors import InvalidInput
-from models.families import FAMILIES
-from models.rnn import ElmanRNN, RNNConfig, build_rnn, rnn_residual_hooks
+from models.families import FAMILIES, check_act_fn
+from models.gated import GatedConfig, GatedRNN, GRUConfig, LSTMConfig, build_gated
+from models.rnn import RNNConfig, StackedRNN, build_rnn
 from models.transformer import (
     PlainForward,
     TransformerConfig,
@@ -30,19 +32,26 @@ from models.transformer import (
 )
 
 # each family's config class (models/families.py names the families, their units and sizes)
-ARCHITECTURES: dict[str, type] = {"transformer": TransformerConfig, "rnn": RNNConfig}
-DEFAULT_ACT_FN = {name: family.activations[0] for name, family in FAMILIES.items()}
-ARCH_ACTIVATIONS = {name: family.activations for name, family in FAMILIES.items()}
+ARCHITECTURES: dict[str, type] = {
+    "transformer": TransformerConfig,
+    "rnn": RNNConfig,
+    "lstm": LSTMConfig,
+    "gru": GRUConfig,
+}
+DEFAULT_ACT_FN = {name: family.default_activation for name, family in FAMILIES.items()}
 
-ModelConfig = TransformerConfig | RNNConfig
+ModelConfig = TransformerConfig | RNNConfig | LSTMConfig | GRUConfig
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    """TransformerBridge or ElmanRNN seeded by `config.seed`: model(tokens (n, L)) -> (n, L, V)."""
+    """TransformerBridge, ElmanRNN or GatedRNN (LSTM, GRU) seeded by `config.seed`:
+    model(tokens (n, L)) -> (n, L, V)."""
     if isinstance(config, TransformerConfig):
         return build_transformer(config)
     if isinstance(config, RNNConfig):
         return build_rnn(config)
+    if isinstance(config, GatedConfig):
+        return build_gated(config)
     raise InvalidInput(f"not a model config: {type(config).__name__}")
 
 
@@ -57,13 +66,16 @@ def move_model(model: nn.Module, device: str | torch.device) -> nn.Module:
 def training_forward(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """tokens (n, L) -> logits (n, L, V): the model's function on its own parameters, fastest path.
 
-    LayerNorm transformers get `PlainForward` (no hook dispatch); everything else is the model.
+    LayerNorm transformers get `PlainForward` (no hook dispatch), LSTMs and GRUs torch's fused
+    recurrence (`GatedRNN.fused_forward`); everything else is the model.
     """
     if isinstance(model, TransformerBridge):
         try:
             return PlainForward(model)
         except InvalidInput:
             return model
+    if isinstance(model, GatedRNN):
+        return model.fused_forward
     return model
 
 
@@ -78,7 +90,8 @@ def check_training_forward(
     Compares `forward` (default `training_forward(model)`) with the model itself on `tokens`
     (n, L): every logit must agree within atol + atol·|logit|. Costs one extra forward pass; the
     trainer calls it on its first batch. Raises RuntimeError naming the largest difference (a bug in
-    PlainForward, not bad input). A forward that is the model itself passes without computing.
+    PlainForward or fused_forward, not bad input). A forward that is the model itself passes
+    without computing.
     """
     forward = training_forward(model) if forward is None else forward
     if forward is model:
@@ -89,25 +102,38 @@ def check_training_forward(
     gap = (plain - reference).abs() if same_shape else None
     if gap is None or not bool((gap <= atol + atol * reference.abs()).all()):
         worst = float("nan") if gap is None else float(gap.max())
+        where = (
+            "models/gated.py fused_forward no longer computes the hooked LSTM/GRU's function"
+            if isinstance(model, GatedRNN)
+            else "models/transformer.py PlainForward no longer computes the TransformerBridge's "
+            "function"
+        )
         raise RuntimeError(
-            f"the training forward ({type(forward).__name__}) differs from the model on the first "
-            f"batch: largest |logit difference| {worst:.3g} > {atol:g} (shapes "
-            f"{tuple(plain.shape)} vs {tuple(reference.shape)}); models/transformer.py "
-            "PlainForward no longer computes the TransformerBridge's function — fix it before "
-            "training"
+            f"the training forward ({getattr(forward, '__name__', type(forward).__name__)}) "
+            f"differs from the model on the first batch: largest |logit difference| {worst:.3g} "
+            f"> {atol:g} (shapes {tuple(plain.shape)} vs {tuple(reference.shape)}); {where} — "
+            "fix it before training"
         )
 
 
 def arch_of(config: ModelConfig) -> str:
-    """'transformer' or 'rnn'."""
-    return "transformer" if isinstance(config, TransformerConfig) else "rnn"
+    """The ARCHITECTURES name of a model config: 'transformer', 'rnn', 'lstm' or 'gru'."""
+    return next(arch for arch, cls in ARCHITECTURES.items() if type(config) is cls)
 
 
 def make_model_config(arch: str, **settings: Any) -> ModelConfig:
-    """Model config of `arch` from keyword settings; unknown arch or fields -> InvalidInput."""
+    """Model config of `arch` from keyword settings; unknown arch or fields -> InvalidInput.
+
+    The one check every entry point (train flags, recipe files, sweep specs, compare-phases run
+    lists) passes through: the act_fn must be one of the family's (models.families.check_act_fn;
+    an LSTM or GRU has none, and None counts as not given).
+    """
     if arch not in ARCHITECTURES:
         raise InvalidInput(f"unknown arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     cls = ARCHITECTURES[arch]
+    check_act_fn(arch, settings.get("act_fn"))
+    if not FAMILIES[arch].activations:
+        settings.pop("act_fn", None)
     unknown = sorted(set(settings) - set(cls.__dataclass_fields__))
     if unknown:
         raise InvalidInput(
@@ -130,19 +156,25 @@ def residual_hooks(model: nn.Module) -> list[str]:
     """THE hook-name list probed for beliefs, in depth order."""
     if isinstance(model, TransformerBridge):
         return transformer_residual_hooks(model.cfg.n_layers)
-    if isinstance(model, ElmanRNN):
-        return rnn_residual_hooks(model.config.n_layers)
+    if isinstance(model, StackedRNN):  # every layer's full recurrent state, hidden first
+        layers = range(model.config.n_layers)
+        return [hook for layer in layers for hook in recurrent_state_hooks(model, layer)]
     raise InvalidInput(f"not a beliefgeo model: {type(model).__name__}")
 
 
 def hook_label(hook: str) -> str:
-    """A reader's name for a hook: `blocks.2.hook_resid_post` -> `block 2`, `concat` unchanged."""
+    """A reader's name for a hook or unit layer: `blocks.2.hook_resid_post` -> `block 2`,
+    `blocks.0.hook_cell` -> `block 0 cell`, `blocks.0.forget_gate` -> `block 0 forget gate`,
+    `concat` unchanged."""
     return (
         hook.replace("blocks.", "block ")
         .replace(".hook_resid_post", "")
         .replace(".hook_resid_pre", " (embed)")
         .replace("ln_final.hook_normalized", "ln_final")
         .replace(".hook_hidden", " hidden")
+        .replace(".hook_cell", " cell")
+        .replace("_gate", " gate")
+        .replace(".", " ")
     )
 
 
@@ -182,7 +214,10 @@ def unit_hooks(model: nn.Module) -> dict[str, tuple[str, str]]:
     """Layer label -> (pre-activation hook, activation name) for every nonlinear layer.
 
     Transformer: {"blocks.{l}.mlp": ("blocks.{l}.mlp.hook_pre", act_fn)};
-    RNN: {"blocks.{l}": ("blocks.{l}.hook_pre", act_fn)}.
+    RNN: {"blocks.{l}": ("blocks.{l}.hook_pre", act_fn)}; LSTM: per layer five unit
+    populations of H units, {"blocks.{l}.input_gate": ("blocks.{l}.hook_input_gate_pre",
+    "sigmoid"), forget_gate, output_gate (sigmoid), candidate (tanh of hook_candidate_pre), cell
+    (tanh of hook_cell)}; GRU: reset_gate, update_gate (sigmoid), candidate (tanh).
     """
     if isinstance(model, TransformerBridge):
         act = str(model.cfg.act_fn)
@@ -190,11 +225,11 @@ def unit_hooks(model: nn.Module) -> dict[str, tuple[str, str]]:
             f"blocks.{layer}.mlp": (f"blocks.{layer}.mlp.hook_pre", act)
             for layer in range(model.cfg.n_layers)
         }
-    if isinstance(model, ElmanRNN):
-        act = model.config.act_fn
+    if isinstance(model, StackedRNN):
         return {
-            f"blocks.{layer}": (f"blocks.{layer}.hook_pre", act)
-            for layer in range(model.config.n_layers)
+            f"blocks.{layer}" + (f".{name}" if name else ""): (f"blocks.{layer}.{hook}", act)
+            for layer, block in enumerate(model.blocks)
+            for name, (hook, act) in block.units().items()
         }
     raise InvalidInput(f"not a beliefgeo model: {type(model).__name__}")
 
@@ -202,12 +237,14 @@ def unit_hooks(model: nn.Module) -> dict[str, tuple[str, str]]:
 # The recurrence, for diagnostics that need more than the hooks ------------------------------
 # Hooks sit after the recurrence (models/rnn.py), so a per-step map (the recurrent Jacobian, a
 # Lyapunov exponent) needs the step function itself. These few names are the whole interface
-# probes use for it; they never import models.rnn.
+# probes use for it; they never import models.rnn or models.gated. A layer's recurrent state s_t
+# is everything the next step reads of the past: h_t for the Elman RNN and the GRU, (h_t, c_t)
+# for the LSTM; its first H entries are always h_t.
 
 
 def recurrent_layers(model: nn.Module) -> int:
     """How many recurrent layers `model` has: the RNN's n_layers, 0 for a transformer."""
-    if isinstance(model, ElmanRNN):
+    if isinstance(model, StackedRNN):
         return model.config.n_layers
     if isinstance(model, TransformerBridge):
         return 0
@@ -223,33 +260,38 @@ def _recurrent_layer(model: nn.Module, layer: int) -> nn.Module:
     return model.blocks[layer]
 
 
+def recurrent_state_hooks(model: nn.Module, layer: int) -> list[str]:
+    """The hooks whose concatenation on the last axis is layer `layer`'s recurrent state s_t
+    (n, L, D): [blocks.{layer}.hook_hidden] (Elman, GRU; D = H) or [blocks.{layer}.hook_hidden,
+    blocks.{layer}.hook_cell] (LSTM; D = 2H)."""
+    block = _recurrent_layer(model, layer)
+    return [f"blocks.{layer}.{hook}" for hook in block.STATE_HOOKS]
+
+
 RecurrentStep = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
 def recurrent_step(model: nn.Module, layer: int) -> RecurrentStep:
-    """Layer `layer`'s recurrence as a function (h_prev (..., H), u (..., In)) -> (z, h).
+    """Layer `layer`'s recurrence as a function (s_prev (..., D), u (..., In)) -> (h, s).
 
-    z = W_in u + b + W_rec h_prev is the pre-activation (hook `blocks.{layer}.hook_pre`) and
-    h = f(z) the new hidden state (hook `blocks.{layer}.hook_hidden`); u is what the layer reads at
-    that token, the tensor at `layer_input_hook(model, layer)`. It uses the model's live parameters
-    and works under torch.func (jacrev, vmap), so d h / d h_prev = diag(f'(z)) W_rec is
-    `jacrev(lambda h: step(h, u)[1])(h_prev)`.
+    s is the layer's full recurrent state after the token (`recurrent_state_hooks`: the hidden
+    state for an Elman RNN or GRU, (h, c) for an LSTM) and h (..., H) its hidden state, what the
+    layer above reads (hook `blocks.{layer}.hook_hidden`, also s[..., :H]); u is what this layer
+    reads at that token, the tensor at `layer_input_hook(model, layer)`. It uses the model's live
+    parameters and works under torch.func (jacrev, vmap), so the recurrent Jacobian ds/ds_prev
+    (diag(f'(z)) W_rec for an Elman layer) is `jacrev(lambda s: step(s, u)[1])(s_prev)`.
     """
-    block = _recurrent_layer(model, layer)
-
-    def step(h_prev: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-        return block.step(u, h_prev)
-
-    return step
+    return _recurrent_layer(model, layer).step
 
 
 def recurrent_weight(model: nn.Module, layer: int) -> Tensor:
-    """W_rec of layer `layer`, (H, H), as `recurrent_step` uses it (detached; shares storage)."""
-    return _recurrent_layer(model, layer).W_rec.weight.detach()
+    """The square recurrent matrix of layer `layer`, (H, H) (detached; shares storage): W_rec of
+    an Elman layer; the candidate's block of W_hh for an LSTM (W_hg) or GRU (W_hn)."""
+    return _recurrent_layer(model, layer).recurrent_weight().detach()
 
 
 def layer_input_hook(model: nn.Module, layer: int) -> str:
-    """Hook holding what layer `layer` of the RNN reads at each token: the embedding for layer 0,
-    the previous layer's hidden state above it."""
+    """Hook holding what layer `layer` of a recurrent model reads at each token: the embedding for
+    layer 0, the previous layer's hidden state above it."""
     _recurrent_layer(model, layer)
     return "hook_embed" if layer == 0 else f"blocks.{layer - 1}.hook_hidden"

@@ -2,8 +2,9 @@
 their regimes.
 
 The transformer's MLP takes TransformerLens's native functions (gelu = exact erf GELU, gelu_new =
-its tanh approximation); the RNN's units are tanh, sigmoid or ReLU; identity is the linear
-reference.
+its tanh approximation); the Elman RNN's units are tanh, sigmoid or ReLU, the LSTM's and GRU's
+gates sigmoid and their candidates tanh; identity is the linear reference. Which activations each
+family offers is models/families.py.
 """
 
 from __future__ import annotations

@@ -250,8 +250,8 @@ def resolve_run(
             train, _ = resolve_recipe(recipe, **{**keep, **train_flags})
         settings = {"arch": stored["arch"]}
     arch = arch or settings.get("arch", "transformer")
-    if arch not in DEFAULT_ACT_FN:
-        raise InvalidInput(f"unknown arch {arch!r}; choose {' or '.join(DEFAULT_ACT_FN)}")
+    if arch not in ARCHITECTURES:
+        raise InvalidInput(f"unknown arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     if stored is None:
         model = {"seed": train.seed, **settings.get("model", {})}
         if arch != settings.get("arch", "transformer"):  # the recipe's model is another family
@@ -262,7 +262,7 @@ def resolve_run(
     model.update(model_flags)
     if "seed" in options:
         model["seed"] = options["seed"]
-    if act_fn or settings.get("act_fn") or "act_fn" not in model:
+    if act_fn or settings.get("act_fn") or "act_fn" not in model:  # None for lstm, gru
         model["act_fn"] = act_fn or settings.get("act_fn") or DEFAULT_ACT_FN[arch]
     model["d_vocab"] = process.n_symbols
     return make_model_config(arch, **model), train

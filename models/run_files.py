@@ -13,6 +13,7 @@ from pathlib import Path
 from hmm.errors import InvalidInput
 from hmm.files import read_json, write_atomic
 from hmm.records import Record, keyed, only, record
+from models.families import FAMILIES, families_with
 
 RUN_FORMAT = "beliefgeo-run/2"  # every input position 0..n_ctx-1 carries a loss
 # format 1 (before every position was trained): positions 0..n_ctx-2 carried the loss; still loads
@@ -124,15 +125,20 @@ class ProcessSpec(Record):
     factors: list[dict] | None = keyed("<key>", only="optional")  # a product's part specs
 
 
+# run-file tags (docs/run-files.md): the recurrent families; those with a unit function to choose
+RECURRENT = ",".join(families_with("hidden"))
+WITH_ACT_FN = ",".join(name for name, family in FAMILIES.items() if family.activations)
+
+
 @record
 class ModelSettings(Record):
     d_vocab: int | None = None
     n_layers: int | None = None
     n_ctx: int | None = None
-    act_fn: str | None = None
+    act_fn: str | None = only(WITH_ACT_FN)  # an LSTM or GRU has none
     seed: int | None = None
     init_scale: float | None = None
-    hidden: int | None = only("rnn")
+    hidden: int | None = only(RECURRENT)
     d_model: int | None = only("transformer")
     n_heads: int | None = only("transformer")
     d_head: int | None = only("transformer")

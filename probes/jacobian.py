@@ -48,6 +48,7 @@ from models.architectures import (
     layer_input_hook,
     map_kind,
     n_blocks,
+    recurrent_state_hooks,
     recurrent_step,
     recurrent_weight,
 )
@@ -226,22 +227,25 @@ def cross_position_jacobians(
 
 # ---- recurrent (RNN) maps ------------------------------------------------------------------
 def stacked_states(model: torch.nn.Module, tokens: Tensor) -> tuple[Tensor, Tensor]:
-    """(input of layer 0 (n, L, d_in), stacked hidden state s_t (n, L, n_layers, H)) from hooks."""
+    """(input of layer 0 (n, L, d_in), stacked recurrent state s_t (n, L, n_layers, D)) from
+    hooks; D = H, or 2H for an LSTM's (h, c) (models.architectures.recurrent_state_hooks)."""
     _require(model, "recurrent", "stacked_states")
     n_layers = n_blocks(model, "recurrent")
     first = layer_input_hook(model, 0)
-    names = [first] + [f"blocks.{b}.hook_hidden" for b in range(n_layers)]
+    state_hooks = [recurrent_state_hooks(model, b) for b in range(n_layers)]
+    names = [first] + [hook for hooks in state_hooks for hook in hooks]
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=names)
-    hidden = torch.stack([cache[f"blocks.{b}.hook_hidden"] for b in range(n_layers)], dim=2)
-    return cache[first], hidden
+    states = [torch.cat([cache[hook] for hook in hooks], dim=-1) for hooks in state_hooks]
+    return cache[first], torch.stack(states, dim=2)
 
 
 def recurrent_jacobians(model: torch.nn.Module, tokens: Tensor) -> tuple[Tensor, Tensor]:
     """Recurrent Jacobians of an Elman RNN along the sequences tokens (n, L).
 
-    -> (per_layer (n_layers, n, L, H, H), per_layer[l, i, t] = d h^l_t / d h^l_{t-1};
-        joint (n, L, n_layers*H, n_layers*H) = d s_t / d s_{t-1} of the stacked state).
+    -> (per_layer (n_layers, n, L, D, D), per_layer[l, i, t] = d s^l_t / d s^l_{t-1};
+        joint (n, L, n_layers*D, n_layers*D) = d s_t / d s_{t-1} of the stacked state), with s^l
+    the layer's full recurrent state (h, or (h, c) for an LSTM: D = 2H).
     The per-step map is models.architectures.recurrent_step, differentiated with
     `torch.func.jacrev` and vmapped over sequences and positions; h_{-1} = 0, so position 0 is the
     derivative with respect to the initial state.
@@ -252,11 +256,11 @@ def recurrent_jacobians(model: torch.nn.Module, tokens: Tensor) -> tuple[Tensor,
     previous = torch.cat([torch.zeros_like(hidden[:, :1]), hidden[:, :-1]], dim=1)
 
     def transition(u0_t: Tensor, state_prev: Tensor) -> Tensor:
-        """(d_in,), (n_layers, H) -> (n_layers, H): one token through the whole stack."""
+        """(d_in,), (n_layers, D) -> (n_layers, D): one token through the whole stack."""
         u, out = u0_t, []
         for b in range(n_layers):
-            u = steps[b](state_prev[b], u)[1]
-            out.append(u)
+            u, state = steps[b](state_prev[b], u)  # u: the hidden state the layer above reads
+            out.append(state)
         return torch.stack(out)
 
     joint = vmap(vmap(jacrev(transition, argnums=1)))(u0, previous)  # (n, L, nl, H, nl, H)

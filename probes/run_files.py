@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hmm.files import read_json
 from hmm.records import Record, keyed, only, record
+from models.run_files import RECURRENT
 
 Curve = list[float | None]
 
@@ -260,8 +261,8 @@ class Spectrum(Record):
 class BlockMap(Spectrum):
     hook: str | None = None
     map: str | None = None
-    w_rec_spectral_radius: float | None = only("rnn")
-    w_rec_circular_law_radius: float | None = only("rnn")
+    w_rec_spectral_radius: float | None = only(RECURRENT)
+    w_rec_circular_law_radius: float | None = only(RECURRENT)
     normalised_spectral_radius_mean: float | None = only("transformer")
     normalised_spectral_radius_max: float | None = only("transformer")
     normalised_spectral_norm_mean: float | None = only("transformer")
@@ -320,10 +321,10 @@ class Secant(Record):
 class JacobianEntry(Spectrum):
     kind: str | None = None  # "recurrent" | "residual"
     blocks: list[BlockMap] | None = None
-    lyapunov: float | None = only("rnn")
-    lyapunov_window: float | None = only("rnn")
-    spectral_radius_quantiles: Quantiles | None = only("rnn")
-    secant: Secant | None = only("rnn")
+    lyapunov: float | None = only(RECURRENT)
+    lyapunov_window: float | None = only(RECURRENT)
+    spectral_radius_quantiles: Quantiles | None = only(RECURRENT)
+    secant: Secant | None = only(RECURRENT)
     cross_position: CrossPosition | None = only("transformer")
 
 

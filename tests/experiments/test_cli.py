@@ -153,6 +153,29 @@ def test_hooks_lists_the_models_hooks_with_their_labels(cli, tiny_run):
         assert [hook, layer, f"({act})"] in lines
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_hooks_lists_every_state_and_gate_hook_of_a_gated_run(cli, tmp_path, cell):
+    from hmm import load_process
+    from models.architectures import make_model_config, unit_hooks
+    from models.checkpoints import load_checkpoint
+    from models.recipes import TrainConfig
+    from models.run_files import list_checkpoints
+    from models.training import train
+
+    config = make_model_config(cell, hidden=4, n_layers=2, n_ctx=4)
+    run = train(load_process("mess3"), config, TrainConfig(tokens=64, batch_size=8,
+                n_checkpoints=1), tmp_path / "run", progress=False)  # fmt: skip
+    code, out, _ = cli(["hooks", str(run)])
+    assert code == 0
+    states = ["hook_hidden", "hook_cell"] if cell == "lstm" else ["hook_hidden"]
+    for hook in [f"blocks.{b}.{s}" for b in range(2) for s in states]:
+        assert hook in out
+    units = unit_hooks(load_checkpoint(list_checkpoints(run)[-1][1]))
+    assert len(units) == 2 * (5 if cell == "lstm" else 3)
+    for layer, (hook, act) in units.items():
+        assert hook in out and f"{layer} ({act})" in out
+
+
 def test_hooks_of_a_folder_that_is_not_a_run_exits_2(cli, tmp_path):
     code, _, err = cli(["hooks", str(tmp_path)])
     assert code == 2 and len(_lines(err)) == 1 and "no config.json" in err
@@ -256,8 +279,10 @@ def test_checks_run_before_torch_is_imported(tmp_path):
         (["train", "mess3", "--out", "x", "--batch-size=8"], "--config FILE"),
         (["train", "mess3", "--out", "x", "--d-head", "4"], 'under "model" in a recipe'),
         (["probe", "run", "--tokens", "5"], "belongs to train, reproduce, probe-hmm"),
-        (["train", "mess3", "--out", "x", "--hidden", "8"], "--hidden is for --arch rnn, not "
-         "transformer"),
+        (["train", "mess3", "--out", "x", "--hidden", "8"], "--hidden is for --arch rnn or lstm "
+         "or gru, not transformer"),
+        (["train", "mess3", "--out", "x", "--arch", "gru", "--act-fn", "tanh"],
+         "--act-fn tanh does not apply to --arch gru: its gates are sigmoid"),
         (["probe-hmm", str(EXAMPLE), "--hidden", "8"], "--hidden is for --arch rnn"),
         (["train", "mess3", "--out", "x", "--arch", "rnn", "--d-mlp", "8"],
          "--d-mlp is for --arch transformer, not rnn"),

@@ -149,9 +149,39 @@ def test_probe_hmm_refuses_a_bad_context(tmp_path):
 
 def test_parse_runs_validates_pairs():
     assert parse_runs("transformer:relu, rnn:tanh") == [("transformer", "relu"), ("rnn", "tanh")]
-    for bad in ("transformer:tanh", "cnn:relu", "", "rnn:tanh,rnn:tanh"):
+    for bad in ("transformer:tanh", "cnn:relu", "", "rnn:tanh,rnn:tanh", "rnn", "lstm,lstm"):
         with pytest.raises(InvalidInput):
             parse_runs(bad)
+    assert parse_runs("rnn:tanh,lstm,gru") == [("rnn", "tanh"), ("lstm", None), ("gru", None)]
+
+
+@pytest.mark.parametrize(
+    ("base", "axes", "refused"),
+    [({"arch": "lstm", "act_fn": "tanh"}, {"seed": [0]}, "seed=0"),
+     ({}, {"arch+act_fn": [["rnn", "tanh"], ["gru", "relu"]]}, "act_fn=relu"),
+     ({"act_fn": "sigmoid"}, {"arch": ["rnn", "lstm"]}, "arch=lstm")],
+)  # fmt: skip
+def test_an_act_fn_for_a_gated_cell_is_refused_by_every_sweep_entry(base, axes, refused):
+    from experiments.sweep import expand, point_plans
+
+    points = expand({"base": {"process": "mess3", **base}, "axes": axes})
+    with pytest.raises(InvalidInput, match=rf"^point [^\n]*{refused}[^\n]*: --act-fn \w+ does "
+                       r"not apply to --arch (lstm|gru): [^\n]+$"):  # fmt: skip
+        point_plans(points)
+
+
+def test_compare_runs_put_gated_cells_beside_the_elman_rnn_without_an_act_fn():
+    from experiments.sweep import expand, point_plans
+
+    axes = {"arch+act_fn": [list(p) for p in parse_runs("rnn:tanh,lstm,gru")], "seed": [0]}
+    points = expand({"base": {"process": "mess3"}, "axes": axes})
+    assert [p.name for p in points] == ["arch=rnn,act_fn=tanh,seed=0", "arch=lstm,seed=0",
+                                        "arch=gru,seed=0"]  # fmt: skip
+    assert [p.setting for p in points] == ["arch=rnn,act_fn=tanh", "arch=lstm", "arch=gru"]
+    assert set(point_plans(points)) == {p.name for p in points}
+    with pytest.raises(InvalidInput, match="does not apply to --arch lstm"):
+        point_plans(expand({"base": {"process": "mess3"},
+                            "axes": {"arch+act_fn": [list(p) for p in parse_runs("lstm:tanh")]}}))
 
 
 @pytest.mark.parametrize(

@@ -270,3 +270,17 @@ def test_reproduce_with_seeds_trains_each_seed_and_summarises(tmp_path, capsys):
     (row,) = json.loads((out / "summary.json").read_text())["rows"]
     assert row["n_seeds"] == 2 and row["final_r2_heldout_ci95_low"] is not None
     assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_the_recurrent_cells_example_spec_validates_with_null_act_fns():
+    from pathlib import Path
+
+    from experiments.sweep import expand, load_spec, point_plans
+
+    spec = Path(__file__).resolve().parents[2] / "experiments/examples/sweep_recurrent_cells.json"
+    points = expand(load_spec(spec))
+    assert [p.name for p in points[::3]] == [
+        "arch=rnn,act_fn=tanh,seed=0", "arch=lstm,seed=0", "arch=gru,seed=0"
+    ]  # fmt: skip
+    plans = point_plans(points)
+    assert {plans[p.name].arch for p in points} == {"rnn", "lstm", "gru"}

@@ -24,9 +24,13 @@ def test_rnn_hooks_shapes_and_recurrence(act_fn):
     # the cached hidden states obey the Elman recurrence step by step
     block, u = model.blocks[1], cache["blocks.0.hook_hidden"]
     h = torch.zeros(4, 6)
+    f = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}[act_fn]
     for t in range(5):
-        z, h = block.step(u[:, t], h)
+        z = u[:, t] @ block.W_in.weight.T + block.W_in.bias + h @ block.W_rec.weight.T
         torch.testing.assert_close(z, cache["blocks.1.hook_pre"][:, t])
+        h, state = block.step(h, u[:, t])
+        assert state is h  # an Elman layer's recurrent state is its hidden state
+        torch.testing.assert_close(h, f(z))
         torch.testing.assert_close(h, cache["blocks.1.hook_hidden"][:, t])
     # the logits read the last layer's hidden state and nothing else
     torch.testing.assert_close(model.unembed(cache["blocks.1.hook_hidden"]), logits)
@@ -106,6 +110,7 @@ def test_recurrent_step_reproduces_the_hooks_and_its_jacobian_is_diag_fprime_w_r
     from models.architectures import (
         layer_input_hook,
         recurrent_layers,
+        recurrent_state_hooks,
         recurrent_step,
         recurrent_weight,
     )
@@ -115,13 +120,15 @@ def test_recurrent_step_reproduces_the_hooks_and_its_jacobian_is_diag_fprime_w_r
     _, cache = model.run_with_cache(tokens)
     assert recurrent_layers(model) == 2
     assert [layer_input_hook(model, b) for b in range(2)] == ["hook_embed", "blocks.0.hook_hidden"]
+    assert recurrent_state_hooks(model, 1) == ["blocks.1.hook_hidden"]
     for layer in range(2):
         step, w_rec = recurrent_step(model, layer), recurrent_weight(model, layer)
         u, hidden = cache[layer_input_hook(model, layer)], cache[f"blocks.{layer}.hook_hidden"]
         h = torch.zeros(3, 5)
         for t in range(4):
-            z, h_next = step(h, u[:, t])
-            torch.testing.assert_close(z, cache[f"blocks.{layer}.hook_pre"][:, t])
+            z = cache[f"blocks.{layer}.hook_pre"][:, t]
+            h_next, state = step(h, u[:, t])
+            assert state is h_next
             torch.testing.assert_close(h_next, hidden[:, t])
             # d h_t / d h_{t-1} = diag(f'(z_t)) W_rec, with f' from the formula, not autograd
             s = torch.sigmoid(z)

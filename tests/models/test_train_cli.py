@@ -82,7 +82,11 @@ def test_bad_input_exits_2_and_overwrites_nothing(tmp_path, recipe, capsys, monk
     assert sorted(p.name for p in run.iterdir()) == ["keep.txt"]
 
     fresh = str(tmp_path / "fresh")
+    gated = tmp_path / "gru.json"  # a recipe file naming the family: refused the same way
+    gated.write_text('{"arch": "gru"}')
     for argv, message in [
+        (["--config", str(gated), "--act-fn", "tanh"], "tanh does not apply to --arch gru"),
+        (["--arch", "lstm", "--act-fn", "relu"], "relu does not apply to --arch lstm"),
         (["--act-fn", "tanh"], "--arch rnn"),
         (["--arch", "rnn", "--act-fn", "gelu", "--config", "paper"], "tanh, sigmoid, relu"),
         (["--config", "turbo"], "unknown recipe"),
@@ -110,7 +114,7 @@ def test_bad_input_exits_2_and_overwrites_nothing(tmp_path, recipe, capsys, monk
     assert "choose another --out" in capsys.readouterr().err
     assert main(["train", "nonsense-process", "--out", fresh]) == 2
     capsys.readouterr()
-    for argv in (["--arch", "lstm"], ["--tokens", "-5"], ["--train-sequences", "0"],
+    for argv in (["--arch", "mamba"], ["--tokens", "-5"], ["--train-sequences", "0"],
                  ["--exact-eval", "sometimes"], ["--init-scale", "big"]):  # fmt: skip
         with pytest.raises(SystemExit) as exit_info:
             main(["train", "mess3", "--out", fresh, *argv])

@@ -264,7 +264,9 @@ def test_sign_flips_and_exact_eval_in_the_metrics(tmp_path, mess3, tiny_transfor
         assert [m["loss"] for m in read_metrics(other)] == [m["loss"] for m in lines]
 
 
-def test_finite_training_set_epochs_and_resume(tmp_path, mess3, tiny_transformer, tiny_train):
+def test_finite_training_set_epochs_and_resume(
+    tmp_path, mess3, tiny_transformer, tiny_train, resume_is_bit_identical
+):
     from models.data import TrainingData, finite_rows
 
     n, batch = 20, 8
@@ -277,23 +279,7 @@ def test_finite_training_set_epochs_and_resume(tmp_path, mess3, tiny_transformer
     assert data.fixed.shape == (n, 5)
 
     tiny_train.train_sequences = 24
-    whole = train(mess3, tiny_transformer, tiny_train, tmp_path / "whole", progress=False)
-
-    def crash(step):
-        if step == 13:
-            raise KeyboardInterrupt
-
-    broken = tmp_path / "broken"
-    with pytest.raises(KeyboardInterrupt):
-        train(mess3, tiny_transformer, tiny_train, broken, progress=False, on_step=crash)
-    train(mess3, tiny_transformer, tiny_train, broken, resume=True, progress=False)
-    a, b = (torch.load(list_checkpoints(r)[-1][1], weights_only=True) for r in (whole, broken))
-    for name in a["model"]:
-        assert torch.equal(a["model"][name], b["model"][name]), name
-    drop = ("wall_s", "eval_s", "cpu_s")
-    strip = [[{k: v for k, v in m.items() if k not in drop} for m in read_metrics(r)]
-             for r in (whole, broken)]  # fmt: skip
-    assert strip[0] == strip[1]
+    resume_is_bit_identical(mess3, tiny_transformer, tiny_train, tmp_path)
 
 
 def test_train_leaves_torch_threads_and_rng_alone(tmp_path, mess3, tiny_transformer, tiny_train):

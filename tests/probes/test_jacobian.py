@@ -220,3 +220,75 @@ def test_model_without_known_hooks_is_invalid_input(tokens):
 
     with pytest.raises(InvalidInput, match="hook_resid_pre"):
         jacobian_diagnostics(Bare(), tokens)
+
+
+# ---- gated cells: the recurrent Jacobian of the full state (h, c) -----------------------------
+def _gated(cell: str, n_layers: int = 2):
+    from models.architectures import build_model, make_model_config
+
+    config = make_model_config(cell, hidden=4, n_layers=n_layers, n_ctx=N_CTX, seed=1)
+    return build_model(config).double().eval()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gated_joint_jacobian_is_autograd_of_one_step_of_torchs_stacked_module(cell, tokens):
+    """d s_t / d s_{t-1} of the stacked full state against torch.autograd through one token of an
+    independent 2-layer nn.LSTM / nn.GRU holding the same weights, started from its own states."""
+    model, hidden = _gated(cell), 4
+    reference = getattr(torch.nn, cell.upper())(hidden, hidden, num_layers=2, batch_first=True)
+    reference = reference.double()
+    with torch.no_grad():
+        for b, block in enumerate(model.blocks):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(reference, f"{name}_l{b}").copy_(getattr(block.cell, f"{name}_l0"))
+    per_layer, joint = recurrent_jacobians(model, tokens)
+    width = 2 * hidden if cell == "lstm" else hidden
+    assert joint.shape == (3, N_CTX, 2 * width, 2 * width)
+    embedded = model.embed(tokens)
+
+    def one_token(x, flat):  # flat: [layer 0 state, layer 1 state], each (h) or (h, c)
+        s = flat.view(2, 1, width)
+        hx = (s[..., :hidden].contiguous(), s[..., hidden:].contiguous()) if cell == "lstm" else s
+        _, out = reference(x[None, None], hx)
+        return (torch.cat(out, -1) if cell == "lstm" else out).reshape(-1)
+
+    for i, t in [(0, 0), (1, 2), (2, 4)]:
+        with torch.no_grad():
+            _, before = reference(embedded[i : i + 1, :t]) if t else (None, None)
+        if before is None:
+            previous = torch.zeros(2 * width, dtype=torch.float64)
+        else:
+            previous = (torch.cat(before, -1) if cell == "lstm" else before).reshape(-1)
+        x = embedded[i, t].detach()
+        direct = torch.autograd.functional.jacobian(lambda s, x=x: one_token(x, s), previous)
+        torch.testing.assert_close(joint[i, t], direct, rtol=0, atol=1e-12)
+        for b in range(2):
+            block = direct[b * width : (b + 1) * width, b * width : (b + 1) * width]
+            torch.testing.assert_close(per_layer[b, i, t], block, rtol=0, atol=1e-12)
+    # the stacked map is block lower-triangular: its radius is the largest layer radius
+    torch.testing.assert_close(
+        spectral_radius(joint), spectral_radius(per_layer).amax(dim=0), atol=1e-9, rtol=1e-9
+    )
+
+
+@pytest.mark.parametrize(("cell", "keep"), [("lstm", 0.9), ("gru", 0.8)])
+def test_gated_cell_with_a_constant_keep_gate_has_that_radius_and_log_as_lyapunov(cell, keep):
+    """No recurrent weights and a constant forget gate σ(f) = keep (LSTM) or update gate
+    σ(z) = keep (GRU): the full state's map is [[0, D], [0, keep·I]] (LSTM; the hidden state
+    alone would give 0) or keep·I (GRU), so radius = keep and the Lyapunov exponent = log keep."""
+    model, hidden = _gated(cell, n_layers=1), 4
+    gate = slice(hidden, 2 * hidden)  # torch's row blocks: LSTM (i, f, g, o), GRU (r, z, n)
+    with torch.no_grad():
+        cell_module = model.blocks[0].cell
+        cell_module.weight_hh_l0.zero_()
+        cell_module.weight_ih_l0[gate] = 0.0
+        cell_module.bias_ih_l0[gate] = float(np.log(keep / (1 - keep)))
+        cell_module.bias_hh_l0[gate] = 0.0
+    long = torch.from_numpy(load_process("mess3").sample(2, 60, seed=0)[0])
+    result = jacobian_diagnostics(model, long[:, :N_CTX], lyapunov_tokens=long)
+    assert result["spectral_radius_mean"] == pytest.approx(keep, rel=1e-9)
+    assert result["spectral_radius_max"] == pytest.approx(keep, rel=1e-9)
+    # exact for the GRU; the LSTM's tangent vector also has an h part, D_t c, whose varying
+    # ratio to the c part adds a boundary term O(1/T) to the renormalised estimate (T = 40 here)
+    assert result["lyapunov"] == pytest.approx(np.log(keep), abs=1e-9 if cell == "gru" else 1e-3)
+    assert result["blocks"][0]["w_rec_spectral_radius"] == 0.0

@@ -144,3 +144,28 @@ def test_weight_norms_per_layer_and_relative_change():
 def test_unknown_activation_is_invalid_input():
     with pytest.raises(InvalidInput, match="unknown activation"):
         unit_regimes(_z(1.0), "softplus")
+
+
+def test_lstm_gates_are_counted_each_with_its_own_function():
+    """Zero weights and biases: every gate and the candidate sit at 0, where σ and tanh are in their
+    linear regime; a forget-gate bias of +20 pins σ(f) at 1 (σ'(20)/σ'(0) ≈ 8e-9): saturated."""
+    from models.architectures import build_model, make_model_config, unit_hooks
+
+    model = build_model(make_model_config("lstm", hidden=6, n_ctx=6)).eval()
+    with torch.no_grad():
+        for p in model.blocks.parameters():
+            p.zero_()
+        model.blocks[0].cell.bias_ih_l0[6:12] = 20.0  # the forget gate's rows
+    _, cache = model.run_with_cache(torch.tensor([[0, 1, 2, 0, 1, 2]]))
+    regimes = {layer: unit_regimes(cache[hook], act) for layer, (hook, act) in
+               unit_hooks(model).items()}  # fmt: skip
+    assert {k: v["act"] for k, v in regimes.items()} == {
+        "blocks.0.input_gate": "sigmoid", "blocks.0.forget_gate": "sigmoid",
+        "blocks.0.candidate": "tanh", "blocks.0.output_gate": "sigmoid", "blocks.0.cell": "tanh",
+    }  # fmt: skip
+    for layer in ("input_gate", "candidate", "output_gate", "cell"):
+        assert regimes[f"blocks.0.{layer}"]["gain_mean"] == pytest.approx(1.0)
+        assert regimes[f"blocks.0.{layer}"]["phase"] == "linear"
+    forget = regimes["blocks.0.forget_gate"]
+    assert forget["phase"] == "saturated" and forget["saturated_frac"] == 1.0
+    assert forget["gain_mean"] == pytest.approx(4 * np.exp(-20), rel=1e-3)
