@@ -101,9 +101,9 @@ def probe_hmm(
             raise InvalidInput(f"--n-ctx must be a whole number >= 2, got {n_ctx!r}")
         why = f"Context {n_ctx}: given with --n-ctx."
     else:
-        from probes.activations import probe_width
+        from models.architectures import residual_width
 
-        n_ctx, why = context_length(process, probe_width(resolve_study(plan)[1]))
+        n_ctx, why = context_length(process, residual_width(resolve_study(plan)[1]))
     plan = with_settings(plan, {"n_ctx": n_ctx})
     plan = replace(plan, why=f"{why} Model: the 4-layer, d_model 64 transformer with the default "
                    "recipe unless options say otherwise.")

@@ -6,7 +6,7 @@ File map:
                        feature rule), prefix rows and their weights, the subtree / random split
                        and its shared-prefix weight, the fit half's cross-validation folds,
                        k-gram cells, the exact row-shuffle control, hook capture (prefix-tree
-                       forward); ROWS_PER_FEATURE, probe_width
+                       forward); ROWS_PER_FEATURE and the sample it sizes
     belief_probe.py    BeliefProbe (OLS / ridge from sufficient statistics), cv_ridge (the
                        ridge by cross-validation over folds' moments), R² (coordinate mean,
                        pooled, in-sample, of a remainder) and MSE rules, k-gram lookups,

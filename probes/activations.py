@@ -125,17 +125,6 @@ def fit_rows_needed(features: int) -> int:
     return ROWS_PER_FEATURE * (features + 1)
 
 
-def probe_width(model_config) -> int:
-    """Features of the widest probe of a model: every residual hook side by side (`concat`),
-    from its config alone (transformer: d_model per hook; RNN: hidden per hook)."""
-    from models.rnn import rnn_residual_hooks
-    from models.transformer import transformer_residual_hooks
-
-    if hasattr(model_config, "d_model"):
-        return len(transformer_residual_hooks(model_config.n_layers)) * model_config.d_model
-    return len(rnn_residual_hooks(model_config.n_layers)) * model_config.hidden
-
-
 def sample_sequences(width: int, length: int) -> int:
     """Sampled inputs (when the sequences cannot be enumerated): SAMPLE_SEQUENCES, or more if
     half of them (the fit half), length positions each, falls short of fit_rows_needed(width)."""

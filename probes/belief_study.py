@@ -46,7 +46,13 @@ from hmm.errors import InvalidInput
 from hmm.files import read_json, write_atomic, write_json
 from hmm.plots import state_chart
 from hmm.progress import progress
-from models.architectures import CONCAT, build_model, final_layer_hook, residual_hooks
+from models.architectures import (
+    CONCAT,
+    build_model,
+    final_layer_hook,
+    residual_hooks,
+    residual_width,
+)
 from models.checkpoints import (
     load_checkpoint,
     load_run_process,
@@ -65,7 +71,6 @@ from probes.activations import (
     collect_activations,
     kgram_cells,
     probe_inputs,
-    probe_width,
     sample_sequences,
 )
 from probes.belief_evidence import bootstrap_intervals, headline, readability
@@ -340,7 +345,7 @@ def probe_run(
     length = len(position_record["probed"])
     inputs = probe_inputs(
         process, length, max_sequences=max_sequences, split=split, prefix_len=prefix_len,
-        n_samples=sample_sequences(probe_width(model_config_of_run(config)), length),
+        n_samples=sample_sequences(residual_width(model_config_of_run(config)), length),
     )
     refs = references(inputs)
     records, frames, final_fits, hooks, widths, final_next = _probe_checkpoints(
