@@ -482,8 +482,12 @@ def reproduce_command(args: argparse.Namespace) -> None:
 
 
 def reproduce_parser(sub) -> None:
-    p = sub.add_parser("reproduce", help="train -> probe -> phases -> report for mess3 or rrxor")
-    p.add_argument("study", choices=["mess3", "rrxor"], help="which of the paper's studies")
+    from experiments.studies import STUDIES
+
+    p = sub.add_parser("reproduce", help="train -> probe -> phases -> report for a paper study")
+    p.add_argument("study", choices=list(STUDIES),
+                   help="which of the paper's studies (rrxor: the paper's RRXOR model, d_model "
+                   "128, 4 heads; rrxor-small: the Mess3-sized model)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/STUDY)")
     p.add_argument("--tokens", type=_positive_int, default=None,
                    help="training tokens (default 10,000,000)")
@@ -504,7 +508,7 @@ def probe_hmm_command(args: argparse.Namespace) -> None:
 
     with compute():
         probe_hmm(args.spec, out=args.out, tokens=args.tokens, overrides=training_options(args),
-                  llc=llc)
+                  n_ctx=args.n_ctx, llc=llc)
 
 
 def probe_hmm_parser(sub) -> None:
@@ -513,6 +517,9 @@ def probe_hmm_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/probe-NAME)")
     p.add_argument("--tokens", type=_positive_int, default=None,
                    help="training tokens (default 5,000,000)")
+    p.add_argument("--n-ctx", type=_positive_int, default=None, metavar="N",
+                   help="training context (default: long enough to synchronise and to give the "
+                   "probes 10 distinct fit prefixes per feature; docs/probes.md)")
     add_training_options(p)
     add_llc_options(p)
     p.set_defaults(func=probe_hmm_command)

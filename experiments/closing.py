@@ -39,7 +39,22 @@ def probe_part(probes: ProbeSummary | None) -> str | None:
     text = f"final-layer ({hook_label(probes.hook)}) held-out R² {probes.r2:.4f}"
     if probes.r2_concat is not None:
         text += f", all layers {probes.r2_concat:.4f}"
-    return text + f" at {probes.tokens:,} tokens"
+    return text + f" at {probes.tokens:,} tokens" + evidence_part(probes)
+
+
+def evidence_part(probes: ProbeSummary) -> str:
+    """'; next-token probe 0.9976; beyond the next token 0.12 (untrained 0.04); WARNING: ...'
+    (probes.json's headline; a file written before it: nothing)."""
+    text = ""
+    if probes.next_token_r2 is not None:
+        text += f"; next-token probe {probes.next_token_r2:.4f}"
+    if probes.case == "implied_by_loss":
+        text += " (belief affine in the next-token distribution: geometry implied by the loss)"
+    if probes.r2_beyond_prediction is not None:
+        text += f"; beyond the next token {probes.r2_beyond_prediction:.2f}"
+        if probes.beyond_untrained is not None:
+            text += f" (untrained {probes.beyond_untrained:.2f})"
+    return text + "".join(f"; WARNING: {w}" for w in probes.warnings)
 
 
 def radius_rule_text(phases: PhaseSummary) -> str:

@@ -1,14 +1,15 @@
 """RUN/report.html: one self-contained page (images embedded, no network), rebuilt from RUN alone,
 that leads with its answer.
 
-Order: the verdict (three computed sentences, a fourth with llc.json; experiments/verdict.py), the
-figure of exact beliefs beside the probe's predictions, then the details — probes with their
-baselines, the loss against the Bayes optimum, the phase diagnostics beside their nulls, the local
-learning coefficient's stages (experiments/llc_report.py), the ground-truth geometry — and, folded
-at the end, what was run, the settings, the folder's files and how to reproduce it
-(experiments/reproduction.py). Every number comes from the run's RunSummary and typed files
-(experiments/summary.py, probes/run_files.py); files of older versions lack some keys, and the
-page then leaves those cells out rather than failing.
+Order: the verdict (computed sentences, experiments/verdict.py; the LLC's when the run has
+llc.json) and the probes' readability warnings, the figure of exact beliefs beside the probe's
+predictions, then the details — probes with their baselines and what the layers add beyond the next
+token (experiments/evidence_report.py), the loss against the Bayes optimum, the phase diagnostics
+beside their nulls, the local learning coefficient's stages (experiments/llc_report.py), the
+ground-truth geometry — and, folded at the end, what was run, the settings, the folder's files and
+how to reproduce it (experiments/reproduction.py). Every number comes from the run's RunSummary
+and typed files (experiments/summary.py, probes/run_files.py); files of older versions lack some
+keys, and the page then leaves those cells out rather than failing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from experiments.evidence_report import evidence_section, kgram_table, probe_warnings
 from experiments.page import embed_image, folded, html_page, num, table, value
 from experiments.reproduction import folder_table, reproduce_section
 from experiments.summary import PhaseSummary, RunSummary, summarize_run
@@ -77,7 +79,8 @@ def _ensure_fractal(run: Path) -> str | None:
 
 def _verdict(summary: RunSummary) -> str:
     sentences = "".join(f"<p>{html.escape(s)}</p>" for s in verdict(summary))
-    return f"<section class='verdict'>{sentences}</section>"
+    warnings = probe_warnings(summary.probes.warnings) if summary.probes else ""
+    return f"<section class='verdict'>{sentences}</section>{warnings}"
 
 
 # ---- details: probes ----------------------------------------------------------------------------
@@ -88,21 +91,14 @@ def _probes(run: Path, probes: ProbesFile, summary: RunSummary) -> list[str]:
              f"<p>Each hook is read by {html.escape(probe_method(split))}. R² is averaged over "
              "belief coordinates. Beside each score: the same probe on the same architecture "
              "<em>untrained</em>, the same probe fitted to row-shuffled beliefs (the control, "
-             "≈ 0), and lookup tables of the last k tokens, which need no network at all. A score "
-             "means something only by how far it rises above these.</p>"]
+             "≈ 0), the same probe from the model's own next-token distribution and from the "
+             "exact optimal one, and tables of the last k tokens, which need no network at all. "
+             "A score means something only by how far it rises above these; what a layer adds "
+             "beyond the next token is scored on its own below.</p>"]
     parts.append(_inputs_table(probes))
     parts.append(f"<h3>Scores at the newest checkpoint ({final.tokens:,} tokens)</h3>")
     parts.append(_probe_table(probes))
-    baselines = _baseline_table(probes)
-    if baselines:
-        parts += ["<h3>Baselines that need no trained network</h3>", baselines]
-    within = _within_table(probes)
-    if within:
-        parts += ["<h3>Fine structure: within-k-gram R²</h3><p>1 − SSE(probe) / SSE(lookup of "
-                  "the last k tokens) on held-out rows: how much of the belief variation left "
-                  "<em>within</em> groups sharing their last k tokens the probe still explains. "
-                  "Resolution depth (table above) is the largest k where this is at least "
-                  "0.5.</p>", within]
+    parts += kgram_table(probes) + evidence_section(probes)  # experiments/evidence_report.py
     positions = _position_table(probes, summary.probes.hook)
     if positions:
         parts += ["<h3>Held-out R² by position</h3>", positions]
@@ -148,43 +144,12 @@ def _probe_table(probes: ProbesFile) -> str:
         rows.append(["next-token distribution", *_scores(final.next_token, "—")])
     return table(["probe input", "held-out R²", "held-out R² (prob.-weighted)",
                   "untrained model R² (mean ± sd)", "shuffle-control R²", "in-sample R²",
-                  "resolution depth", "ridge (× mean eigenvalue; cross-validated)"], rows)
+                  "ridge (× mean eigenvalue; cross-validated)"], rows)
 
 
 def _scores(v, base_text: str) -> list[str]:
     return [num(v.r2_heldout), num(v.r2_heldout_weighted), base_text, num(v.r2_shuffle),
-            num(v.r2_insample), value(v.resolution_depth), value(v.ridge)]
-
-
-def _baseline_table(probes: ProbesFile) -> str:
-    """Lookup tables of the last k tokens (fitted on the fit rows; and the best any such table can
-    score on the held-out rows) and the optimal-prediction probes."""
-    b = probes.baselines
-    if not b:
-        return ""
-    oracle = bool(b.kgram_oracle)
-    rows = [[f"lookup of the last {k} token{'s' if k != '1' else ''}",
-             value(b.kgram_features.get(k)), num(r2), num(b.kgram_weighted.get(k))]
-            + ([num(b.kgram_oracle.get(k))] if oracle else []) for k, r2 in b.kgram.items()]
-    for r2, label in ((probes.optimal_logit_r2, "exact optimal next-token logits"),
-                      (probes.optimal_probs_r2, "exact optimal next-token probabilities")):
-        if r2 is not None:
-            rows.append([label, "—", num(r2), "—"] + (["—"] if oracle else []))
-    header = ["baseline (no trained network)", "features", "held-out R²",
-              "held-out R² (prob.-weighted)"]
-    if oracle:
-        header.append("best table of the last k tokens on the held-out rows")
-    return table(header, rows) if rows else ""
-
-
-def _within_table(probes: ProbesFile) -> str:
-    layers = probes.checkpoints[-1].layers
-    ks = sorted({k for v in layers.values() for k in v.r2_within_kgram}, key=int)
-    if not ks:
-        return ""
-    rows = [[hook_label(h) if h != CONCAT else "all layers"]
-            + [num(v.r2_within_kgram.get(k)) for k in ks] for h, v in layers.items()]
-    return table(["probe input"] + [f"k = {k}" for k in ks], rows)
+            num(v.r2_insample), value(v.ridge)]
 
 
 def _position_table(probes: ProbesFile, head: str) -> str:

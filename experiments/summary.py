@@ -7,7 +7,8 @@ Rules that were once written in several places live here, once:
   estimate, the mean of the last `BATCH_WINDOW` logged batches; the curve is exact only when the
   exact loss was evaluated at two or more checkpoints, and says which it is (`curve_kind`);
 * the final layer (models.architectures.final_layer_hook) and its R² against its strongest
-  baseline (probes.json `headline`);
+  null, the model's own next-token probe among them, with what it adds beyond the next token
+  (probes.json `headline`, probes.belief_evidence);
 * the seed rule (first mean spectral radius > 1) only for iterated maps (`PhasesFile.iterated`);
 * the emergence window: where the final-layer R² climbed from 10 % to 90 % of its rise;
 * which LLC estimates are LLCs (no flag of probes.llc_settings.NOT_AN_LLC) and where the geometry
@@ -28,6 +29,7 @@ from models.run_files import RunConfig, list_checkpoints, read_config, read_metr
 from probes.llc_settings import NOT_AN_LLC
 from probes.phase_study import MILESTONE_KEYS
 from probes.run_files import (
+    Headline,
     LlcCheckpoint,
     LlcFile,
     NearestBoundary,
@@ -76,7 +78,21 @@ class ProbeSummary:
     best_baseline: str | None
     baseline_r2: float | None
     untrained_r2: float | None
-    next_token_r2: float | None
+    next_token_r2: float | None  # the probe from the model's own next-token distribution
+    r2_beyond_prediction: float | None = None  # the final layer's, and its untrained null's
+    beyond_untrained: float | None = None
+    headline: Headline | None = None  # probes.json's (case, tables, warnings)
+
+    @property
+    def case(self) -> str | None:
+        """'implied_by_loss' or 'beyond_next_token' (probes.belief_evidence); None in older
+        files."""
+        return self.headline.case if self.headline else None
+
+    @property
+    def warnings(self) -> list[str]:
+        """The readability warnings (few fit rows per feature, held-out far below in-sample)."""
+        return list(self.headline.warnings or []) if self.headline else []
 
     @property
     def tokens_to_reached(self) -> int | None:
@@ -298,6 +314,8 @@ class RunSummary:
             "final_exact_excess_loss": self.loss.exact_excess,
             "final_r2_heldout": p.r2 if p else None,
             "final_r2_concat": p.r2_concat if p else None,
+            "final_next_token_r2": p.next_token_r2 if p else None,
+            "final_r2_beyond_prediction": p.r2_beyond_prediction if p else None,
             "tokens_to_r2_0.9": p.tokens_to_reached if p else None,
             "first_spectral_radius_above_1": ph.first_radius_above_1 if ph else None,
             # a transformer's radius is never read against 1: recurrent networks only
@@ -387,6 +405,9 @@ def _probes(probes: ProbesFile | None) -> ProbeSummary | None:
         baseline_r2=headline.baseline_r2 if headline else None,
         untrained_r2=untrained.r2_mean if untrained else None,
         next_token_r2=final.next_token.r2_heldout if final.next_token else None,
+        r2_beyond_prediction=final.layers[head].r2_beyond_prediction,
+        beyond_untrained=untrained.r2_beyond_prediction if untrained else None,
+        headline=headline,
     )
 
 

@@ -6,6 +6,8 @@ Headline numbers of one run (None where the run has no such number):
   final_exact_excess_loss      exact excess loss at the last checkpoint (nats/token)
   final_r2_heldout             held-out probe R² of the final layer at the last checkpoint
   final_r2_concat              the same for all layers concatenated
+  final_next_token_r2          the probe from the model's own next-token distribution (same)
+  final_r2_beyond_prediction   the final layer's r2_beyond_prediction (docs/probes.md)
   r2_heldout:<hook>            the same per probed layer
   tokens_to_r2_0.9             tokens of the first checkpoint whose final-layer R² >= 0.9
   first_spectral_radius_above_1, final_spectral_radius_mean (recurrent networks only: a
@@ -37,7 +39,8 @@ from probes.phase_study import MILESTONE_KEYS
 
 STAT_SUFFIXES = ("mean", "sd", "ci95_low", "ci95_high", "n")
 FIXED_HEADLINES = (
-    "final_exact_excess_loss", "final_r2_heldout", "final_r2_concat", "tokens_to_r2_0.9",
+    "final_exact_excess_loss", "final_r2_heldout", "final_r2_concat", "final_next_token_r2",
+    "final_r2_beyond_prediction", "tokens_to_r2_0.9",
     "first_spectral_radius_above_1", "final_spectral_radius_mean", "final_saturated_frac",
     "final_linear_frac", "final_sharpness", "final_sign_flip_frac", "final_sign_flip_null",
     "final_llc", *MILESTONE_KEYS,
@@ -232,7 +235,8 @@ def report_html(
     figure = out / "figures" / "sweep.png"
     write_atomic(figure, band_figure(rows, summaries, f"{out.name}: mean over seeds, 95 % band"))
     headline = ["final_exact_excess_loss", "final_r2_heldout", "final_r2_concat",
-                "tokens_to_r2_0.9", "final_spectral_radius_mean"]  # fmt: skip
+                "final_next_token_r2", "final_r2_beyond_prediction", "tokens_to_r2_0.9",
+                "final_spectral_radius_mean"]  # fmt: skip
     parts = [
         f"<h1>Sweep {html.escape(out.name)}</h1>",
         f"<p>{len(points)} points, {len(points) - len(failed)} finished. Each cell: mean "

@@ -1,8 +1,10 @@
-"""The answer a run gives, in three sentences computed from its RunSummary (never typed): what was
+"""The answer a run gives, in sentences computed from its RunSummary (never typed): what was
 trained and how close it came to the Bayes optimum; the headline probe score beside its strongest
-baseline; what the phase diagnostics did while the belief geometry emerged — and a fourth when the
-run has llc.json: the stages the local learning coefficient shows and where the geometry emerges
-against them. The report opens with them and the studies print them.
+null (the model's own next-token probe among them); whether that geometry is implied by the loss
+or what the layer carries beyond the next token (probes.belief_evidence.case_sentence); what the
+phase diagnostics did while the belief geometry emerged — and, when the run has llc.json, the
+stages the local learning coefficient shows and where the geometry emerges against them. The
+report opens with them and the studies print them.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ RELATIVE_CHANGE = 0.05  # below this a diagnostic "stayed near" its value
 
 
 def verdict(summary: RunSummary) -> list[str]:
-    """The three sentences, in order, and the LLC's when the run has llc.json."""
-    sentences = [trained_sentence(summary), probe_sentence(summary), phases_sentence(summary)]
-    return sentences + ([llc_sentence(summary)] if summary.llc else [])
+    """The sentences, in order (the beyond-prediction one only for files that have it, the LLC's
+    only for runs with llc.json)."""
+    sentences = [trained_sentence(summary), probe_sentence(summary), beyond_sentence(summary),
+                 phases_sentence(summary), llc_sentence(summary) if summary.llc else None]
+    return [s for s in sentences if s]
 
 
 def trained_sentence(s: RunSummary) -> str:
@@ -43,15 +47,43 @@ def probe_sentence(s: RunSummary) -> str:
             f"({hook_label(p.hook)}) with held-out R² {p.r2:.4f} at {p.tokens:,} tokens")
     if p.best_baseline is None or p.baseline_r2 is None:
         return text + "; no baseline was computed."
-    text += f"; the strongest baseline, the {p.best_baseline}, scores {p.baseline_r2:.4f}"
+    text += f"; the strongest null, {p.best_baseline}, scores {p.baseline_r2:.4f}"
     if p.r2 > p.baseline_r2 and p.r2 < 1:
         text += (f": the probe leaves {(1 - p.baseline_r2) / (1 - p.r2):.1f}× less variance "
                  "unexplained")
     elif p.r2 <= p.baseline_r2:
         text += ": the probe does not beat it"
-    if p.untrained_r2 is not None and not p.best_baseline.startswith("untrained"):
-        text += f" (an untrained network of the same shape: {p.untrained_r2:.4f})"
-    return text + "."
+    others = [(name, v) for name, v, kind in (
+        ("the model's own next-token probe", p.next_token_r2, "next-token"),
+        ("an untrained network of the same shape", p.untrained_r2, "untrained"),
+    ) if v is not None and kind not in p.best_baseline]
+    if others:
+        text += f" ({'; '.join(f'{name}: {v:.4f}' for name, v in others)})"
+    return text + _tables_clause(p) + "."
+
+
+def _tables_clause(p) -> str:
+    """'; a table of the last k tokens beats it from k = 5 (0.9963)', or that none does."""
+    tables = p.headline.kgram if p.headline else {}
+    if not tables:
+        return ""
+    k = p.headline.oracle_beats_layer_at
+    if k is None:
+        return f"; no table of the last k ≤ {max(map(int, tables))} tokens beats it"
+    if f"the last {k} tokens (held-out cell means)" in (p.best_baseline or ""):
+        return ""  # the strongest null is already that table
+    return (f"; a table of the last k tokens (held-out cell means) beats it from k = {k} "
+            f"({tables[str(k)].oracle:.4f})")
+
+
+def beyond_sentence(s: RunSummary) -> str:
+    """Whether the geometry is implied by the loss, and what the final layer carries beyond the
+    next token (probes.belief_evidence.case_sentence); empty for files that predate it."""
+    from probes.belief_evidence import case_sentence
+
+    p = s.probes
+    text = case_sentence(p.headline) if p and p.headline else ""
+    return f"{text[0].upper()}{text[1:]}." if text else ""
 
 
 def phases_sentence(s: RunSummary) -> str:

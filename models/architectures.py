@@ -22,8 +22,9 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from hmm.errors import InvalidInput
 from models.families import FAMILIES, check_act_fn
+from models.gated import LAYERS as GATED_LAYERS
 from models.gated import GatedConfig, GatedRNN, GRUConfig, LSTMConfig, build_gated
-from models.rnn import RNNConfig, StackedRNN, build_rnn
+from models.rnn import ElmanLayer, RNNConfig, StackedRNN, build_rnn
 from models.transformer import (
     PlainForward,
     TransformerConfig,
@@ -160,6 +161,18 @@ def residual_hooks(model: nn.Module) -> list[str]:
         layers = range(model.config.n_layers)
         return [hook for layer in layers for hook in recurrent_state_hooks(model, layer)]
     raise InvalidInput(f"not a beliefgeo model: {type(model).__name__}")
+
+
+def residual_width(config: ModelConfig) -> int:
+    """Features of every `residual_hooks` side by side (the `concat` probe), from the config
+    alone: d_model per transformer hook; per recurrent layer its full state (an LSTM's: h and c)."""
+    if isinstance(config, TransformerConfig):
+        return len(transformer_residual_hooks(config.n_layers)) * config.d_model
+    if isinstance(config, GatedConfig):
+        return config.n_layers * len(GATED_LAYERS[config.cell].STATE_HOOKS) * config.hidden
+    if isinstance(config, RNNConfig):
+        return config.n_layers * len(ElmanLayer.STATE_HOOKS) * config.hidden
+    raise InvalidInput(f"not a model config: {type(config).__name__}")
 
 
 def hook_label(hook: str) -> str:

@@ -2,19 +2,28 @@
 models' public recurrence interface, models.architectures.recurrent_step; never model internals).
 
 File map:
-    activations.py     probe inputs (every sequence, or a seeded sample), prefix rows and their
-                       weights, the subtree / random split and its shared-prefix weight, the
-                       fit half's cross-validation folds, k-gram cells, the exact row-shuffle
-                       control, hook capture (prefix-tree forward)
+    activations.py     probe inputs (every sequence, or a seeded sample sized by the rows-per-
+                       feature rule), prefix rows and their weights, the subtree / random split
+                       and its shared-prefix weight, the fit half's cross-validation folds,
+                       k-gram cells, the exact row-shuffle control, hook capture (prefix-tree
+                       forward); ROWS_PER_FEATURE and the sample it sizes
     belief_probe.py    BeliefProbe (OLS / ridge from sufficient statistics), cv_ridge (the
                        ridge by cross-validation over folds' moments), R² (coordinate mean,
-                       pooled, in-sample) and MSE rules, k-gram lookups, distance correlation
+                       pooled, in-sample, of a remainder) and MSE rules, k-gram lookups,
+                       within-cell deviations and the fine-structure score, the remainder beyond
+                       a set of features, distance correlation
     belief_study.py    probe_run: trained positions only, every checkpoint -> RUN/probes.json +
-                       figures; per-position and within-k-gram scores, baselines, headline
+                       figures; hook_record (THE place a probe's record is built): held-out,
+                       unseen-prefix, per-position, r2_fine and beyond-prediction scores;
+                       baselines (untrained, every k-gram table, optimal prediction)
+    belief_evidence.py the headline (which case, every table against the layer), readability
+                       warnings (rows per feature, held-out vs in-sample), bootstrap intervals
+                       over held-out subtrees and the fine-structure depth
     run_files.py       RUN/probes.json, RUN/phases.json and RUN/llc.json as typed records
                        (ProbesFile, PhasesFile, LlcFile) and their readers read_probes /
                        read_phases / read_llc
-    belief_figures.py  simplex, R² per layer, emergence, R² by position, simplex GIF (captioned)
+    belief_figures.py  simplex, R² per layer with beyond-prediction and r2_fine panels,
+                       emergence, R² by position, simplex GIF (captioned)
     jacobian.py        exact Jacobians: RNN recurrent map (radius quantiles, Lyapunov exponents
                        long-run and over the window, W_rec vs circular law, the secant test on
                        the model's states); transformer block updates (raw and scale-normalised,

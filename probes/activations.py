@@ -43,6 +43,8 @@ DEFAULT_SPLIT = "subtree"
 DEFAULT_PREFIX_LEN = 2
 CV_FOLDS = 5
 BYTES_PER_ACTIVATION = 16  # float32 activations + float32 fit copy + float64 held-out copy
+# readable probes: the fit half holds at least this many distinct prefixes per probe feature
+ROWS_PER_FEATURE = 10
 
 
 @dataclass
@@ -94,6 +96,15 @@ class ProbeInputs:
         """(R_ho,) indices of rows with any weight in the held-out half."""
         return np.flatnonzero(self.heldout_count > 0)
 
+    @property
+    def fit_prefixes(self) -> int:
+        """Distinct prefixes (of any probed length) among the fit sequences: the rows a probe is
+        really fit on (sampled rows repeat short prefixes)."""
+        fit = self.tokens[self.fit_sequences]
+        if self.exact:
+            return int(len(self.fit_rows))
+        return sum(len(np.unique(fit[:, : t + 1], axis=0)) for t in range(fit.shape[1]))
+
     def summary(self) -> dict:
         """JSON-ready description of the inputs (for probes.json)."""
         return {
@@ -104,7 +115,20 @@ class ProbeInputs:
             "rows": int(self.n_rows),
             "fit_sequences": int(self.fit_sequences.sum()),
             "heldout_sequences": int((~self.fit_sequences).sum()),
+            "fit_prefixes": self.fit_prefixes,
         }
+
+
+def fit_rows_needed(features: int) -> int:
+    """Distinct fit-half prefixes a probe with `features` inputs (plus intercept) needs to be
+    read: ROWS_PER_FEATURE per parameter."""
+    return ROWS_PER_FEATURE * (features + 1)
+
+
+def sample_sequences(width: int, length: int) -> int:
+    """Sampled inputs (when the sequences cannot be enumerated): SAMPLE_SEQUENCES, or more if
+    half of them (the fit half), length positions each, falls short of fit_rows_needed(width)."""
+    return max(SAMPLE_SEQUENCES, -(-2 * fit_rows_needed(width) // max(length, 1)))
 
 
 def split_sequences(n: int, seed: int = 0) -> np.ndarray:

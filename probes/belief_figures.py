@@ -34,10 +34,11 @@ from hmm.plots import (
 from models.architectures import CONCAT, final_layer_hook, hook_label
 from probes.belief_probe import probe_method
 
-KGRAM_SHOWN = 3  # k-gram lookup baselines drawn as lines: k = 1..KGRAM_SHOWN
 FLOOR = 1e-6  # 1 - R² is drawn no lower than this (log axis)
 MAX_FRAMES = 20  # animation frames: encoding costs ~0.2 CPU s each
-BASELINE_COLORS = [OKABE_ITO[1], OKABE_ITO[6], OKABE_ITO[7]]  # orange, vermillion, pink
+# one colour per k (tables of the last k tokens, r2_fine per k): orange, vermillion, pink, green,
+# sky blue, yellow
+KGRAM_COLORS = [OKABE_ITO[i] for i in (1, 6, 7, 3, 2, 4)]
 R2_AXIS = "held-out R²  (axis: log of 1 − R²)"
 SPLIT_NAMES = {"subtree": "held-out prefix subtrees", "random": "held-out random half of sequences"}
 
@@ -83,50 +84,51 @@ def simplex_comparison(
 
 
 def layer_bars(probes: dict) -> bytes:
-    """Newest checkpoint: 1 - held-out R² per hook (log) beside the untrained model and k-gram
-    lookups; right panel: within-k-gram R² of the final layer (and concat) against k."""
+    """Newest checkpoint: 1 - held-out R² per hook (log) beside the untrained model, every table of
+    the last k tokens, the next-token probes; the beyond-prediction score per hook beside the
+    untrained model's; r2_fine of the final layer (and concat) against k with bootstrap bands."""
     last = probes["checkpoints"][-1]
     names = list(last["layers"])
     base = probes.get("baselines", {})
-    fig = _figure(max(8.5, 0.9 * len(names) + 6), 6.6)
-    ax, ax_k = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(len(names), 3), 3]})
+    fig = _figure(max(14.0, 1.6 * len(names) + 7), 7.0)
+    ax, ax_b, ax_k = fig.subplots(
+        1, 3, gridspec_kw={"width_ratios": [max(len(names), 3), max(len(names), 3) * 0.75, 3.2]}
+    )
     x = np.arange(len(names))
     ax.plot(x, _error([last["layers"][h]["r2_heldout"] for h in names]), "o", color=OKABE_ITO[5],
             ms=7, label="trained model", zorder=3)
     untrained = base.get("random_init", {})
-    if untrained:
-        mean = np.array([untrained.get(h, {}).get("r2_mean", np.nan) for h in names], dtype=float)
-        sd = np.array([untrained.get(h, {}).get("r2_sd") or 0.0 for h in names], dtype=float)
-        low, high = _error(mean + sd), _error(mean - sd)
-        centre = _error(mean)
-        ax.errorbar(x, centre, yerr=[centre - low, high - centre], fmt="s", mfc="white",
-                    color="0.35", ms=6, capsize=3, label="untrained model, mean ± sd over seeds")
+    _untrained_marks(ax, x, names, untrained, "r2_mean", "r2_sd", log=True)
     _kgram_lines(ax, base, horizontal=True)
-    nt = last.get("next_token", {}).get("r2_heldout")
-    if nt is not None:
-        ax.axhline(_error1(nt), color=OKABE_ITO[0], ls="-.", lw=1,
-                   label="probe from the model's next-token distribution")
+    _prediction_lines(ax, probes, last)
     _r2_axis(ax, R2_AXIS)
-    ax.set_xticks(x, [hook_label(h) for h in names])
+    ax.set_xticks(x, [hook_label(h) for h in names], rotation=30, ha="right")
     ax.set_title("Held-out R² by layer", fontsize=10)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=3, frameon=False)
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
+              frameon=False)
     ax.grid(alpha=0.3, axis="y", which="both")
-    _within_panel(ax_k, probes, last)
+    _beyond_panel(ax_b, x, names, last, untrained)
+    _fine_panel(ax_k, probes, last)
     fig.suptitle(f"Linear probes of the beliefs at each layer ({last['tokens']:,} training tokens, "
                  f"{SPLIT_NAMES.get(probes['split']['kind'], probes['split']['kind'])})",
                  fontsize=11)
     _caption(fig, _baseline_caption(probes) + (
-        " Right: within-k-gram R² = 1 − SSE(probe) / SSE(best lookup of the last k tokens) on the "
-        "held-out prefixes: 0 = no better than a table of the last k tokens, 1 = exact. The "
-        "resolution depth is the largest k at or above the dotted 0.5 line."
+        " Middle: beyond the next token = held-out R² of the layer (with the model's next-token "
+        "distribution beside it) on the part of the belief that the model's next-token "
+        "distribution does not linearly explain: 0 = nothing beyond the prediction, 1 = all of "
+        "it; grey: untrained networks on the same remainder. Right: fine structure r2_fine = R² "
+        "of the deviations from the mean of each group of held-out prefixes sharing their last k "
+        "tokens, the truth's and the probe's group means removed separately (not a function of "
+        "the MSE; 0 = no better than predicting each group's mean); bars: 95 % bootstrap over "
+        "held-out subtrees."
     ))
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.36, top=0.9, wspace=0.25)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.42, top=0.9, wspace=0.3)
     return _png(fig)
 
 
 def emergence(probes: dict) -> bytes:
-    """1 - held-out R² vs training tokens per hook with baselines; within-k-gram R² of the final
-    layer vs training tokens."""
+    """1 - held-out R² vs training tokens per hook with baselines; the final layer's r2_fine per k
+    and its beyond-prediction score vs training tokens."""
     checkpoints = probes["checkpoints"]
     tokens = np.array([c["tokens"] for c in checkpoints], dtype=float)
     names = list(checkpoints[-1]["layers"])
@@ -151,27 +153,32 @@ def emergence(probes: dict) -> bytes:
     _token_axis(ax, tokens)
     _r2_axis(ax, R2_AXIS)
     ax.set_title("Held-out R² during training", fontsize=10)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3,
+              frameon=False)
     ax.grid(alpha=0.3, which="both")
-    within = [c["layers"][final]["r2_within_kgram"] for c in checkpoints]
-    for i, k in enumerate(sorted(within[-1], key=int)):
-        ax_k.plot(tokens, _none_to_nan([w.get(k) for w in within]), marker=".", ms=3,
-                  color=OKABE_ITO[1 + i % 7], label=f"k = {k}")
-    ax_k.axhline(0.5, color="0.3", ls=":", lw=1, label="0.5 (resolution threshold)")
+    fine = [c["layers"][final].get("r2_fine") or {} for c in checkpoints]
+    for i, k in enumerate(sorted(fine[-1], key=int)):
+        ax_k.plot(tokens, _none_to_nan([f.get(k) for f in fine]), marker=".", ms=3,
+                  color=KGRAM_COLORS[i % len(KGRAM_COLORS)], label=f"r2_fine, k = {k}")
+    beyond = [c["layers"][final].get("r2_beyond_prediction") for c in checkpoints]
+    if any(b is not None for b in beyond):
+        ax_k.plot(tokens, _none_to_nan(beyond), color=OKABE_ITO[0], lw=1.8, ls="--",
+                  label="beyond the next token")
     ax_k.axhline(0.0, color="0.6", lw=0.8)
     _token_axis(ax_k, tokens)
     ax_k.set_ylim(max(-1.0, ax_k.get_ylim()[0]), 1.02)
-    ax_k.set_ylabel(f"within-k-gram R² of {hook_label(final)}")
-    ax_k.set_title("Fine structure: beyond a table of the last k tokens", fontsize=10)
-    ax_k.legend(fontsize=7, loc="lower right")
+    ax_k.set_ylabel(f"score of {hook_label(final)} (below −1 cut off)")
+    ax_k.set_title("What the layer adds: fine structure and beyond the next token", fontsize=10)
+    ax_k.legend(fontsize=7, loc="best")
     ax_k.grid(alpha=0.3)
     fig.suptitle("Belief probes over training "
                  f"({SPLIT_NAMES.get(probes['split']['kind'], probes['split']['kind'])})",
                  fontsize=11)
-    _caption(fig, _baseline_caption(probes) + (
-        " Right: within-k-gram R² (values below −1 are cut off) = 1 − SSE(probe) / SSE(best "
-        "lookup of the last k tokens) on the held-out prefixes; the dotted line is the 0.5 "
-        "threshold of the resolution depth."
+    _caption(fig, _baseline_caption(probes, predictions=False) + (
+        " Right: r2_fine for each k = R² of the within-group deviations of the held-out beliefs "
+        "(groups = prefixes sharing their last k tokens; the truth's and the probe's group means "
+        "removed separately), and the beyond-next-token score (held-out R² on the part of the "
+        "belief the model's own next-token distribution does not linearly explain)."
     ))
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.38, top=0.9, wspace=0.22)
     return _png(fig)
@@ -203,11 +210,23 @@ def position_heatmap(probes: dict) -> bytes:
         "the held-out prefixes of length t + 1 only; t is the depth in the belief fractal. "
         f"Positions probed: {probed[0]}..{probed[-1]} "
         f"(trained: 0..{probes['positions']['trained'] - 1}). "
-        "Prefixes no longer than the split prefix are shared with the fit half (see probes.json "
-        "split.shared_prefix_weight)."
+        + _shared_note(probes["split"])
     ))
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.24, top=0.92)
     return _png(fig)
+
+
+def _shared_note(split: dict) -> str:
+    """What a score at position t generalises over, by split."""
+    if split["kind"] == "subtree":
+        m = split.get("prefix_len") or 1
+        if m == 1:
+            return "No prefix occurs in both halves: every score is on unseen branches."
+        return (f"Prefixes shorter than the split prefix (t < {m - 1}) occur in both halves; from "
+                f"t = {m - 1} on every held-out prefix lies in a branch of the belief tree the "
+                "probe never saw.")
+    return ("Random split: short prefixes occur in both halves (probes.json "
+            "split.shared_prefix_weight), so early positions mostly re-score fitted prefixes.")
 
 
 def simplex_animation(
@@ -266,70 +285,124 @@ def _simplex(ax, beliefs, colors, title, size, chart: StateChart) -> None:
     ax.set_ylim(verts[:, 1].min() - pad, verts[:, 1].max() + pad)
 
 
-def _within_panel(ax, probes: dict, last: dict) -> None:
+def _untrained_marks(ax, x, names, untrained: dict, mean_key: str, sd_key: str, log: bool):
+    """Untrained networks per hook: mean ± sd over init seeds (on the 1 - R² axis when log)."""
+    if not untrained:
+        return
+    mean = _none_to_nan([untrained.get(h, {}).get(mean_key) for h in names])
+    sd = np.nan_to_num(_none_to_nan([untrained.get(h, {}).get(sd_key) for h in names]))
+    if np.isnan(mean).all():
+        return
+    centre, low, high = (_error(mean), _error(mean + sd), _error(mean - sd)) if log \
+        else (mean, mean - sd, mean + sd)
+    ax.errorbar(x, centre, yerr=[np.abs(centre - low), np.abs(high - centre)], fmt="s",
+                mfc="white", color="0.35", ms=6, capsize=3,
+                label="untrained model, mean ± sd over seeds")
+
+
+def _prediction_lines(ax, probes: dict, last: dict) -> None:
+    """The probes from the model's own next-token distribution and the exact optimal one."""
+    nt = last.get("next_token", {}).get("r2_heldout")
+    if nt is not None:
+        ax.axhline(_error1(nt), color=OKABE_ITO[0], ls="-.", lw=1.2,
+                   label=f"the model's next-token distribution ({nt:.4f})")
+    optimal = probes.get("optimal_probs_r2")
+    if optimal is None:
+        return
+    label = f"exact optimal next-token probabilities ({optimal:.4f})"
+    shown = [_error1(v["r2_heldout"]) for v in last["layers"].values()]
+    if _error1(optimal) < 0.3 * min(shown, default=1.0):  # far above every layer: say it
+        ax.plot([], [], " ", label=label + ", above the axis")
+        return
+    ax.axhline(_error1(optimal), color=OKABE_ITO[0], ls=(0, (1, 1)), lw=1.4, label=label)
+
+
+def _beyond_panel(ax, x, names, last: dict, untrained: dict) -> None:
+    beyond = _none_to_nan([last["layers"][h].get("r2_beyond_prediction") for h in names])
+    ax.plot(x, beyond, "o", color=OKABE_ITO[5], ms=7, label="trained model", zorder=3)
+    _untrained_marks(ax, x, names, untrained, "r2_beyond_prediction", "r2_beyond_prediction_sd",
+                     log=False)
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    ax.set_ylim(max(-0.5, min(-0.05, np.nanmin(beyond, initial=0.0) - 0.05)), 1.02)
+    ax.set_xticks(x, [hook_label(h) for h in names], rotation=30, ha="right")
+    ax.set_ylabel("held-out R² of the remainder")
+    ax.set_title("Beyond the next token", fontsize=10)
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    ax.grid(alpha=0.3, axis="y")
+
+
+def _fine_panel(ax, probes: dict, last: dict) -> None:
     final = final_layer_hook(probes["hooks"])
     shown = [final] + ([CONCAT] if CONCAT in last["layers"] else [])
+    bands = (probes.get("bootstrap") or {}).get("probes") or {}
     for i, h in enumerate(shown):
-        within = last["layers"][h]["r2_within_kgram"]
-        ks = sorted(within, key=int)
-        ax.plot([int(k) for k in ks], _none_to_nan([within[k] for k in ks]), "o-",
-                color=OKABE_ITO[5] if i == 0 else OKABE_ITO[0], ms=5,
-                label=f"{hook_label(h)} (depth {last['layers'][h]['resolution_depth']})")
-    untrained = probes.get("baselines", {}).get("random_init", {}).get(final, {})
-    mean = untrained.get("r2_within_kgram_mean")
+        fine = last["layers"][h].get("r2_fine") or {}
+        ks = sorted(fine, key=int)
+        values = _none_to_nan([fine[k] for k in ks])
+        color = OKABE_ITO[5] if i == 0 else OKABE_ITO[0]
+        band = (bands.get(h) or {}).get("r2_fine") or {}
+        low = _none_to_nan([(band.get(k) or [None])[0] for k in ks])
+        high = _none_to_nan([(band.get(k) or [None, None])[1] for k in ks])
+        offset = 0.08 * (i - 0.5 * (len(shown) - 1))
+        ax.errorbar([int(k) + offset for k in ks], values,
+                    yerr=[np.nan_to_num(values - low), np.nan_to_num(high - values)],
+                    fmt="o-", color=color, ms=5, capsize=2, label=hook_label(h))
+    mean = (probes.get("baselines", {}).get("random_init", {}).get(final) or {}).get("r2_fine")
     if mean:
         ks = sorted(mean, key=int)
         ax.plot([int(k) for k in ks], [mean[k] for k in ks], "s--", mfc="white", color="0.35",
                 ms=5, label=f"untrained {hook_label(final)} (mean)")
-    ax.axhline(0.5, color="0.3", ls=":", lw=1)
     ax.axhline(0.0, color="0.6", lw=0.8)
     ax.set_ylim(max(-1.0, ax.get_ylim()[0]), 1.02)
-    ax.set_xlabel("k (tokens in the lookup table)")
-    ax.set_ylabel("within-k-gram R²")
+    ax.set_xlabel("k (last tokens defining a group)")
+    ax.set_ylabel("r2_fine: R² of within-group deviations")
     ax.set_title("Fine structure (below −1 cut off)", fontsize=10)
     ax.legend(fontsize=7, loc="lower left")
     ax.grid(alpha=0.3)
 
 
 def _kgram_lines(ax, baselines: dict, horizontal: bool) -> None:
-    """k = 1..KGRAM_SHOWN: the table of held-out cell means where probes.json has it (the best
-    any table of the last k tokens scores), else the lookup fit on the fit half."""
+    """Every k: the table of held-out cell means where probes.json has it (the best any table of
+    the last k tokens scores), else the lookup fit on the fit half."""
     oracle = baselines.get("kgram_oracle") or {}
     kgram = oracle or baselines.get("kgram", {})
     features = baselines.get("kgram_features", {})
     styles = ["--", ":", (0, (5, 1, 1, 1))]
-    for i, k in enumerate(sorted(kgram, key=int)[:KGRAM_SHOWN]):
+    for i, k in enumerate(sorted(kgram, key=int)):
         if kgram[k] is None:
             continue
         name = "best table of the last" if oracle else "lookup of the last"
-        ax.axhline(_error1(kgram[k]), color=BASELINE_COLORS[i], ls=styles[i % 3], lw=1.3,
-                   label=f"{name} {k} token{'s' * (k != '1')} ({features.get(k, '?')} features)")
+        ax.axhline(_error1(kgram[k]), color=KGRAM_COLORS[i % len(KGRAM_COLORS)],
+                   ls=styles[i % 3], lw=1.2,
+                   label=f"{name} {k} token{'s' * (k != '1')} ({features.get(k, '?')} cells)")
 
 
-def _baseline_caption(probes: dict) -> str:
+def _baseline_caption(probes: dict, predictions: bool = True) -> str:
+    """The left panel's caption; `predictions`: the next-token probe lines are drawn."""
     base = probes.get("baselines", {})
     n_seeds = next(iter(base.get("random_init", {}).values()), {}).get("n_seeds")
     split = probes["split"]
-    where = ("prefixes whose first " f"{split.get('prefix_len')} tokens were held out"
-             if split["kind"] == "subtree" else "a random half of the sequences")
     text = (
-        f"Left: held-out R² of {probe_method()} from each layer to the exact "
-        "belief, drawn on a log scale of 1 − R² (0.99 → 0.999 shows as clearly as 0.9 → 0.99), "
-        f"scored on {where} "
-        f"(held-out weight on prefixes also fitted: {split['shared_prefix_weight']:.2f}). "
+        f"Left: held-out R² of the exact belief read from each layer by {probe_method(split)} "
+        f"(held-out weight on prefixes also fitted: {split['shared_prefix_weight']:.2f}), drawn "
+        "on a log scale of 1 − R² (0.99 → 0.999 shows as clearly as 0.9 → 0.99). "
     )
     if n_seeds:
         text += f"Grey: the same architecture untrained ({n_seeds} init seeds, mean ± sd). "
     if base.get("kgram_oracle"):
-        text += ("Coloured lines: the best table of the last k tokens (no network): each "
+        text += ("Coloured lines: the best table of the last k tokens, every k (no network): each "
                  "held-out prefix predicted by the mean belief of the held-out prefixes ending in "
                  "the same k tokens, i.e. fit on the scored rows, a generous baseline "
                  "(probes.json also has the table fit on the fit half). ")
     elif base.get("kgram"):
         text += ("Coloured lines: the k-gram lookup, OLS on one-hot cells of the last k tokens "
                  "(no network), same split. ")
-    return text + (f"The optimal next-token logits give R² {probes.get('optimal_logit_r2', 0):.4f}"
-                   " (a reference, not a bound).")
+    if not predictions:
+        return text
+    return text + ("Dash-dot and dotted black: the same probe from the model's own next-token "
+                   "distribution and from the exact optimal next-token probabilities (a "
+                   "reference, not a bound: where the belief is affine in them, any model that "
+                   "predicts well scores high).")
 
 
 def _r2_axis(ax, label: str) -> None:
@@ -338,8 +411,9 @@ def _r2_axis(ax, label: str) -> None:
     ax.invert_yaxis()
     low, high = sorted(ax.get_ylim())
     decades = np.log10(high / max(low, FLOOR))
-    ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades < 3.5
-                                                 else (1.0,)))
+    subs = (tuple(range(1, 10)) if decades < 1.5 else (1.0, 2.0, 5.0) if decades < 3.5
+            else (1.0,))
+    ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{1 - v:.6g}"))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_ylabel(label)

@@ -238,11 +238,56 @@ def cell_means(cells: np.ndarray, Y: np.ndarray, weights: np.ndarray, n_cells: i
         return sums / total[:, None], total
 
 
-def within_cell_sse(cells: np.ndarray, Y: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(S,) sum_rows w * (y_k - mean of y_k over the row's cell)^2 per coordinate k (means with
-    the same weights): the smallest weighted squared error any function of the cell reaches."""
+def within_cell_deviations(cells: np.ndarray, Y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(n, S): Y (n, S) minus the weighted mean of Y over each row's cell (cells (n,) ints)."""
     means, _ = cell_means(cells, Y, weights, int(cells.max()) + 1)
-    return weights @ (Y - means[cells]) ** 2
+    return Y - means[cells]
+
+
+def fine_structure(
+    deviations: np.ndarray, Y_pred: np.ndarray, cells: np.ndarray, weights: np.ndarray
+) -> tuple[float, float | None]:
+    """(r2_fine, correlation) of predictions Y_pred (n, S) against the truth's within-cell
+    `deviations` (n, S) (`within_cell_deviations` of the truth, same cells and weights).
+
+    The cell means of the truth and of the predictions are removed separately, so a predictor's
+    per-cell bias does not count: r2_fine = 1 - sum w |dY - dP|^2 / sum w |dY|^2 (pooled over
+    coordinates) is 1 for a predictor that reproduces the variation inside every cell, 0 for one
+    that predicts each cell's mean, and unlike 1 - SSE / SSE(cell means) it is not a function of
+    the MSE. correlation: weighted Pearson correlation of dY and dP (pooled; None when the
+    predictions do not vary within cells, <= CONSTANT_VARIANCE x the truth's variation). The
+    caller checks that the truth varies within cells.
+    """
+    dp = within_cell_deviations(cells, np.asarray(Y_pred, dtype=np.float64), weights)
+    ss_true, ss_pred, cross = (np.einsum("n,ns,ns->", weights, a, b)
+                               for a, b in ((deviations, deviations), (dp, dp), (deviations, dp)))
+    r2 = 1.0 - (ss_true - 2 * cross + ss_pred) / ss_true
+    if not ss_pred > CONSTANT_VARIANCE * ss_true:  # predictions constant within cells
+        return float(r2), None
+    return float(r2), float(cross / np.sqrt(ss_true * ss_pred))
+
+
+def remainder_beyond(
+    features: np.ndarray, Y: np.ndarray, fit_weights: np.ndarray
+) -> np.ndarray:
+    """(n, S): Y (n, S) minus its least-squares fit (with intercept) on `features` (n, d), the fit
+    made on the rows with positive `fit_weights` (n,) only: the part of Y those features do not
+    linearly explain, for every row (the held-out rows' remainder uses the fit half's map)."""
+    coef, intercept = solve(moments(features, Y, fit_weights))
+    return Y - (np.asarray(features, dtype=np.float64) @ coef + intercept)
+
+
+def r2_of_remainder(
+    remainder: np.ndarray, remainder_pred: np.ndarray, weights: np.ndarray
+) -> float:
+    """1 - sum w |r - r_pred|^2 / sum w |r|^2 (pooled over coordinates) for a remainder r (n, S):
+    the share of what the reference predictor (whose remainder r is) gets wrong that the new
+    predictions recover. About 0, not about r's mean: the reference is the zero remainder. NaN if
+    r is 0 everywhere."""
+    ss = weights @ (remainder**2).sum(axis=1)
+    if not ss > 0:
+        return float("nan")
+    return float(1.0 - weights @ ((remainder - remainder_pred) ** 2).sum(axis=1) / ss)
 
 
 def lookup_predictions(

@@ -6,16 +6,30 @@ Per checkpoint and hook (and `concat`, the hooks side by side): least squares wi
 a ridge penalty chosen by cross-validation over subtrees of the fit half (0, plain OLS, is one of
 the choices; probes.belief_probe.cv_ridge), fit on the fit half, scored on the held-out half
 (probes.activations: split by prefix subtree by default), with the same probe on row-shuffled
-beliefs as a control, the in-sample R² (the probe scored on the rows it was fit on, the paper's
-kind of metric), per-position scores and the fine structure: the within-k-gram R²
-1 - SSE(probe) / SSE(lookup), where the lookup predicts each held-out row by the mean exact belief
-of the held-out rows that share its last k tokens (truncated at the sequence start; count weights),
-i.e. the least squared error any table of the last k tokens reaches on those rows; and the
-resolution depth, the largest k whose within-k-gram R² >= 0.5.
-Baselines, once per run: the same architecture untrained (other init seeds), OLS on one-hot
-k-gram cells (a lookup table, no network), and the probe from the exact optimal next-token logits
-(`optimal_logit_r2`: what a linear read-out of the optimal prediction gives; for Mess3 the belief
-is affine in the predictive probabilities, so a model can pass it with its prediction alone).
+beliefs as a control, the in-sample R² (the paper's kind of metric), held-out R² on the prefixes
+the fit half never saw, per-position scores, and two scores of what the layer adds:
+  r2_beyond_prediction  the layer (with the model's next-token distribution beside it) fit to the
+                        remainder of the belief once its least-squares fit on the model's
+                        next-token distribution (fit half) is removed, scored held out:
+                        1 - SSE / sum |remainder|^2 (belief_probe.r2_of_remainder). 0 when the
+                        layer adds nothing linear to the next-token output, 1 when it holds the
+                        exact belief.
+  r2_fine.<k>           R² of within-cell deviations (cells = last k tokens, truncated at the
+                        sequence start), the cell means of the truth and of the predictions each
+                        removed (belief_probe.fine_structure), and `fine_corr.<k>` their
+                        correlation; not a function of the MSE.
+One place builds a probe's record (`hook_record`); analyses that add per-probe scores add them
+there. The geometry of each hook's activations (effective dimension, read-out subspaces) is added
+beside it per checkpoint by probes.geometry_study, which also draws its figures.
+Baselines, once per run: the same architecture untrained (other init seeds; its beyond-prediction
+score uses the trained model's newest next-token distribution, so the target is the same), tables
+of the last k tokens (fitted on the fit half, and the oracle of held-out cell means) for every
+k = 1..KGRAM_MAX, and probes from the exact optimal next-token distribution. The headline
+(probes.belief_evidence.headline) names the case: belief affine in the next-token distribution
+(optimal_probs_r2 >= AFFINE_R2: geometry implied by the loss) or the share carried beyond the
+next token; bootstrap intervals over held-out subtrees say whether a fine-structure depth is
+robust. `readability` warns when the fit half has few rows per probe feature or a probe's
+held-out score falls far below its in-sample one (probes.belief_evidence).
 Inputs, targets, split, shuffle and k-gram cells are built once and shared by every checkpoint.
 """
 
@@ -32,7 +46,13 @@ from hmm.errors import InvalidInput
 from hmm.files import read_json, write_atomic, write_json
 from hmm.plots import state_chart
 from hmm.progress import progress
-from models.architectures import CONCAT, build_model, final_layer_hook, residual_hooks
+from models.architectures import (
+    CONCAT,
+    build_model,
+    final_layer_hook,
+    residual_hooks,
+    residual_width,
+)
 from models.checkpoints import (
     load_checkpoint,
     load_run_process,
@@ -51,12 +71,16 @@ from probes.activations import (
     collect_activations,
     kgram_cells,
     probe_inputs,
+    sample_sequences,
 )
+from probes.belief_evidence import bootstrap_intervals, headline, readability
 from probes.belief_probe import (
     CONSTANT_VARIANCE,
     GRAM_CHUNK,
     BeliefProbe,
+    Moments,
     cv_ridge,
+    fine_structure,
     gram_scale,
     lookup_predictions,
     merge_moments,
@@ -64,17 +88,17 @@ from probes.belief_probe import (
     mse,
     pairwise_distance_correlation,
     r2_insample,
+    r2_of_remainder,
     r2_pooled,
     r2_score,
-    within_cell_sse,
+    remainder_beyond,
+    within_cell_deviations,
 )
 from probes.geometry_study import add_checkpoint_geometry, add_run_geometry, geometry_figures
 
 LOG_FLOOR = 1e-9  # optimal log-probabilities of impossible symbols are clipped here (no -inf)
 ANIMATION_POINTS = 6000
-KGRAM_MAX = 6  # k = 1..KGRAM_MAX (at most probed length - 1) for lookups and within-k-gram R²
-KGRAM_MAX_CELLS = 5000  # one-hot lookups with more cells than this are not fitted
-RESOLUTION_THRESHOLD = 0.5
+KGRAM_MAX = 6  # k = 1..KGRAM_MAX (at most probed length - 1) for tables and r2_fine
 INIT_SEEDS = 3
 
 
@@ -83,61 +107,70 @@ class References:
     """What every checkpoint's scores share, computed once per run (`references`).
 
     rows (R_ho,) held-out row indices; beliefs (R_ho, S); count, prob (R_ho,) their weights;
-    by_position [index arrays into rows, one per position]; cells {k: (R,) k-gram cell per row};
-    within_sse {k: sum over held-out rows of count * |belief - its k-gram cell mean|^2, None when
-    that is <= 1e-12 x the total sum of squares (every cell holds one belief: undefined)};
-    oracle {k: R² (coordinate mean) of that cell-mean lookup itself on the held-out rows}."""
+    by_position [index arrays into rows, one per position]; unseen: index array into rows of the
+    held-out rows no fit sequence shares; cells {k: (R,) k-gram cell per row} and heldout_cells
+    {k: (R_ho,) the held-out rows' cells}; deviations {k:
+    (R_ho, S) held-out beliefs minus their k-gram cell mean (count weights), None when they are
+    <= CONSTANT_VARIANCE x the total variation (every cell holds one belief: r2_fine undefined)};
+    oracle {k: R² (coordinate mean) of the table of held-out cell means on the held-out rows}."""
 
     rows: np.ndarray
     beliefs: np.ndarray
     count: np.ndarray
     prob: np.ndarray
     by_position: list[np.ndarray]
+    unseen: np.ndarray
     cells: dict[int, np.ndarray]
-    within_sse: dict[int, float | None]
-    oracle: dict[int, float]
+    heldout_cells: dict[int, np.ndarray]
+    deviations: dict[int, np.ndarray | None]
+    oracle: dict[int, float | None]
 
 
 def references(inputs: ProbeInputs, k_max: int = KGRAM_MAX) -> References:
-    """Held-out targets, weights, position groups and k-gram cells of `inputs`."""
+    """Held-out targets, weights, position groups, k-gram cells and deviations of `inputs`."""
     rows = inputs.heldout_rows
     count = inputs.heldout_count[rows]
     positions = inputs.positions[rows]
-    cells, within, oracle = {}, {}, {}
     Y = inputs.beliefs[rows]
     sst = count @ (Y - count @ Y / count.sum()) ** 2
     defined = sst > CONSTANT_VARIANCE * max(sst.max(initial=0.0), np.finfo(float).tiny)
+    cells, deviations, oracle = {}, {}, {}
     for k in range(1, min(k_max, inputs.tokens.shape[1] - 1) + 1):
         cells[k] = kgram_cells(inputs, k)
-        ssw = within_cell_sse(cells[k][rows], Y, count)
-        within[k] = float(ssw.sum()) if ssw.sum() > 1e-12 * sst.sum() else None
+        dev = within_cell_deviations(cells[k][rows], Y, count)
+        ssw = count @ dev**2
+        deviations[k] = dev if ssw.sum() > CONSTANT_VARIANCE * sst.sum() else None
         oracle[k] = float(np.mean(1.0 - ssw[defined] / sst[defined])) if defined.any() else None
     return References(
-        rows=rows, beliefs=inputs.beliefs[rows], count=count, prob=inputs.heldout_prob[rows],
+        rows=rows, beliefs=Y, count=count, prob=inputs.heldout_prob[rows],
         by_position=[np.flatnonzero(positions == t) for t in range(inputs.tokens.shape[1])],
-        cells=cells, within_sse=within, oracle=oracle,
+        unseen=np.flatnonzero(inputs.fit_count[rows] == 0),
+        cells=cells, heldout_cells={k: c[rows] for k, c in cells.items()},
+        deviations=deviations, oracle=oracle,
     )
 
 
 def heldout_scores(pred: np.ndarray, refs: References) -> dict:
     """Held-out scores of predictions (R_ho, S) of refs.beliefs (keys in docs/probes.md)."""
-    Y, count = refs.beliefs, refs.count
-    sse = float(count @ ((Y - pred) ** 2).sum(axis=1))
-    within = {}
-    for k, ssw in refs.within_sse.items():
-        within[str(k)] = None if ssw is None else 1.0 - sse / ssw
-    resolved = [int(k) for k, v in within.items() if v is not None and v >= RESOLUTION_THRESHOLD]
+    Y, count, unseen = refs.beliefs, refs.count, refs.unseen
+    fine, corr = {}, {}
+    for k, dev in refs.deviations.items():
+        fine[str(k)], corr[str(k)] = (None, None) if dev is None else fine_structure(
+            dev, pred, refs.heldout_cells[k], count
+        )
     return {
         "r2_heldout": r2_score(Y, pred, count),
         "r2_heldout_weighted": r2_score(Y, pred, refs.prob),
+        "r2_heldout_unseen": r2_score(Y[unseen], pred[unseen], count[unseen]) if len(unseen)
+        else None,
         "r2_pooled": r2_pooled(Y, pred, count),
         "mse_heldout": mse(Y, pred, count),
         "r2_by_position": [r2_score(Y[i], pred[i], count[i]) if len(i) else None
                            for i in refs.by_position],
         "mse_by_position": [mse(Y[i], pred[i], count[i]) if len(i) else None
                             for i in refs.by_position],
-        "r2_within_kgram": within,
-        "resolution_depth": max(resolved, default=0),
+        "r2_fine": fine,
+        "fine_corr": corr,
     }
 
 
@@ -148,45 +181,49 @@ def centred_log(probs: np.ndarray) -> np.ndarray:
 
 
 def probe_features(
-    X: np.ndarray, inputs: ProbeInputs, refs: References | None = None
+    X: np.ndarray, inputs: ProbeInputs, refs: References | None = None,
+    next_token: np.ndarray | None = None,
 ) -> tuple[dict, np.ndarray]:
     """Fit a probe on the fit rows of X (R, d) and score it held-out: (scores, held-out
-    predictions)."""
+    predictions). next_token (R, V): also score it beyond that next-token distribution."""
     refs = refs if refs is not None else references(inputs)
-    return _probe_blocks([X], {"x": slice(None)}, inputs, refs)["x"]
+    fit = _probe_blocks([X], {"x": slice(0, X.shape[1])}, inputs, refs, next_token)["x"]
+    return fit.record, fit.pred
 
 
 def score_activations(
     acts: Activations, inputs: ProbeInputs, hooks: list[str], seed: int = 0,
-    refs: References | None = None,
-) -> tuple[dict, dict[str, np.ndarray]]:
-    """One checkpoint's record {"layers", "next_token"} and held-out predictions {probe: (R_ho, S)}.
+    refs: References | None = None, next_token: np.ndarray | None = None,
+) -> tuple[dict, dict[str, BlockFit]]:
+    """One checkpoint's record {"layers", "next_token"} and each probe's held-out fit.
 
-    One Gram matrix of all hooks side by side serves every single-hook probe (diagonal blocks)."""
+    One Gram matrix of all hooks side by side serves every single-hook probe (diagonal blocks).
+    next_token (R, V): the distribution the beyond-prediction score is measured against (default:
+    this model's own, acts.next_token; the untrained baselines pass the trained model's)."""
     refs = refs if refs is not None else references(inputs)
+    reference = acts.next_token if next_token is None else next_token
     widths = [acts.hooks[name].shape[1] for name in hooks]
     edges = np.concatenate([[0], np.cumsum(widths)])
     blocks = {name: slice(edges[i], edges[i + 1]) for i, name in enumerate(hooks)}
     if len(hooks) > 1:
-        blocks[CONCAT] = slice(None)
-    fitted = _probe_blocks([acts.hooks[name] for name in hooks], blocks, inputs, refs)
-    layers = {name: scores for name, (scores, _) in fitted.items()}
-    predictions = {name: pred for name, (_, pred) in fitted.items()}
+        blocks[CONCAT] = slice(0, int(edges[-1]))
+    fits = _probe_blocks([acts.hooks[name] for name in hooks], blocks, inputs, refs, reference)
+    layers = {name: fit.record for name, fit in fits.items()}
 
-    next_scores, _ = probe_features(acts.next_token, inputs, refs)
+    next_scores, _ = probe_features(acts.next_token, inputs, refs, reference)
     logit_scores, _ = probe_features(centred_log(acts.next_token), inputs, refs)
-    geometry = CONCAT if CONCAT in predictions else hooks[-1]
+    geometry = CONCAT if CONCAT in fits else hooks[-1]
     corr_probe, corr_next = pairwise_distance_correlation(
-        refs.beliefs, predictions[geometry], acts.next_token[refs.rows], seed=seed
+        refs.beliefs, fits[geometry].pred, acts.next_token[refs.rows], seed=seed
     )
-    next_token = {
+    next_record = {
         **next_scores,
         "r2_heldout_logits": logit_scores["r2_heldout"],
         "distance_corr_probe": corr_probe,
         "distance_corr_next_token": corr_next,
         "distance_probe": geometry,
     }
-    return {"layers": layers, "next_token": next_token}, predictions
+    return {"layers": layers, "next_token": next_record}, fits
 
 
 def optimal_logit_r2(process, inputs: ProbeInputs, refs: References) -> dict:
@@ -199,97 +236,63 @@ def optimal_logit_r2(process, inputs: ProbeInputs, refs: References) -> dict:
 
 
 def kgram_baselines(inputs: ProbeInputs, refs: References) -> dict:
-    """Held-out R² of OLS on one-hot cells of the last k tokens (truncated at the start), fit on
-    the fit rows: {"kgram": {k: r2}, "kgram_weighted": {k: r2}, "kgram_features": {k: cells},
-    "kgram_oracle": {k: r2 of the table of held-out cell means, i.e. fit on the held-out rows}}.
-    The oracle is the best any table of the last k tokens can score on these rows."""
+    """Held-out R² of tables of the last k tokens (truncated at the start), every k of `refs`:
+    {"kgram": {k: r2 of the table fit on the fit rows (OLS on one-hot cells)}, "kgram_weighted":
+    {k: the same, probability weights}, "kgram_features": {k: cells}, "kgram_oracle": {k: r2 of
+    the table of held-out cell means, i.e. fit on the held-out rows}}. The oracle is the best any
+    table of the last k tokens can score on these rows. Lookups are closed-form cell means, so
+    every k is computed whatever its number of cells."""
     out: dict[str, dict] = {"kgram": {}, "kgram_weighted": {}, "kgram_features": {},
                             "kgram_oracle": {}}
     fit = inputs.fit_rows
     for k, cells in refs.cells.items():
-        n_cells = int(cells.max()) + 1
-        if n_cells > KGRAM_MAX_CELLS:
-            break
         pred = lookup_predictions(
             cells[fit], inputs.beliefs[fit], inputs.fit_count[fit], cells[refs.rows]
         )
         out["kgram"][str(k)] = r2_score(refs.beliefs, pred, refs.count)
         out["kgram_weighted"][str(k)] = r2_score(refs.beliefs, pred, refs.prob)
-        out["kgram_features"][str(k)] = n_cells
+        out["kgram_features"][str(k)] = int(cells.max()) + 1
         out["kgram_oracle"][str(k)] = refs.oracle[k]
     return out
 
 
 def random_init_baselines(
-    config: dict, inputs: ProbeInputs, hooks: list[str], refs: References, n_seeds: int
+    config: dict, inputs: ProbeInputs, hooks: list[str], refs: References, n_seeds: int,
+    next_token: np.ndarray | None = None,
 ) -> dict:
     """The run's architecture untrained, `n_seeds` init seeds other than the run's: per hook
-    {"r2_mean", "r2_sd" (ddof 1), "n_seeds", "seeds", "r2_weighted_mean",
-    "r2_within_kgram_mean"}."""
+    {"r2_mean", "r2_sd" (ddof 1), "n_seeds", "seeds", "r2_weighted_mean", "r2_beyond_prediction"
+    and "r2_beyond_prediction_sd" (against `next_token` (R, V), the trained model's distribution;
+    None without it), "r2_fine": {k: mean}}."""
     base = model_config_of_run(config)
     seeds = [base.seed + 1 + i for i in range(n_seeds)]
     records = []
     for seed in seeds:
         model = build_model(dataclasses.replace(base, seed=seed)).eval()
-        record, _ = score_activations(collect_activations(model, inputs, hooks), inputs, hooks,
-                                      refs=refs)
+        acts = collect_activations(model, inputs, hooks)
+        record, _ = score_activations(acts, inputs, hooks, refs=refs,
+                                      next_token=next_token if next_token is not None
+                                      else acts.next_token)
         records.append(record["layers"])
     out = {}
     for name in records[0]:
         r2 = np.array([r[name]["r2_heldout"] for r in records])
-        within = {k: float(np.mean([r[name]["r2_within_kgram"][k] for r in records]))
-                  for k in records[0][name]["r2_within_kgram"]
-                  if all(r[name]["r2_within_kgram"][k] is not None for r in records)}
+        beyond = np.array([r[name]["r2_beyond_prediction"] for r in records])
+        fine = {k: float(np.mean([r[name]["r2_fine"][k] for r in records]))
+                for k in records[0][name]["r2_fine"]
+                if all(r[name]["r2_fine"][k] is not None for r in records)}
         out[name] = {
             "r2_mean": float(r2.mean()),
             "r2_sd": float(r2.std(ddof=1)) if len(r2) > 1 else None,
             "n_seeds": len(seeds),
             "seeds": seeds,
             "r2_weighted_mean": float(np.mean([r[name]["r2_heldout_weighted"] for r in records])),
-            "r2_within_kgram_mean": within,
+            "r2_beyond_prediction": float(beyond.mean()) if next_token is not None else None,
+            "r2_beyond_prediction_sd": float(beyond.std(ddof=1))
+            if next_token is not None and len(beyond) > 1 else None,
+            "r2_fine": fine,
         }
     return out
-
-
-def headline(probes: dict) -> dict:
-    """The final layer's held-out R² at the newest checkpoint against the best baseline with no
-    more features than that layer has: the untrained model, and for every k with <= width cells
-    the k-gram lookup fit on the fit half and the table of held-out cell means (the best any
-    table of the last k tokens can do on the held-out rows)."""
-    hooks = probes["hooks"]
-    final = final_layer_hook(hooks)
-    last = probes["checkpoints"][-1]
-    layer = last["layers"][final]
-    width = probes["hook_widths"][final]
-    baselines = probes["baselines"]
-    candidates = {}
-    untrained = baselines.get("random_init", {}).get(final)
-    if untrained:
-        candidates[f"untrained model ({untrained['n_seeds']} seeds)"] = untrained["r2_mean"]
-    for k, r2 in baselines.get("kgram", {}).items():
-        cells = baselines["kgram_features"][k]
-        if cells <= width:
-            candidates[f"{k}-gram lookup ({cells} features)"] = r2
-            oracle = baselines.get("kgram_oracle", {}).get(k)
-            if oracle is not None:
-                candidates[f"{k}-gram table of held-out cell means ({cells} features)"] = oracle
-    best = max(candidates, key=lambda name: _finite(candidates[name]), default=None)
-    base = candidates.get(best)
-    r2 = layer["r2_heldout"]
-    return {
-        "tokens": last["tokens"],
-        "hook": final,
-        "width": width,
-        "r2_heldout": r2,
-        "best_baseline": best,
-        "baseline_r2": base,
-        "margin": None if base is None else r2 - base,
-        "error_ratio": None if base is None or r2 >= 1 else (1 - base) / (1 - r2),
-        "resolution_depth": layer["resolution_depth"],
-        "r2_within_kgram": layer["r2_within_kgram"],
-        "next_token_r2": last.get("next_token", {}).get("r2_heldout"),
-        "split": probes["split"]["kind"],
-    }
 
 
 def probed_positions(config: dict, positions: int | None) -> dict:
@@ -326,8 +329,9 @@ def probe_run(
 
     positions: probe positions 0..positions-1 (default: every trained position); split / prefix_len:
     probes.activations; init_seeds: untrained models for the baseline (0: none); max_sequences: a
-    seeded subset of the enumerated sequences. Returns the probes.json content. Bad input raises
-    InvalidInput before anything is written.
+    seeded subset of the enumerated inputs (a sample, when the inputs cannot be enumerated, has
+    enough sequences for ROWS_PER_FEATURE fit rows per feature of the widest probe). Returns the
+    probes.json content. Bad input raises InvalidInput before anything is written.
     """
     run = Path(run)
     checkpoints = list_checkpoints(run)
@@ -338,10 +342,13 @@ def probe_run(
     if init_seeds < 0:
         raise InvalidInput(f"init_seeds must be >= 0, got {init_seeds}")
     process = load_run_process(run)
-    inputs = probe_inputs(process, len(position_record["probed"]), max_sequences=max_sequences,
-                          split=split, prefix_len=prefix_len)
+    length = len(position_record["probed"])
+    inputs = probe_inputs(
+        process, length, max_sequences=max_sequences, split=split, prefix_len=prefix_len,
+        n_samples=sample_sequences(residual_width(model_config_of_run(config)), length),
+    )
     refs = references(inputs)
-    records, frames, final_predictions, hooks, widths = _probe_checkpoints(
+    records, frames, final_fits, hooks, widths, final_next = _probe_checkpoints(
         checkpoints, inputs, refs, hooks, process
     )
     result = {
@@ -352,92 +359,151 @@ def probe_run(
         "hook_widths": widths,
         **optimal_logit_r2(process, inputs, refs),
         "baselines": {
-            "random_init": (random_init_baselines(config, inputs, hooks, refs, init_seeds)
-                            if init_seeds else {}),
+            "random_init": (random_init_baselines(config, inputs, hooks, refs, init_seeds,
+                                                  final_next) if init_seeds else {}),
             **kgram_baselines(inputs, refs),
         },
     }
     add_run_geometry(result, config, inputs, hooks, init_seeds)  # probes.geometry_study
     result["checkpoints"] = _merged(run / "probes.json", records, result, last)
-    result["headline"] = headline(result)
-    frame_true = refs.beliefs[frames[0][3]] if frames else None
+    _add_evidence(result, inputs, refs, final_fits, records[-1]["tokens"])
     result["figures"] = _write_figures(
-        run, result, refs.beliefs, final_predictions, frame_true,
-        [f[:3] for f in frames], state_chart(process, refs.beliefs),
+        run, result, refs.beliefs, {h: fit.pred for h, fit in final_fits.items()}, frames, process
     )
-    result["figures"].update(geometry_figures(run, result, refs.beliefs, final_predictions,
-                                              process.states, process.is_classical))
     write_json(run / "probes.json", result)
     return result
 
 
+def _add_evidence(
+    result: dict, inputs: ProbeInputs, refs: References, fits: dict[str, BlockFit], tokens: int
+) -> None:
+    """result["bootstrap"] (final layer and concat of the newest checkpoint, probed at `tokens`),
+    ["readability"] and ["headline"] (probes.belief_evidence)."""
+    shown = [h for h in (final_layer_hook(result["hooks"]), CONCAT) if h in fits]
+    result["bootstrap"] = bootstrap_intervals(inputs, refs, {h: fits[h] for h in shown}, tokens)
+    result["readability"] = readability(result)
+    result["headline"] = headline(result)
+
+
 def _probe_checkpoints(checkpoints, inputs: ProbeInputs, refs: References, hooks, process):
-    """Score every checkpoint: (records, animation frames, the newest checkpoint's held-out
-    predictions, hooks, hook widths)."""
+    """Score every checkpoint: (records, animation frames, the newest checkpoint's fits, hooks,
+    hook widths, the newest checkpoint's next-token distribution (R, V))."""
     frame_rows = np.random.default_rng(0).permutation(len(refs.rows))[:ANIMATION_POINTS]
-    records, frames, final_predictions, widths = [], [], {}, {}
+    records, frames, final_fits, widths, next_token = [], [], {}, {}, None
     for tokens, path in progress(checkpoints, "probing checkpoints", unit="ckpt"):
         model = load_checkpoint(path)
         if hooks is None:
             hooks = residual_hooks(model)
         check_hooks(model, hooks, run=path.parent.parent)
         acts = collect_activations(model, inputs, hooks)
-        record, predictions = score_activations(acts, inputs, hooks, refs=refs)
+        record, fits = score_activations(acts, inputs, hooks, refs=refs)
         add_checkpoint_geometry(record, acts, inputs, process)  # probes.geometry_study
         records.append({"tokens": int(tokens), **record})
-        headline_probe = CONCAT if CONCAT in predictions else hooks[-1]
-        frames.append((int(tokens), predictions[headline_probe][frame_rows],
+        headline_probe = CONCAT if CONCAT in fits else hooks[-1]
+        frames.append((int(tokens), fits[headline_probe].pred[frame_rows],
                        record["layers"][headline_probe], frame_rows))
-        final_predictions = predictions
+        final_fits, next_token = fits, acts.next_token
         widths = {h: int(acts.hooks[h].shape[1]) for h in hooks}
     if len(hooks) > 1:
         widths[CONCAT] = sum(widths.values())
-    return records, frames, final_predictions, hooks, widths
+    return records, frames, final_fits, hooks, widths, next_token
+
+
+@dataclass
+class BlockFit:
+    """One probe's held-out outcome: record (its probes.json entry), pred (R_ho, S) held-out
+    predictions, remainder and remainder_pred (R_ho, S) the belief beyond the next-token
+    distribution and the probe's prediction of it (None without a next-token reference)."""
+
+    record: dict
+    pred: np.ndarray
+    remainder: np.ndarray | None = None
+    remainder_pred: np.ndarray | None = None
 
 
 def _probe_blocks(
-    features: list[np.ndarray], blocks: dict[str, slice], inputs: ProbeInputs, refs: References
-) -> dict[str, tuple[dict, np.ndarray]]:
+    features: list[np.ndarray], blocks: dict[str, slice], inputs: ProbeInputs, refs: References,
+    next_token: np.ndarray | None = None,
+) -> dict[str, BlockFit]:
     """Fit, score and shuffle-control a probe on column blocks of the features (R, d_i) side by
     side, sharing one Gram matrix per fold of the fit half (their merge is the fit half's) and one
-    held-out matrix: {block: (scores, held-out predictions (R_ho, S))}."""
-    ho, S = refs.rows, inputs.beliefs.shape[1]
-    targets = np.concatenate([inputs.beliefs, inputs.shuffled_beliefs], axis=1)
+    held-out matrix. With next_token (R, V) its columns join the Gram and the belief's remainder
+    beyond it (fit half's least squares) joins the targets: targets are [beliefs, shuffled
+    beliefs, remainder]."""
+    targets = [inputs.beliefs, inputs.shuffled_beliefs]
+    beyond = None
+    if next_token is not None:
+        width = sum(f.shape[1] for f in features)
+        beyond = slice(width, width + next_token.shape[1])
+        features = [*features, next_token]
+        targets.append(remainder_beyond(next_token, inputs.beliefs, inputs.fit_count))
+    Y = np.concatenate(targets, axis=1)
     folds = []
     for weights in inputs.fold_count:  # one Gram per fold; together they are the fit half's
         rows = np.flatnonzero(weights > 0)
         X_fold = np.concatenate([f[rows] for f in features], axis=1)
-        folds.append(moments(X_fold, targets[rows], weights[rows]))
+        folds.append(moments(X_fold, Y[rows], weights[rows]))
         del X_fold
     shared = merge_moments(folds)
-    X_heldout = np.concatenate([f[ho] for f in features], axis=1)  # float32, as captured
-    beliefs = slice(0, S)
-    out = {}
-    for name, cols in blocks.items():
-        # probe and control in one solve: targets are [beliefs, shuffled beliefs]
-        m = shared.select(cols)
-        ridge = cv_ridge([f.select(cols) for f in folds], beliefs)
-        probe = BeliefProbe(ridge * gram_scale(m)).fit_moments(m)
-        both = _predict(X_heldout, cols, probe)
-        pred, control = both[:, beliefs], both[:, S:]
-        scores = heldout_scores(pred, refs)
-        scores["r2_shuffle"] = r2_score(refs.beliefs, control, refs.count)
-        scores["r2_insample"] = r2_insample(
-            m.select(slice(None), beliefs), probe.coef_[:, beliefs], probe.intercept_[beliefs]
-        )
-        scores["ridge"] = ridge
-        out[name] = (scores, pred)
-    return out
+    X_heldout = np.concatenate([f[refs.rows] for f in features], axis=1)  # float32, as captured
+    remainder = Y[refs.rows, 2 * refs.beliefs.shape[1]:] if beyond is not None else None
+    return {name: hook_record(shared, folds, X_heldout, cols, refs, beyond, remainder)
+            for name, cols in blocks.items()}
 
 
-def _predict(X: np.ndarray, cols: slice, probe: BeliefProbe) -> np.ndarray:
-    """probe.predict(X[:, cols]) in float64, converting GRAM_CHUNK rows at a time (no float64
-    copy of the whole held-out matrix)."""
-    coef, intercept = torch.from_numpy(probe.coef_), torch.from_numpy(probe.intercept_)
+def hook_record(
+    shared: Moments, folds: list[Moments], X_heldout: np.ndarray, cols: slice, refs: References,
+    beyond: slice | None = None, remainder: np.ndarray | None = None,
+) -> BlockFit:
+    """THE place a probe's record is built: fit on the fit half's moments `shared` (ridge by
+    cross-validation over `folds`), predict the held-out rows X_heldout[:, cols], score.
+
+    Targets in the moments: [beliefs, shuffled beliefs] (S each), then the remainder beyond the
+    next-token distribution, whose feature columns are `beyond`; remainder (R_ho, S) held out."""
+    S = refs.beliefs.shape[1]
+    beliefs, both = slice(0, S), slice(0, 2 * S)
+    m = shared.select(cols, both)  # probe and control in one solve, same ridge
+    ridge = cv_ridge([f.select(cols, both) for f in folds], beliefs)
+    probe = BeliefProbe(ridge * gram_scale(m)).fit_moments(m)
+    record = {"r2_insample": r2_insample(m.select(slice(None), beliefs), probe.coef_[:, beliefs],
+                                         probe.intercept_[beliefs]), "ridge": ridge}
+    parts, coef, intercept = [cols], probe.coef_, probe.intercept_
+    if beyond is not None:
+        # the layer with the next-token distribution beside it, on what that distribution misses
+        rest, parts = slice(2 * S, 3 * S), [cols, beyond]
+        columns = np.r_[cols, beyond]
+        m = shared.select(columns, rest)
+        ridge_rest = cv_ridge([f.select(columns, rest) for f in folds], slice(None))
+        rest_probe = BeliefProbe(ridge_rest * gram_scale(m)).fit_moments(m)
+        extra = beyond.stop - beyond.start
+        coef = np.concatenate([np.pad(coef, ((0, extra), (0, 0))), rest_probe.coef_], 1)
+        intercept = np.concatenate([intercept, rest_probe.intercept_])
+    predicted = _predict(X_heldout, parts, coef, intercept)  # one pass for every target
+    fit = BlockFit(record, predicted[:, beliefs])
+    record.update(heldout_scores(fit.pred, refs))
+    record["r2_shuffle"] = r2_score(refs.beliefs, predicted[:, S : 2 * S], refs.count)
+    if beyond is not None:
+        fit.remainder, fit.remainder_pred = remainder, predicted[:, 2 * S :]
+        record["r2_beyond_prediction"] = r2_of_remainder(remainder, fit.remainder_pred,
+                                                         refs.count)
+        record["ridge_beyond_prediction"] = ridge_rest
+    return fit
+
+
+def _predict(
+    X: np.ndarray, parts: list[slice], coef: np.ndarray, intercept: np.ndarray
+) -> np.ndarray:
+    """X[:, parts side by side] @ coef + intercept in float64, converting GRAM_CHUNK rows at a
+    time (no float64 copy of the whole held-out matrix, no fancy-indexed copy of its columns)."""
+    coef, intercept = torch.from_numpy(coef), torch.from_numpy(intercept)
     out = np.empty((len(X), coef.shape[1]))
     for start in range(0, len(X), GRAM_CHUNK):
-        chunk = torch.from_numpy(np.ascontiguousarray(X[start : start + GRAM_CHUNK, cols]))
-        out[start : start + GRAM_CHUNK] = (chunk.double() @ coef + intercept).numpy()
+        total, row = intercept.clone(), 0
+        for part in parts:
+            chunk = torch.from_numpy(np.ascontiguousarray(X[start : start + GRAM_CHUNK, part]))
+            total = total + chunk.double() @ coef[row : row + chunk.shape[1]]
+            row += chunk.shape[1]
+        out[start : start + GRAM_CHUNK] = total.numpy()
     return out
 
 
@@ -459,18 +525,15 @@ def _merged(path: Path, records: list[dict], result: dict, last: bool) -> list[d
 
 
 def _write_figures(
-    run: Path,
-    result: dict,
-    true: np.ndarray,
-    predictions: dict[str, np.ndarray],
-    frame_true: np.ndarray | None,
-    frames: list,
-    labels: list[str],
+    run: Path, result: dict, true: np.ndarray, predictions: dict[str, np.ndarray], frames: list,
+    process,
 ) -> dict[str, str]:
-    """Render the belief figures into RUN/figures/ (atomically); returns name -> path in RUN.
+    """Render the belief and geometry figures into RUN/figures/ (atomically); returns name -> path
+    in RUN.
 
     true (R_ho, S) held-out beliefs and predictions {probe: (R_ho, S)} of the newest checkpoint;
-    frame_true (n, S) the animation's fixed subsample and frames [(tokens, pred (n, S), scores)]."""
+    frames [(tokens, pred (n, S), scores, rows (n,) into true)]: the animation's fixed subsample."""
+    chart = state_chart(process, true)
     figures = run / "figures"
     last = result["checkpoints"][-1]
     hooks = result["hooks"]
@@ -479,7 +542,7 @@ def _write_figures(
     if CONCAT in predictions:
         shown[CONCAT] = predictions[CONCAT]
     out = {"simplex": _save(figures / "probe_simplex.png", belief_figures.simplex_comparison(
-        true, shown, {h: last["layers"][h]["r2_heldout"] for h in shown}, last["tokens"], labels,
+        true, shown, {h: last["layers"][h]["r2_heldout"] for h in shown}, last["tokens"], chart,
     ), run)}
     out["layers"] = _save(figures / "probe_layers.png", belief_figures.layer_bars(result), run)
     if len(result["checkpoints"]) > 1:
@@ -490,8 +553,10 @@ def _write_figures(
             figures / "probe_positions.png", belief_figures.position_heatmap(result), run
         )
     if len(frames) > 1:
-        gif = belief_figures.simplex_animation(frame_true, frames, labels)
+        gif = belief_figures.simplex_animation(true[frames[0][3]], [f[:3] for f in frames], chart)
         out["animation"] = _save(figures / "probe_simplex.gif", gif, run)
+    out.update(geometry_figures(run, result, true, predictions, process.states,
+                                process.is_classical))  # probes.geometry_study
     return out
 
 

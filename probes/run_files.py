@@ -28,6 +28,7 @@ class ProbeInputs(Record):
     rows: int | None = None
     fit_sequences: int | None = None
     heldout_sequences: int | None = None
+    fit_prefixes: int | None = None  # distinct prefixes the probes are fit on (rows per feature)
 
 
 @record
@@ -53,7 +54,10 @@ class UntrainedBaseline(Record):
     n_seeds: int | None = None
     seeds: list[int] | None = None
     r2_weighted_mean: float | None = None
-    r2_within_kgram_mean: dict[str, float | None] = keyed("<k>")
+    # on the trained model's remainder beyond its next-token distribution (the same target)
+    r2_beyond_prediction: float | None = None
+    r2_beyond_prediction_sd: float | None = None
+    r2_fine: dict[str, float | None] = keyed("<k>")  # mean over seeds
     effective_dim_mean: dict[str, float | None] = keyed("<k>")
 
 
@@ -72,15 +76,18 @@ class ProbeScores(Record):
 
     r2_heldout: float | None = None
     r2_heldout_weighted: float | None = None
+    r2_heldout_unseen: float | None = None  # held-out rows no fit sequence shares
     r2_insample: float | None = None
     r2_pooled: float | None = None
     r2_shuffle: float | None = None
     mse_heldout: float | None = None
     r2_by_position: Curve | None = None
     mse_by_position: Curve | None = None
-    resolution_depth: int | None = None
     ridge: float | None = None
-    r2_within_kgram: dict[str, float | None] = keyed("<k>")
+    r2_beyond_prediction: float | None = None  # on the belief beyond the next-token distribution
+    ridge_beyond_prediction: float | None = None
+    r2_fine: dict[str, float | None] = keyed("<k>")  # within-cell deviations, cells of k tokens
+    fine_corr: dict[str, float | None] = keyed("<k>")
 
 
 @record
@@ -121,19 +128,86 @@ class ProbeCheckpoint(Record):
 
 
 @record
+class KgramTable(Record):
+    """A table of the last k tokens beside the final layer (probes.belief_evidence._tables)."""
+
+    oracle: float | None = None
+    fitted: float | None = None
+    cells: int | None = None
+    error_ratio_oracle: float | None = None
+    error_ratio_fitted: float | None = None
+
+
+@record
+class FineDepth(Record):
+    value: int | None = None  # None unless every bootstrap replicate's interval agrees
+    interval: list[float] | None = None
+    threshold: float | None = None
+
+
+@record
 class Headline(Record):
+    """The final layer at the newest checkpoint against what it must beat
+    (probes.belief_evidence.headline; docs/probes.md)."""
+
     tokens: int | None = None
     hook: str | None = None
     width: int | None = None
     r2_heldout: float | None = None
+    r2_heldout_unseen: float | None = None
+    untrained_r2: float | None = None
+    next_token_r2: float | None = None
+    optimal_probs_r2: float | None = None
+    optimal_logit_r2: float | None = None
+    belief_affine_in_prediction: bool | None = None
+    case: str | None = None  # "implied_by_loss" | "beyond_next_token"
+    sentence: str | None = None
+    r2_beyond_prediction: float | None = None
+    r2_beyond_prediction_untrained: float | None = None
+    r2_beyond_prediction_concat: float | None = None
+    kgram: dict[str, KgramTable] = keyed("<k>")
+    oracle_beats_layer_at: int | None = None
+    fitted_beats_layer_at: int | None = None
     best_baseline: str | None = None
     baseline_r2: float | None = None
     margin: float | None = None
     error_ratio: float | None = None
-    resolution_depth: int | None = None
-    next_token_r2: float | None = None
+    r2_fine: dict[str, float | None] = keyed("<k>")
+    fine_depth: FineDepth | None = None
     split: str | None = None
-    r2_within_kgram: dict[str, float | None] = keyed("<k>")
+    warnings: list[str] | None = None
+
+
+@record
+class BootstrapIntervals(Record):
+    """95 % intervals of one probe's scores over resampled held-out subtrees."""
+
+    r2_heldout: list[float] | None = None
+    r2_beyond_prediction: list[float] | None = None
+    fine_depth: list[float] | None = None
+    r2_fine: dict[str, list[float] | None] = keyed("<k>")
+
+
+@record
+class Bootstrap(Record):
+    tokens: int | None = None
+    replicates: int | None = None
+    units: int | None = None
+    unit_prefix_len: int | None = None
+    seed: int | None = None
+    probes: dict[str, BootstrapIntervals | None] = keyed("<hook>")
+
+
+@record
+class Readability(Record):
+    """Rows per probe feature and held-out vs in-sample gaps, and the warnings they raise."""
+
+    fit_prefixes: int | None = None
+    rows_per_feature: dict[str, float] = keyed("<hook>")
+    min_rows_per_feature: int | None = None
+    heldout_gap: dict[str, float] = keyed("<hook>")
+    max_heldout_gap: float | None = None
+    warnings: list[str] | None = None
 
 
 @record
@@ -160,6 +234,8 @@ class ProbesFile(Record):
     optimal_probs_r2: float | None = None
     baselines: Baselines | None = None
     checkpoints: list[ProbeCheckpoint] | None = None
+    bootstrap: Bootstrap | None = None
+    readability: Readability | None = None
     headline: Headline | None = None
     belief_geometry: BeliefGeometry | None = None
     figures: ProbeFigures | None = None

@@ -75,11 +75,15 @@ def test_probe_shows_progress_and_ends_with_the_final_layer_score(tiny_run):
     assert f"probing checkpoints: 0/{n} ckpt" in err
     assert f"probing checkpoints: {n}/{n} ckpt in" in err
     layers = probes["checkpoints"][-1]["layers"]
-    assert _lines(out)[-1] == (
+    head = probes["headline"]
+    assert _lines(out)[-1].startswith(
         f"wrote {run / 'probes.json'}: final-layer (block 1 hidden) held-out R² "
         f"{layers['blocks.1.hook_hidden']['r2_heldout']:.4f}, all layers "
         f"{layers['concat']['r2_heldout']:.4f} at {probes['checkpoints'][-1]['tokens']:,} tokens"
+        f"; next-token probe {head['next_token_r2']:.4f}"
     )
+    assert f"; beyond the next token {head['r2_beyond_prediction']:.2f}" in _lines(out)[-1]
+    assert _lines(out)[-1].count("WARNING") == len(head["warnings"])
 
 
 def test_phases_shows_progress_and_ends_with_the_flagged_checkpoint(tiny_run):

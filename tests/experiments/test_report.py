@@ -8,6 +8,7 @@ import pytest
 
 from experiments.report import write_report
 from hmm import load_process
+from probes.belief_evidence import headline
 
 HOOKS = ["blocks.0.hook_hidden", "blocks.1.hook_hidden"]
 
@@ -44,12 +45,12 @@ def _metrics() -> list[dict]:
 def _layer(r2: float) -> dict:
     return {"r2_heldout": r2, "r2_heldout_weighted": r2 - 0.01, "r2_insample": r2 + 0.001,
             "r2_pooled": r2, "mse_heldout": 0.001, "r2_shuffle": -0.0021,
-            "r2_by_position": [0.5, 0.75, r2], "r2_within_kgram": {"1": 0.6, "2": 0.4},
-            "resolution_depth": 1}
+            "r2_by_position": [0.5, 0.75, r2], "r2_fine": {"1": 0.6, "2": 0.4},
+            "r2_heldout_unseen": r2 - 0.01, "r2_beyond_prediction": 0.5}
 
 
 def _probes() -> dict:
-    return {
+    probes = {
         "inputs": {"mode": "enumerated", "sequences": 21, "enumerated_sequences": 21,
                    "length": 6, "rows": 40, "fit_sequences": 10, "heldout_sequences": 11},
         "split": {"kind": "subtree", "shared_prefix_weight": 0.0},
@@ -66,10 +67,13 @@ def _probes() -> dict:
             {"tokens": 3840, "layers": {HOOKS[0]: _layer(0.8111), HOOKS[1]: _layer(0.9234),
                                         "concat": _layer(0.9456)}},
         ],
-        "headline": {"hook": HOOKS[1], "width": 8, "r2_heldout": 0.9234,
-                     "best_baseline": "2-gram lookup (4 features)", "baseline_r2": 0.8222,
-                     "margin": 0.9234 - 0.8222, "resolution_depth": 1},
+        "hook_widths": {HOOKS[0]: 8, HOOKS[1]: 8, "concat": 16},
+        "optimal_probs_r2": 0.5432,
     }
+    probes["checkpoints"][-1]["next_token"] = {"r2_heldout": 0.3456}
+    probes["baselines"]["random_init"][HOOKS[1]]["r2_beyond_prediction"] = 0.1234
+    probes["headline"] = headline(probes)
+    return probes
 
 
 def _phases() -> dict:
@@ -121,23 +125,54 @@ def test_one_summary_of_a_run_with_every_analysis(run):
     assert p.hook == HOOKS[1] and p.r2 == 0.9234 and p.r2_concat == 0.9456
     assert p.r2_shuffle_max == -0.0021 and p.curve == [(0, 0.2), (3840, 0.9234)]
     assert p.untrained_r2 == 0.4321 and p.tokens_to_reached == 3840
+    assert p.next_token_r2 == 0.3456 and p.r2_beyond_prediction == 0.5
+    assert p.beyond_untrained == 0.1234 and p.case == "beyond_next_token" and p.warnings == []
     assert s.phases.iterated and s.phases.first_radius_above_1 == 1920
     assert s.phases.radius() == 1.2345 and s.phases.final.units["blocks.0"].phase == "hybrid"
     headline = s.headline()
     assert headline["final_r2_heldout"] == 0.9234 and headline["tokens_to_r2_0.9"] == 3840
+    assert headline["final_next_token_r2"] == 0.3456
+    assert headline["final_r2_beyond_prediction"] == 0.5
     assert headline["r2_heldout:blocks.0.hook_hidden"] == 0.8111
     assert verdict(s) == [
         "A 2-layer Elman RNN (hidden 8, tanh) trained on golden_mean(p=0.5) for 3,840 tokens "
         "ends 0.01230 nats/token above the Bayes-optimal loss of 0.50000 (exact, over every "
         "input sequence, at 3,840 tokens).",
         "A linear probe reads the exact belief state from the final layer (block 1 hidden) with "
-        "held-out R² 0.9234 at 3,840 tokens; the strongest baseline, the 2-gram lookup (4 "
-        "features), scores 0.8222: the probe leaves 2.3× less variance unexplained (an untrained "
-        "network of the same shape: 0.4321).",
+        "held-out R² 0.9234 at 3,840 tokens; the strongest null, the table of the last 2 tokens "
+        "(held-out cell means), scores 0.8800: the probe leaves 1.6× less variance unexplained "
+        "(the model's own next-token probe: 0.3456; an untrained network of the same shape: "
+        "0.4321); no table of the last k ≤ 2 tokens beats it.",
+        "The hidden state carries 0.50 of the belief beyond the next token (block 1 hidden, held "
+        "out, on what the model's next-token distribution leaves unexplained; untrained 0.12, all "
+        "layers 0.50); the exact optimal next-token probabilities give held-out R² 0.5432.",
         "The final-layer R² did not rise during training (from 0.200), so there is no emergence "
         "window; at the end: recurrent spectral radius 1.23 (first mean above 1: at 1,920 "
         "tokens), unit gain 0.61 (hybrid by the gain rule).",
     ]
+
+
+def test_the_verdict_names_the_case_and_the_table_that_beats_the_layer(run):
+    """Belief affine in the prediction: the geometry is implied by the loss; a table of the last k
+    tokens that beats the layer is named by its smallest k."""
+    from experiments.summary import summarize_run
+    from experiments.verdict import verdict
+
+    probes = _probes()
+    probes["optimal_probs_r2"] = 0.9995
+    probes["baselines"]["kgram_oracle"] = {"1": 0.93, "2": 0.95}
+    probes["headline"] = headline(probes)
+    (run / "probes.json").write_text(json.dumps(probes))
+    probe, beyond = verdict(summarize_run(run))[1:3]
+    assert probe.endswith("the strongest null, the table of the last 2 tokens (held-out cell "
+                          "means), scores 0.9500: the probe does not beat it (the model's own "
+                          "next-token probe: 0.3456; an untrained network of the same shape: "
+                          "0.4321); a table of the last k tokens (held-out cell means) beats it "
+                          "from k = 1 (0.9300).")
+    assert beyond.startswith("Belief affine in the next-token distribution: geometry implied by "
+                             "the loss (the exact optimal next-token probabilities give held-out "
+                             "R² 0.9995 ≥ 0.999); beyond the next token block 1 hidden recovers "
+                             "0.50 of what")
 
 
 def test_the_emergence_window_is_where_r2_climbs_from_10_to_90_percent_of_its_rise(run):
@@ -157,11 +192,15 @@ def test_report_shows_scores_beside_their_baselines(run):
     (run / "phases.json").write_text(json.dumps(_phases()))
     text = _text(write_report(run))
     # probe table row of the final layer: held-out, weighted, untrained ± sd (n), shuffle, in-sample
-    assert "block 1 hidden 0.9234 0.9134 0.4321 ± 0.0123 (n=3) -0.0021 0.9244 1" in text
-    assert "all layers side by side 0.9456 0.9356 — -0.0021 0.9466 1" in text
-    assert "lookup of the last 2 tokens 4 0.8222 0.8122 0.8800" in text
-    assert "exact optimal next-token logits — 0.8765 — —" in text
-    assert "k = 1 k = 2" in text and "block 0 hidden 0.6000 0.4000" in text
+    assert "block 1 hidden 0.9234 0.9134 0.4321 ± 0.0123 (n=3) -0.0021 0.9244 —" in text
+    assert "all layers side by side 0.9456 0.9356 — -0.0021 0.9466 —" in text
+    # every table of the last k tokens, fitted and oracle, with the final layer's error ratios
+    assert "table of the last 2 tokens 4 0.8222 0.8122 0.8800 2.32 1.57" in text
+    assert "exact optimal next-token logits — 0.8765 — — — —" in text
+    # beyond the next token beside the untrained network
+    assert "block 1 hidden 0.9234 0.9134 0.500 0.123" in text
+    assert "the model's next-token distribution 0.3456 — — —" in text
+    assert "k = 1 k = 2" in text and "block 0 hidden 0.600 0.400" in text
     assert "t = 0 t = 1 t = 2" in text and "block 1 hidden 0.500 0.750 0.923" in text
     # phases beside their nulls
     assert "spectral radius (mean over batch) 1.2345 0.5000 0.9000 ± 0.0500" in text
@@ -244,6 +283,24 @@ def test_files_of_an_older_version_still_give_a_report(run):
     assert "exceeds 1 (the seed rule, for an iterated map): never" in text
 
 
+def test_warnings_reach_the_page_and_the_closing_line(run):
+    from experiments.closing import probe_part
+    from experiments.summary import summarize_run
+
+    probes = _probes()
+    probes["headline"]["warnings"] = ["few fit rows per probe feature: 255 distinct fit-half "
+                                      "prefixes"]
+    (run / "probes.json").write_text(json.dumps(probes))
+    page = write_report(run)
+    text = _text(page)
+    assert "Warning: few fit rows per probe feature: 255 distinct fit-half prefixes" in text
+    verdict_end = page.read_text().index("</section>")  # right under the verdict
+    assert page.read_text().index("Warning: few fit rows") - verdict_end < 40
+    assert probe_part(summarize_run(run).probes).endswith(
+        "next-token probe 0.3456; beyond the next token 0.50 (untrained 0.12); WARNING: few fit "
+        "rows per probe feature: 255 distinct fit-half prefixes")
+
+
 # ---- the LLC section (llc.json fabricated: values chosen, stages from the real stage rule) -------
 LLC_CURVE = [(640, -2.0, ["not_at_minimum"]), (1280, 1.5, ["not_settled"]), (1920, 0.6, []),
              (2560, 1.1, []), (3200, 1.05, []), (3840, 0.6, [])]  # fmt: skip
@@ -286,7 +343,7 @@ def test_the_llc_section_states_settings_flags_stages_and_emergence(run):
     summary = summarize_run(run)
     assert [b.kind for b in summary.llc.boundaries] == ["trough", "plateau start", "plateau end"]
     assert summary.headline()["final_llc"] == 0.6
-    assert verdict(summary)[3] == (
+    assert verdict(summary)[-1] == (
         "The local learning coefficient at 6 checkpoints (ε 0.001, γ 300, nβ 15, calibrated) has "
         "3 stage boundaries (a trough at 1,920, a plateau start at 2,560, a plateau end at "
         "3,200); the belief geometry emerges (final-layer R² halfway from the untrained network "
@@ -320,7 +377,7 @@ def test_without_llc_json_the_report_has_no_llc_section_and_names_the_command(ru
 
     text = _text(write_report(run))
     assert "Local learning coefficient" not in text and "LLC" not in text
-    assert len(verdict(summarize_run(run))) == 3
+    assert not any("local learning coefficient" in s for s in verdict(summarize_run(run)))
     assert f"local learning coefficient not run (optional) beliefgeo llc {run}" in text
 
 
@@ -355,7 +412,7 @@ def test_an_r2_above_halfway_from_the_first_checkpoint_is_no_emergence(run):
     summary = summarize_run(run)
     assert summary.llc.emergence_tokens is None and summary.llc.emergence_place() is None
     assert "R² is above its halfway line from the first probed checkpoint on, so no emergence" in (
-        verdict(summary)[3])
+        verdict(summary)[-1])
     text = _text(write_report(run))
     assert "from the first probed checkpoint (1,280 tokens) on: no emergence is seen" in text
     assert "emerges" not in text.split("Local learning coefficient: stages")[1].split("Flag")[0]

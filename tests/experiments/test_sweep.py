@@ -297,14 +297,19 @@ def test_address_cluster_failing_point_and_summary(tmp_path, ray_cluster, capsys
 
 def _check_row_against_run_folders(row: dict, runs: list[Path]) -> None:
     """Recompute the headline numbers from the runs' own files and their 95 % t-interval."""
-    excess, r2 = [], []
+    excess, r2, next_token, beyond = [], [], [], []
     for run in runs:
         lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         excess.append([m for m in lines if m.get("exact_excess_loss") is not None][-1]
                       ["exact_excess_loss"])  # fmt: skip
         probes = json.loads((run / "probes.json").read_text())
-        r2.append(probes["checkpoints"][-1]["layers"]["blocks.0.hook_hidden"]["r2_heldout"])
-    for name, values in (("final_exact_excess_loss", excess), ("final_r2_heldout", r2)):
+        final = probes["checkpoints"][-1]
+        r2.append(final["layers"]["blocks.0.hook_hidden"]["r2_heldout"])
+        next_token.append(final["next_token"]["r2_heldout"])
+        beyond.append(final["layers"]["blocks.0.hook_hidden"]["r2_beyond_prediction"])
+    for name, values in (("final_exact_excess_loss", excess), ("final_r2_heldout", r2),
+                         ("final_next_token_r2", next_token),
+                         ("final_r2_beyond_prediction", beyond)):
         mean = sum(values) / 2
         sd = abs(values[0] - values[1]) / math.sqrt(2)
         assert row[f"{name}_mean"] == pytest.approx(mean, rel=1e-12)

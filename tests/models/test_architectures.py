@@ -158,3 +158,19 @@ def test_every_family_has_a_config_class_with_its_sizes_and_default_unit():
     code = "import sys; import models.families; print('torch' in sys.modules)"
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("arch,sizes", [
+    ("transformer", {"d_model": 8, "n_layers": 2, "d_mlp": 16}),
+    ("rnn", {"hidden": 5, "n_layers": 2}), ("lstm", {"hidden": 5, "n_layers": 2}),
+    ("gru", {"hidden": 5, "n_layers": 2}),
+])  # fmt: skip
+def test_residual_width_is_the_width_of_every_residual_hook_side_by_side(arch, sizes):
+    """From the config alone (probe-hmm sizes the context with it before any model exists): the
+    activations' widths summed over residual_hooks, an LSTM's cell state included."""
+    from models.architectures import residual_width
+
+    config = make_model_config(arch, d_vocab=3, n_ctx=4, **sizes)
+    model = build_model(config)
+    _, cache = model.run_with_cache(torch.zeros((1, 4), dtype=torch.long))
+    assert residual_width(config) == sum(cache[h].shape[-1] for h in residual_hooks(model))

@@ -12,17 +12,20 @@ from probes.belief_probe import (
     RIDGE_GRID,
     BeliefProbe,
     cv_ridge,
+    fine_structure,
     lookup_predictions,
     merge_moments,
     moments,
     mse,
     pairwise_distance_correlation,
     r2_insample,
+    r2_of_remainder,
     r2_per_coordinate,
     r2_pooled,
     r2_score,
+    remainder_beyond,
     sse,
-    within_cell_sse,
+    within_cell_deviations,
 )
 
 
@@ -206,13 +209,74 @@ def test_lookup_is_ols_on_one_hot_cells_with_unseen_cells():
     )
 
 
-def test_within_cell_sse_by_brute_force():
-    rng = np.random.default_rng(8)
-    cells = rng.integers(0, 5, size=200)
-    Y, w = rng.random((200, 3)), rng.uniform(0.1, 1.0, size=200)
-    expected = np.zeros(3)
+def _cell_means_by_loop(cells, Y, w):
+    """Each row's weighted cell mean, one cell at a time (independent of cell_means)."""
+    out = np.empty_like(Y)
     for c in np.unique(cells):
         rows = cells == c
-        mean = (w[rows, None] * Y[rows]).sum(0) / w[rows].sum()
-        expected += (w[rows, None] * (Y[rows] - mean) ** 2).sum(0)
-    np.testing.assert_allclose(within_cell_sse(cells, Y, w), expected)
+        out[rows] = (w[rows, None] * Y[rows]).sum(0) / w[rows].sum()
+    return out
+
+
+@pytest.fixture
+def cells_data():
+    rng = np.random.default_rng(8)
+    cells = rng.integers(0, 5, size=300)
+    Y, w = rng.random((300, 3)), rng.uniform(0.1, 1.0, size=300)
+    return cells, Y, w
+
+
+def test_within_cell_deviations_by_brute_force(cells_data):
+    cells, Y, w = cells_data
+    np.testing.assert_allclose(within_cell_deviations(cells, Y, w),
+                               Y - _cell_means_by_loop(cells, Y, w))
+
+
+def test_fine_structure_against_a_loop_over_cells(cells_data):
+    cells, Y, w = cells_data
+    pred = Y + np.random.default_rng(9).normal(scale=0.1, size=Y.shape) + 0.3 * cells[:, None]
+    dy = Y - _cell_means_by_loop(cells, Y, w)
+    dp = pred - _cell_means_by_loop(cells, pred, w)
+    r2, corr = fine_structure(within_cell_deviations(cells, Y, w), pred, cells, w)
+    assert r2 == pytest.approx(1 - (w[:, None] * (dy - dp) ** 2).sum() / (w[:, None] * dy**2).sum())
+    expected = (w[:, None] * dy * dp).sum() / np.sqrt((w[:, None] * dy**2).sum()
+                                                      * (w[:, None] * dp**2).sum())
+    assert corr == pytest.approx(expected)
+
+
+def test_fine_structure_is_not_a_function_of_the_mse(cells_data):
+    """Two predictors with the same MSE: one off by a constant in every cell (the deviations
+    are exact), one off by noise; the fine-structure score tells them apart. A predictor of the
+    cell means scores 0 (and its deviations have no correlation to report)."""
+    cells, Y, w = cells_data
+    dev = within_cell_deviations(cells, Y, w)
+    shift = np.array([0.1, -0.2, 0.05])
+    noise = np.random.default_rng(1).normal(size=Y.shape)
+    biased = Y + shift
+    noisy = Y + noise * np.sqrt(mse(Y, biased, w) / mse(Y, Y + noise, w))
+    assert mse(Y, biased, w) == pytest.approx(mse(Y, noisy, w))
+    assert fine_structure(dev, biased, cells, w) == pytest.approx((1.0, 1.0))
+    r2_noisy, _ = fine_structure(dev, noisy, cells, w)
+    assert r2_noisy < 0.9  # the same MSE, a different score
+    assert fine_structure(dev, _cell_means_by_loop(cells, Y, w), cells, w) == (
+        pytest.approx(0.0, abs=1e-12), None)
+
+
+def test_remainder_beyond_is_the_fit_half_residual(data):
+    """The remainder is Y minus its least-squares fit on the features, fitted on the rows with
+    positive weight only (numpy lstsq with an intercept column, independently)."""
+    X, Y, w = data
+    fit = np.arange(len(X)) % 3 != 0
+    weights = np.where(fit, w, 0.0)
+    design = np.column_stack([np.ones(len(X)), X])
+    root = np.sqrt(w[fit])[:, None]
+    beta = np.linalg.lstsq(design[fit] * root, Y[fit] * root, rcond=None)[0]
+    np.testing.assert_allclose(remainder_beyond(X, Y, weights), Y - design @ beta, atol=1e-8)
+
+
+def test_r2_of_remainder_is_measured_about_zero():
+    r = np.array([[1.0, -1.0], [1.0, 0.5]])  # mean not zero: the reference is 0, not the mean
+    assert r2_of_remainder(r, np.zeros_like(r), np.ones(2)) == 0.0
+    assert r2_of_remainder(r, r, np.ones(2)) == 1.0
+    assert r2_of_remainder(r, r / 2, np.array([1.0, 3.0])) == pytest.approx(0.75)
+    assert np.isnan(r2_of_remainder(np.zeros((2, 2)), np.ones((2, 2)), np.ones(2)))

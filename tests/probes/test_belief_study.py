@@ -17,11 +17,11 @@ from hmm.errors import InvalidInput
 from models.recipes import TrainConfig
 from models.training import train
 from models.transformer import TransformerConfig, build_transformer, transformer_residual_hooks
-from probes.activations import collect_activations, kgram_cells, probe_inputs
+from probes.activations import Activations, collect_activations, probe_inputs
+from probes.belief_evidence import headline
 from probes.belief_probe import r2_score
 from probes.belief_study import (
     CONCAT,
-    headline,
     heldout_scores,
     kgram_baselines,
     probe_run,
@@ -31,8 +31,9 @@ from probes.belief_study import (
 
 N_CTX = 5
 METRICS = {
-    "r2_heldout", "r2_heldout_weighted", "r2_insample", "r2_pooled", "mse_heldout", "r2_shuffle",
-    "r2_by_position", "mse_by_position", "r2_within_kgram", "resolution_depth", "ridge",
+    "r2_heldout", "r2_heldout_weighted", "r2_heldout_unseen", "r2_insample", "r2_pooled",
+    "mse_heldout", "r2_shuffle", "r2_by_position", "mse_by_position", "r2_fine", "fine_corr",
+    "ridge", "r2_beyond_prediction", "ridge_beyond_prediction",
 }
 GEOMETRY = {"explained_variance", "effective_dim", "affine_dim"}  # probes.geometry_study
 
@@ -111,6 +112,12 @@ def test_probe_run_writes_json_and_figures(tiny_run):
     untrained = written["baselines"]["random_init"]["blocks.1.hook_resid_post"]
     assert untrained["n_seeds"] == 3 and untrained["r2_sd"] > 0
     assert set(written["baselines"]["kgram"]) == {"1", "2", "3", "4"}
+    assert set(written["baselines"]["kgram_oracle"]) == {"1", "2", "3", "4"}
+    assert untrained["r2_beyond_prediction"] is not None and set(untrained["r2_fine"]) <= {
+        "1", "2", "3", "4"}
+    assert written["headline"]["case"] == "implied_by_loss"  # Mess3: affine in the prediction
+    assert "geometry implied by the loss" in written["headline"]["sentence"]
+    assert set(written["bootstrap"]["probes"]) == {"blocks.1.hook_resid_post", CONCAT}
     assert written["baselines"]["kgram_features"]["2"] == 3 + 9
     assert written["headline"] == headline(written)
     png = b"\x89PNG"
@@ -148,8 +155,14 @@ def test_bad_input_leaves_the_run_alone(tiny_run, tmp_path):
     assert json.loads((run / "probes.json").read_text()) == {"sentinel": True}
 
 
+def _last_tokens(inputs, row, k):
+    """The last min(t + 1, k) tokens of a row's prefix, read from one of its sequences."""
+    seq, t = np.argwhere(inputs.row_of == row)[0]
+    return tuple(inputs.tokens[seq, max(0, t - k + 1) : t + 1])
+
+
 def test_scores_against_brute_force(mess3):
-    inputs = probe_inputs(mess3, N_CTX, split="random", seed=1)
+    inputs = probe_inputs(mess3, N_CTX, split="subtree", seed=1)
     refs = references(inputs)
     rng = np.random.default_rng(0)
     pred = refs.beliefs + rng.normal(scale=0.02, size=refs.beliefs.shape)
@@ -158,42 +171,116 @@ def test_scores_against_brute_force(mess3):
     for pos in range(N_CTX):
         at = t == pos
         assert scores["r2_by_position"][pos] == pytest.approx(r2_score(Y[at], pred[at], w[at]))
-    sse = (w * ((Y - pred) ** 2).sum(1)).sum()
+    # unseen: held-out rows that no fit sequence shares; under a 2-token subtree split, exactly
+    # the rows after position 0
+    fitted = {tuple(s[: p + 1]) for s in inputs.tokens[inputs.fit_sequences] for p in range(N_CTX)}
+    unseen = np.array([_prefix(inputs, r) not in fitted for r in refs.rows])
+    np.testing.assert_array_equal(unseen, t > 0)
+    expected = r2_score(Y[unseen], pred[unseen], w[unseen])
+    assert scores["r2_heldout_unseen"] == pytest.approx(expected)
     for k in range(1, N_CTX):
-        # the lookup: each held-out row predicted by the weighted mean of its held-out cell
-        cells = kgram_cells(inputs, k)[refs.rows]
-        lookup_sse = 0.0
-        for c in np.unique(cells):
-            rows = cells == c
-            mean = (w[rows, None] * Y[rows]).sum(0) / w[rows].sum()
-            lookup_sse += (w[rows] * ((Y[rows] - mean) ** 2).sum(1)).sum()
-        assert scores["r2_within_kgram"][str(k)] == pytest.approx(1 - sse / lookup_sse)
-    resolved = [int(k) for k, v in scores["r2_within_kgram"].items() if v >= 0.5]
-    assert scores["resolution_depth"] == max(resolved, default=0)
+        groups = [_last_tokens(inputs, r, k) for r in refs.rows]
+        dy, dp = np.empty_like(Y), np.empty_like(Y)
+        for key in set(groups):
+            rows = np.array([g == key for g in groups])
+            dy[rows] = Y[rows] - (w[rows, None] * Y[rows]).sum(0) / w[rows].sum()
+            dp[rows] = pred[rows] - (w[rows, None] * pred[rows]).sum(0) / w[rows].sum()
+        expected = 1 - (w[:, None] * (dy - dp) ** 2).sum() / (w[:, None] * dy**2).sum()
+        assert scores["r2_fine"][str(k)] == pytest.approx(expected)
 
 
-def test_kgram_baseline_by_brute_force_over_cells(mess3):
-    inputs = probe_inputs(mess3, N_CTX, split="subtree", seed=2)
+def _prefix(inputs, row):
+    seq, t = np.argwhere(inputs.row_of == row)[0]
+    return tuple(inputs.tokens[seq, : t + 1])
+
+
+def test_kgram_tables_up_to_six_by_brute_force_over_cells(mess3):
+    """Every k = 1..6 (probed length 7): the table fit on the fit half and the oracle of held-out
+    cell means, recomputed by grouping rows on their last-k-token tuples (no kgram_cells)."""
+    inputs = probe_inputs(mess3, 7, split="subtree", seed=2)
     refs = references(inputs)
     out = kgram_baselines(inputs, refs)
-    fit = inputs.fit_rows
-    for k in (1, 2, 3):
-        cells = kgram_cells(inputs, k)
+    assert sorted(out["kgram_oracle"], key=int) == [str(k) for k in range(1, 7)]
+    fit, w = inputs.fit_rows, refs.count
+    for k in range(1, 7):
+        fit_keys = [_last_tokens(inputs, r, k) for r in fit]
+        ho_keys = [_last_tokens(inputs, r, k) for r in refs.rows]
         means = {}
-        for c in np.unique(cells[fit]):
-            rows = fit[cells[fit] == c]
-            means[c] = (inputs.fit_count[rows, None] * inputs.beliefs[rows]).sum(0) / \
-                inputs.fit_count[rows].sum()
+        for key in set(fit_keys):
+            rows = fit[[f == key for f in fit_keys]]
+            means[key] = (inputs.fit_count[rows, None] * inputs.beliefs[rows]).sum(0) \
+                / inputs.fit_count[rows].sum()
         unseen = np.mean(list(means.values()), axis=0)  # OLS min-norm for an all-zero column
-        pred = np.array([means.get(c, unseen) for c in cells[refs.rows]])
-        assert out["kgram"][str(k)] == pytest.approx(r2_score(refs.beliefs, pred, refs.count))
+        pred = np.array([means.get(key, unseen) for key in ho_keys])
+        assert out["kgram"][str(k)] == pytest.approx(r2_score(refs.beliefs, pred, w))
         assert out["kgram_features"][str(k)] == sum(3**j for j in range(1, k + 1))
-        # the oracle table: each held-out row predicted by the mean of its held-out cell
-        ho_cells, w = cells[refs.rows], refs.count
-        table = {c: (w[ho_cells == c, None] * refs.beliefs[ho_cells == c]).sum(0)
-                 / w[ho_cells == c].sum() for c in np.unique(ho_cells)}
-        oracle = np.array([table[c] for c in ho_cells])
+        table = {}
+        for key in set(ho_keys):
+            rows = np.array([h == key for h in ho_keys])
+            table[key] = (w[rows, None] * refs.beliefs[rows]).sum(0) / w[rows].sum()
+        oracle = np.array([table[key] for key in ho_keys])
         assert out["kgram_oracle"][str(k)] == pytest.approx(r2_score(refs.beliefs, oracle, w))
+
+
+@pytest.fixture(scope="module")
+def imperfect(mess3):
+    """Mess3 inputs and a next-token distribution that is the optimal one distorted (so the
+    belief is NOT exactly affine in it), with hooks of known content."""
+    inputs = probe_inputs(mess3, N_CTX, split="subtree", seed=3)
+    rng = np.random.default_rng(4)
+    logits = np.log(mess3.predictive(inputs.beliefs)) + rng.normal(scale=0.4, size=(
+        inputs.n_rows, 3))
+    next_token = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    embed = rng.normal(size=(3, 8))
+    hooks = {
+        "next_token_only": next_token @ rng.normal(size=(3, 6)),  # a linear image of it
+        "belief": inputs.beliefs @ embed,  # the exact belief, linearly embedded
+        "noisy_belief": inputs.beliefs @ embed + rng.normal(scale=0.05, size=(inputs.n_rows, 8)),
+    }
+    acts = Activations(hooks={h: a.astype(np.float32) for h, a in hooks.items()},
+                       next_token=next_token.astype(np.float32))
+    return inputs, acts
+
+
+def test_beyond_prediction_is_zero_for_the_next_token_and_one_for_the_belief(imperfect):
+    inputs, acts = imperfect
+    record, _ = score_activations(acts, inputs, list(acts.hooks))
+    layers = record["layers"]
+    assert abs(layers["next_token_only"]["r2_beyond_prediction"]) < 1e-8
+    assert abs(record["next_token"]["r2_beyond_prediction"]) < 1e-8
+    assert layers["belief"]["r2_beyond_prediction"] == pytest.approx(1.0, abs=1e-8)
+    assert record["next_token"]["r2_heldout"] < 0.99  # the remainder is not trivial here
+    assert 0.1 < layers["noisy_belief"]["r2_beyond_prediction"] < 1.0
+
+
+def test_beyond_prediction_against_an_independent_two_stage_fit(imperfect):
+    """Independently with numpy: the belief's remainder after least squares on [1, next token]
+    (fit half), then ridge (the factor cross-validation chose, times the mean eigenvalue of the
+    features' weighted centred Gram; intercept free) of that remainder on [layer, next token],
+    scored on the held-out rows as 1 - SSE / sum |remainder|^2."""
+    inputs, acts = imperfect
+    record, _ = score_activations(acts, inputs, ["noisy_belief"])
+    layer = record["layers"]["noisy_belief"]
+    fit, held = inputs.fit_rows, inputs.heldout_rows
+    N, X, B = (acts.next_token.astype(float), acts.hooks["noisy_belief"].astype(float),
+               inputs.beliefs)
+    w = inputs.fit_count[fit]
+    design = np.column_stack([np.ones(inputs.n_rows), N])
+    root = np.sqrt(w)[:, None]
+    # rcond: the probabilities sum to 1, so [1, N] is collinear up to float32 rounding
+    remainder = B - design @ np.linalg.lstsq(design[fit] * root, B[fit] * root, rcond=1e-6)[0]
+    features = np.column_stack([X, N])
+    mean_x, mean_r = w @ features[fit] / w.sum(), w @ remainder[fit] / w.sum()
+    centred = (features[fit] - mean_x) * root
+    gram = centred.T @ centred
+    alpha = layer["ridge_beyond_prediction"] * np.trace(gram) / len(gram)
+    rhs = centred.T @ ((remainder[fit] - mean_r) * root)
+    coef = np.linalg.lstsq(gram + alpha * np.eye(len(gram)), rhs, rcond=None)[0]
+    pred = (features[held] - mean_x) @ coef + mean_r
+    count = inputs.heldout_count[held]
+    expected = 1 - count @ ((remainder[held] - pred) ** 2).sum(1) / (
+        count @ (remainder[held] ** 2).sum(1))
+    assert layer["r2_beyond_prediction"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_format_one_run_probes_only_trained_positions(tiny_run, tmp_path):
