@@ -27,7 +27,7 @@ giving at least CV_FOLDS of them, dealt round-robin), random splits by random se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +60,9 @@ class ProbeInputs:
     length-(j+1) prefix (j <= t); fit_count, heldout_count, fit_prob, heldout_prob (R,) the row
     weights of each half (module doc); shuffled_beliefs (R, S) the control target of the fit rows
     (see `shuffled_row_beliefs`); fold_count (K, R) the fit half's row weights fold by fold (they
-    sum to fit_count; module doc); split {"kind", "prefix_len", "shared_prefix_weight", "seed"}.
+    sum to fit_count; module doc); split {"kind", "prefix_len", "shared_prefix_weight", "seed"};
+    targets {name: (R, k)} the process's probe targets beyond the belief (hmm probe_targets:
+    "component" for a mixture, "factors" for a product; empty for a plain process).
     """
 
     tokens: np.ndarray
@@ -81,6 +83,7 @@ class ProbeInputs:
     shuffled_beliefs: np.ndarray
     fold_count: np.ndarray
     split: dict
+    targets: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_rows(self) -> int:
@@ -235,7 +238,18 @@ def probe_inputs(
         fold_count=fold_count,
         split={"kind": split, "prefix_len": prefix_len if split == "subtree" else None,
                "seed": seed, "shared_prefix_weight": float(shared)},
+        targets=extra_targets(process, beliefs[seqs, ts][order]),
     )
+
+
+def extra_targets(process, beliefs: np.ndarray) -> dict[str, np.ndarray]:
+    """The process's probe targets other than "belief" for rows of beliefs (R, S), float64
+    (hmm probe_targets); empty for a plain process, so it costs nothing there."""
+    targets = getattr(process, "probe_targets", None)
+    if targets is None:
+        return {}
+    return {name: np.asarray(Y, dtype=np.float64) for name, Y in targets(beliefs).items()
+            if name != "belief"}
 
 
 def _sequences(process, length, seed, max_enumerated, n_samples, max_sequences):

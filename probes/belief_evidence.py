@@ -23,7 +23,9 @@ probes whose held-out R² falls more than HELDOUT_GAP below their in-sample R².
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -63,32 +65,99 @@ def bootstrap_units(tokens: np.ndarray, start: int) -> tuple[int, np.ndarray]:
     return j, group.ravel()
 
 
+@dataclass
+class Resampler:
+    """Bootstrap replicates of the held-out rows' weights: units (held-out subtrees of an
+    enumeration, or held-out sequences of a sample) drawn with replacement. flat (n_ho * L,)
+    the held-out (sequence, position)'s index into refs.rows; unit_of (n_ho * L,) its unit;
+    n_rows len(refs.rows); meta the probes.json description {"unit", "units",
+    "unit_prefix_len"}."""
+
+    flat: np.ndarray
+    unit_of: np.ndarray
+    n_units: int
+    n_rows: int
+    meta: dict
+
+    def weights(self, replicates: int, seed: int) -> Iterator[np.ndarray]:
+        """`replicates` (R_ho,) count weights, the same draws for the same seed (so every score
+        shares them)."""
+        rng = np.random.default_rng(seed)
+        for _ in range(replicates):
+            counts = rng.multinomial(self.n_units, np.full(self.n_units, 1.0 / self.n_units))
+            yield np.bincount(self.flat, weights=counts[self.unit_of].astype(float),
+                              minlength=self.n_rows)
+
+
+def resampler(inputs: ProbeInputs, refs: References) -> Resampler:
+    """The bootstrap's units (module doc): sampled inputs resample held-out sequences (drawn
+    independently from the process), enumerated ones held-out subtrees (sequences grouped by
+    their first j tokens, `bootstrap_units`)."""
+    held = np.flatnonzero(~inputs.fit_sequences)
+    if inputs.exact:
+        j, unit = bootstrap_units(inputs.tokens[held], inputs.split.get("prefix_len") or 1)
+        kind = "subtree"
+    else:
+        j, unit, kind = None, np.arange(len(held)), "sequence"
+    lookup = np.full(inputs.n_rows, -1)
+    lookup[refs.rows] = np.arange(len(refs.rows))
+    n_units = int(unit.max()) + 1 if len(unit) else 0
+    return Resampler(flat=lookup[inputs.row_of[held]].ravel(),
+                     unit_of=np.repeat(unit, inputs.tokens.shape[1]), n_units=n_units,
+                     n_rows=len(refs.rows),
+                     meta={"unit": kind, "units": n_units, "unit_prefix_len": j})
+
+
+def score_bands(
+    inputs: ProbeInputs, refs: References, scores: dict[Any, Callable], replicates: int =
+    BOOTSTRAP_REPLICATES, seed: int = 0,
+) -> dict:
+    """95 % percentile intervals of scores {name: f(rows (n,) into refs.rows, weights (n,)) ->
+    float | None} over bootstrap replicates of the held-out units (`resampler`), the same draws
+    for every score: {"replicates", "seed", "unit", "units", "unit_prefix_len", "bands": {name:
+    [lo, hi] | None}}. Bands are None when fewer than two units are held out."""
+    draws = resampler(inputs, refs)
+    out = {"replicates": replicates, "seed": seed, **draws.meta}
+    if draws.n_units < 2:
+        return {**out, "bands": {name: None for name in scores}}
+    samples: dict[Any, list] = {name: [] for name in scores}
+    for w in draws.weights(replicates, seed):
+        rows = np.flatnonzero(w > 0)
+        for name, score in scores.items():
+            samples[name].append(score(rows, w[rows]))
+    return {**out, "bands": {name: band(values) for name, values in samples.items()}}
+
+
+def r2_scorer(truth: np.ndarray, pred: np.ndarray) -> Callable:
+    """A `score_bands` score: held-out R² (coordinate mean) of pred (R_ho, k) against truth."""
+    return lambda rows, w: r2_score(truth[rows], pred[rows], w)
+
+
+def band(values) -> list[float] | None:
+    """[2.5, 97.5] percentiles of the finite values; None when there are none."""
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] \
+        if values else None
+
+
 def bootstrap_intervals(
     inputs: ProbeInputs, refs: References, fits: dict[str, BlockFit], tokens: int,
     replicates: int = BOOTSTRAP_REPLICATES, seed: int = 0,
 ) -> dict:
     """95 % percentile intervals of r2_heldout, r2_beyond_prediction, r2_fine.<k> and the
     fine-structure depth of each fit {probe: BlockFit} over `replicates` resamplings (with
-    replacement) of the held-out subtrees; predictions stay fixed. None when fewer than two
-    subtrees are held out."""
-    held = np.flatnonzero(~inputs.fit_sequences)
-    j, unit = bootstrap_units(inputs.tokens[held], inputs.split.get("prefix_len") or 1)
-    n_units = int(unit.max()) + 1 if len(unit) else 0
-    out = {"tokens": int(tokens), "replicates": replicates, "units": n_units,
-           "unit_prefix_len": j, "seed": seed, "probes": {}}
-    if n_units < 2:
+    replacement) of the held-out units (`resampler`); predictions stay fixed. None when fewer
+    than two units are held out."""
+    draws = resampler(inputs, refs)
+    out = {"tokens": int(tokens), "replicates": replicates, "units": draws.n_units,
+           "unit_prefix_len": draws.meta["unit_prefix_len"], "unit": draws.meta["unit"],
+           "seed": seed, "probes": {}}
+    if draws.n_units < 2:
         out["probes"] = {name: None for name in fits}
         return out
-    lookup = np.full(inputs.n_rows, -1)
-    lookup[refs.rows] = np.arange(len(refs.rows))
-    flat = lookup[inputs.row_of[held]].ravel()
-    unit_of = np.repeat(unit, inputs.tokens.shape[1])
-    rng = np.random.default_rng(seed)
     ks = sorted(refs.deviations)
     samples = {name: [] for name in fits}
-    for _ in range(replicates):
-        counts = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units)).astype(float)
-        w = np.bincount(flat, weights=counts[unit_of], minlength=len(refs.rows))
+    for w in draws.weights(replicates, seed):
         rows = np.flatnonzero(w > 0)
         w, Y = w[rows], refs.beliefs[rows]
         cells = {k: refs.heldout_cells[k][rows] for k in ks}
@@ -104,11 +173,6 @@ def bootstrap_intervals(
 
 
 def _intervals(draws: list[tuple], ks: list[int]) -> dict:
-    def band(values) -> list[float] | None:
-        values = [v for v in values if v is not None and np.isfinite(v)]
-        return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] \
-            if values else None
-
     return {
         "r2_heldout": band(d[0] for d in draws),
         "r2_beyond_prediction": band(d[1] for d in draws),

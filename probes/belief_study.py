@@ -73,7 +73,13 @@ from probes.activations import (
     probe_inputs,
     sample_sequences,
 )
-from probes.belief_evidence import bootstrap_intervals, headline, readability
+from probes.belief_evidence import (
+    bootstrap_intervals,
+    headline,
+    r2_scorer,
+    readability,
+    score_bands,
+)
 from probes.belief_probe import (
     CONSTANT_VARIANCE,
     GRAM_CHUNK,
@@ -100,6 +106,7 @@ LOG_FLOOR = 1e-9  # optimal log-probabilities of impossible symbols are clipped 
 ANIMATION_POINTS = 6000
 KGRAM_MAX = 6  # k = 1..KGRAM_MAX (at most probed length - 1) for tables and r2_fine
 INIT_SEEDS = 3
+NEXT_TOKEN = "next_token"  # the next-token probe's key among a checkpoint's fits
 
 
 @dataclass
@@ -112,7 +119,10 @@ class References:
     {k: (R_ho,) the held-out rows' cells}; deviations {k:
     (R_ho, S) held-out beliefs minus their k-gram cell mean (count weights), None when they are
     <= CONSTANT_VARIANCE x the total variation (every cell holds one belief: r2_fine undefined)};
-    oracle {k: R² (coordinate mean) of the table of held-out cell means on the held-out rows}."""
+    oracle {k: R² (coordinate mean) of the table of held-out cell means on the held-out rows};
+    targets {name: (R_ho, k)} the held-out rows' probe targets beyond the belief
+    (inputs.targets); optimal (R_ho, V) the exact optimal next-token distribution of the held-out
+    rows (None when not given: no excess loss)."""
 
     rows: np.ndarray
     beliefs: np.ndarray
@@ -124,30 +134,59 @@ class References:
     heldout_cells: dict[int, np.ndarray]
     deviations: dict[int, np.ndarray | None]
     oracle: dict[int, float | None]
+    targets: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    optimal: np.ndarray | None = None
 
 
-def references(inputs: ProbeInputs, k_max: int = KGRAM_MAX) -> References:
-    """Held-out targets, weights, position groups, k-gram cells and deviations of `inputs`."""
+def references(
+    inputs: ProbeInputs, k_max: int = KGRAM_MAX, optimal: np.ndarray | None = None
+) -> References:
+    """Held-out targets, weights, position groups, k-gram cells and deviations of `inputs`;
+    optimal (R, V): the exact optimal next-token distribution of every row (for the excess
+    loss)."""
     rows = inputs.heldout_rows
     count = inputs.heldout_count[rows]
     positions = inputs.positions[rows]
     Y = inputs.beliefs[rows]
     sst = count @ (Y - count @ Y / count.sum()) ** 2
-    defined = sst > CONSTANT_VARIANCE * max(sst.max(initial=0.0), np.finfo(float).tiny)
     cells, deviations, oracle = {}, {}, {}
     for k in range(1, min(k_max, inputs.tokens.shape[1] - 1) + 1):
         cells[k] = kgram_cells(inputs, k)
         dev = within_cell_deviations(cells[k][rows], Y, count)
         ssw = count @ dev**2
         deviations[k] = dev if ssw.sum() > CONSTANT_VARIANCE * sst.sum() else None
-        oracle[k] = float(np.mean(1.0 - ssw[defined] / sst[defined])) if defined.any() else None
+        oracle[k] = oracle_r2(cells[k][rows], Y, count)
     return References(
         rows=rows, beliefs=Y, count=count, prob=inputs.heldout_prob[rows],
         by_position=[np.flatnonzero(positions == t) for t in range(inputs.tokens.shape[1])],
         unseen=np.flatnonzero(inputs.fit_count[rows] == 0),
         cells=cells, heldout_cells={k: c[rows] for k, c in cells.items()},
         deviations=deviations, oracle=oracle,
+        targets={name: Y[rows] for name, Y in inputs.targets.items()},
+        optimal=None if optimal is None else np.asarray(optimal, dtype=np.float64)[rows],
     )
+
+
+def oracle_r2(cells: np.ndarray, Y: np.ndarray, weights: np.ndarray) -> float | None:
+    """R² (coordinate mean over non-constant coordinates) of the table of cell means of Y (n, S)
+    on the very rows it is the mean of (cells (n,)); None when every coordinate is constant."""
+    sst = weights @ (Y - weights @ Y / weights.sum()) ** 2
+    defined = sst > CONSTANT_VARIANCE * max(sst.max(initial=0.0), np.finfo(float).tiny)
+    if not defined.any():
+        return None
+    ssw = weights @ within_cell_deviations(cells, Y, weights) ** 2
+    return float(np.mean(1.0 - ssw[defined] / sst[defined]))
+
+
+def excess_loss(optimal: np.ndarray, model: np.ndarray, weights: np.ndarray) -> float:
+    """Weighted mean over rows of KL(optimal || model) in nats (optimal, model (n, V) next-token
+    distributions): the expected excess of the model's loss over the exact optimum at those
+    prefixes (model probabilities floored at LOG_FLOOR)."""
+    p = np.asarray(optimal, dtype=np.float64)
+    q = np.maximum(np.asarray(model, dtype=np.float64), LOG_FLOOR)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - np.log(q)), 0.0).sum(axis=1)
+    return float(weights @ kl / weights.sum())
 
 
 def heldout_scores(pred: np.ndarray, refs: References) -> dict:
@@ -195,7 +234,8 @@ def score_activations(
     acts: Activations, inputs: ProbeInputs, hooks: list[str], seed: int = 0,
     refs: References | None = None, next_token: np.ndarray | None = None,
 ) -> tuple[dict, dict[str, BlockFit]]:
-    """One checkpoint's record {"layers", "next_token"} and each probe's held-out fit.
+    """One checkpoint's record {"layers", "next_token"} and each probe's held-out fit (the
+    next-token probe's under NEXT_TOKEN).
 
     One Gram matrix of all hooks side by side serves every single-hook probe (diagonal blocks).
     next_token (R, V): the distribution the beyond-prediction score is measured against (default:
@@ -210,7 +250,8 @@ def score_activations(
     fits = _probe_blocks([acts.hooks[name] for name in hooks], blocks, inputs, refs, reference)
     layers = {name: fit.record for name, fit in fits.items()}
 
-    next_scores, _ = probe_features(acts.next_token, inputs, refs, reference)
+    next_scores, next_pred = probe_features(acts.next_token, inputs, refs, reference)
+    fits[NEXT_TOKEN] = BlockFit(next_scores, next_pred)
     logit_scores, _ = probe_features(centred_log(acts.next_token), inputs, refs)
     geometry = CONCAT if CONCAT in fits else hooks[-1]
     corr_probe, corr_next = pairwise_distance_correlation(
@@ -223,15 +264,23 @@ def score_activations(
         "distance_corr_next_token": corr_next,
         "distance_probe": geometry,
     }
+    if refs.optimal is not None:
+        next_record["excess_loss"] = excess_loss(refs.optimal, acts.next_token[refs.rows],
+                                                 refs.prob)
     return {"layers": layers, "next_token": next_record}, fits
 
 
-def optimal_logit_r2(process, inputs: ProbeInputs, refs: References) -> dict:
+def optimal_logit_r2(
+    process, inputs: ProbeInputs, refs: References, keep: dict | None = None
+) -> dict:
     """Held-out R² of probes from the exact optimal next-token logits (centred log-probabilities)
-    and from the optimal next-token probabilities (references, not bounds: module doc)."""
+    and from the optimal next-token probabilities (references, not bounds: module doc). keep:
+    receives their held-out predictions under "optimal_logits" and "optimal_probs"."""
     optimal = process.predictive(inputs.beliefs)
-    logits, _ = probe_features(centred_log(optimal), inputs, refs)
-    probs, _ = probe_features(optimal, inputs, refs)
+    logits, logit_pred = probe_features(centred_log(optimal), inputs, refs)
+    probs, prob_pred = probe_features(optimal, inputs, refs)
+    if keep is not None:
+        keep.update(optimal_logits=logit_pred, optimal_probs=prob_pred)
     return {"optimal_logit_r2": logits["r2_heldout"], "optimal_probs_r2": probs["r2_heldout"]}
 
 
@@ -258,22 +307,25 @@ def kgram_baselines(inputs: ProbeInputs, refs: References) -> dict:
 
 def random_init_baselines(
     config: dict, inputs: ProbeInputs, hooks: list[str], refs: References, n_seeds: int,
-    next_token: np.ndarray | None = None,
+    next_token: np.ndarray | None = None, keep: dict | None = None,
 ) -> dict:
     """The run's architecture untrained, `n_seeds` init seeds other than the run's: per hook
     {"r2_mean", "r2_sd" (ddof 1), "n_seeds", "seeds", "r2_weighted_mean", "r2_beyond_prediction"
     and "r2_beyond_prediction_sd" (against `next_token` (R, V), the trained model's distribution;
-    None without it), "r2_fine": {k: mean}}."""
+    None without it), "r2_fine": {k: mean}}. keep {hook: []}: receives each seed's held-out
+    predictions (float32) of those hooks."""
     base = model_config_of_run(config)
     seeds = [base.seed + 1 + i for i in range(n_seeds)]
     records = []
     for seed in seeds:
         model = build_model(dataclasses.replace(base, seed=seed)).eval()
         acts = collect_activations(model, inputs, hooks)
-        record, _ = score_activations(acts, inputs, hooks, refs=refs,
-                                      next_token=next_token if next_token is not None
-                                      else acts.next_token)
+        record, fits = score_activations(acts, inputs, hooks, refs=refs,
+                                         next_token=next_token if next_token is not None
+                                         else acts.next_token)
         records.append(record["layers"])
+        for name, preds in (keep or {}).items():
+            preds.append(fits[name].pred.astype(np.float32))
     out = {}
     for name in records[0]:
         r2 = np.array([r[name]["r2_heldout"] for r in records])
@@ -347,26 +399,28 @@ def probe_run(
         process, length, max_sequences=max_sequences, split=split, prefix_len=prefix_len,
         n_samples=sample_sequences(residual_width(model_config_of_run(config)), length),
     )
-    refs = references(inputs)
+    refs = references(inputs, optimal=process.predictive(inputs.beliefs))
     records, frames, final_fits, hooks, widths, final_next = _probe_checkpoints(
         checkpoints, inputs, refs, hooks, process
     )
+    kept = {"untrained": {h: [] for h in (final_layer_hook(hooks), CONCAT) if h in final_fits}}
     result = {
         "inputs": inputs.summary(),
         "positions": position_record,
         "split": inputs.split,
         "hooks": list(hooks),
         "hook_widths": widths,
-        **optimal_logit_r2(process, inputs, refs),
+        **optimal_logit_r2(process, inputs, refs, keep=kept),
         "baselines": {
             "random_init": (random_init_baselines(config, inputs, hooks, refs, init_seeds,
-                                                  final_next) if init_seeds else {}),
+                                                  final_next, keep=kept["untrained"])
+                            if init_seeds else {}),
             **kgram_baselines(inputs, refs),
         },
     }
     add_run_geometry(result, config, inputs, hooks, init_seeds)  # probes.geometry_study
     result["checkpoints"] = _merged(run / "probes.json", records, result, last)
-    _add_evidence(result, inputs, refs, final_fits, records[-1]["tokens"])
+    _add_evidence(result, inputs, refs, final_fits, records[-1], {**kept, "next": final_next})
     result["figures"] = _write_figures(
         run, result, refs.beliefs, {h: fit.pred for h, fit in final_fits.items()}, frames, process
     )
@@ -375,14 +429,86 @@ def probe_run(
 
 
 def _add_evidence(
-    result: dict, inputs: ProbeInputs, refs: References, fits: dict[str, BlockFit], tokens: int
+    result: dict, inputs: ProbeInputs, refs: References, fits: dict[str, BlockFit],
+    newest: dict, kept: dict,
 ) -> None:
-    """result["bootstrap"] (final layer and concat of the newest checkpoint, probed at `tokens`),
+    """result["bootstrap"] (final layer and concat of the newest checkpoint `newest`),
+    ["intervals"] (every score shown, `score_intervals`; the targets' ci95 go into `newest`),
     ["readability"] and ["headline"] (probes.belief_evidence)."""
+    tokens = newest["tokens"]
     shown = [h for h in (final_layer_hook(result["hooks"]), CONCAT) if h in fits]
     result["bootstrap"] = bootstrap_intervals(inputs, refs, {h: fits[h] for h in shown}, tokens)
+    result["intervals"] = score_intervals(inputs, refs, fits, kept, newest)
     result["readability"] = readability(result)
     result["headline"] = headline(result)
+
+
+def score_intervals(
+    inputs: ProbeInputs, refs: References, fits: dict[str, BlockFit], kept: dict, newest: dict
+) -> dict:
+    """probes.json "intervals": 95 % bootstrap intervals (belief_evidence.score_bands: held-out
+    sequences of a sample, held-out subtrees of an enumeration) of the newest checkpoint's
+    held-out R² per probe and of its next-token probe, the optimal-prediction probes, every
+    k-gram table (fitted and oracle), the untrained baseline's seed mean (final layer and
+    concat) and the excess loss; each target's ci95 is written into `newest`'s records."""
+    out = score_bands(inputs, refs, _interval_scorers(inputs, refs, fits, kept))
+    bands = out.pop("bands")
+
+    def record_of(hook: str) -> dict:
+        return newest["next_token"] if hook == NEXT_TOKEN else newest["layers"][hook]
+
+    for (group, key), value in bands.items():
+        if group == "targets":
+            hook, name = key.split("|")
+            record_of(hook)["targets"][name]["ci95"] = value
+        elif key is None:
+            out[group] = value
+        else:
+            out.setdefault(group, {})[key] = value
+    for h, fit in fits.items():  # the belief target's interval is the probe's own
+        if fit.targets:
+            own = out["next_token"] if h == NEXT_TOKEN else out["layers"][h]
+            record_of(h)["targets"]["belief"]["ci95"] = own
+    return {"tokens": newest["tokens"], **out}
+
+
+def _interval_scorers(
+    inputs: ProbeInputs, refs: References, fits: dict[str, BlockFit], kept: dict
+) -> dict[tuple, object]:
+    """{(group, key or None): score_bands scorer} for every score score_intervals bands."""
+    scores = {("layers", h): r2_scorer(refs.beliefs, fit.pred) for h, fit in fits.items()
+              if h != NEXT_TOKEN}
+    scores["next_token", None] = r2_scorer(refs.beliefs, fits[NEXT_TOKEN].pred)
+    for name in ("optimal_probs", "optimal_logits"):
+        scores[name, None] = r2_scorer(refs.beliefs, kept[name])
+    for k, cells in refs.cells.items():
+        fitted = lookup_predictions(cells[inputs.fit_rows], inputs.beliefs[inputs.fit_rows],
+                                    inputs.fit_count[inputs.fit_rows], cells[refs.rows])
+        scores["kgram", str(k)] = r2_scorer(refs.beliefs, fitted)
+        scores["kgram_oracle", str(k)] = _oracle_scorer(refs.heldout_cells[k], refs.beliefs)
+    for h, preds in kept["untrained"].items():
+        if preds:
+            scores["random_init", h] = _mean_scorer([r2_scorer(refs.beliefs, p) for p in preds])
+    if refs.optimal is not None and kept.get("next") is not None:
+        scores["excess_loss", None] = _excess_scorer(refs, kept["next"][refs.rows])
+    for h, fit in fits.items():
+        for name, pred in fit.targets.items():
+            scores["targets", f"{h}|{name}"] = r2_scorer(refs.targets[name], pred)
+    return scores
+
+
+def _oracle_scorer(cells: np.ndarray, Y: np.ndarray):
+    return lambda rows, w: oracle_r2(cells[rows], Y[rows], w)
+
+
+def _mean_scorer(scorers: list):
+    return lambda rows, w: float(np.mean([f(rows, w) for f in scorers]))
+
+
+def _excess_scorer(refs: References, model: np.ndarray):
+    """Excess loss under resampled count weights, probability-weighted as the score itself."""
+    per_count = refs.prob / refs.count
+    return lambda rows, w: excess_loss(refs.optimal[rows], model[rows], w * per_count[rows])
 
 
 def _probe_checkpoints(checkpoints, inputs: ProbeInputs, refs: References, hooks, process):
@@ -413,12 +539,14 @@ def _probe_checkpoints(checkpoints, inputs: ProbeInputs, refs: References, hooks
 class BlockFit:
     """One probe's held-out outcome: record (its probes.json entry), pred (R_ho, S) held-out
     predictions, remainder and remainder_pred (R_ho, S) the belief beyond the next-token
-    distribution and the probe's prediction of it (None without a next-token reference)."""
+    distribution and the probe's prediction of it (None without a next-token reference); targets
+    {name: (R_ho, k)} held-out predictions of the process's other targets (target_fits)."""
 
     record: dict
     pred: np.ndarray
     remainder: np.ndarray | None = None
     remainder_pred: np.ndarray | None = None
+    targets: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def _probe_blocks(
@@ -437,6 +565,11 @@ def _probe_blocks(
         beyond = slice(width, width + next_token.shape[1])
         features = [*features, next_token]
         targets.append(remainder_beyond(next_token, inputs.beliefs, inputs.fit_count))
+    extras, start = {}, sum(t.shape[1] for t in targets)
+    for name, values in inputs.targets.items():  # the process's other targets (none: plain HMM)
+        extras[name] = slice(start, start + values.shape[1])
+        targets.append(values)
+        start += values.shape[1]
     Y = np.concatenate(targets, axis=1)
     folds = []
     for weights in inputs.fold_count:  # one Gram per fold; together they are the fit half's
@@ -446,9 +579,42 @@ def _probe_blocks(
         del X_fold
     shared = merge_moments(folds)
     X_heldout = np.concatenate([f[refs.rows] for f in features], axis=1)  # float32, as captured
-    remainder = Y[refs.rows, 2 * refs.beliefs.shape[1]:] if beyond is not None else None
-    return {name: hook_record(shared, folds, X_heldout, cols, refs, beyond, remainder)
+    S = refs.beliefs.shape[1]
+    remainder = Y[refs.rows, 2 * S : 3 * S] if beyond is not None else None
+    fits = {name: hook_record(shared, folds, X_heldout, cols, refs, beyond, remainder)
             for name, cols in blocks.items()}
+    for name, cols in blocks.items() if extras else ():
+        target_fits(fits[name], shared, folds, X_heldout, cols, refs, extras)
+    return fits
+
+
+def target_fits(
+    fit: BlockFit, shared: Moments, folds: list[Moments], X_heldout: np.ndarray, cols: slice,
+    refs: References, extras: dict[str, slice],
+) -> None:
+    """The probe on X[:, cols] fitted to each of the process's other targets (their columns
+    `extras` in the moments; ridge by cross-validation per target), scored held out: adds
+    record["targets"] {name: {"r2_heldout", "ci95": None}} ("belief" the probe's own score;
+    ci95 is filled for the newest checkpoint by _add_evidence) and fit.targets (held-out
+    predictions)."""
+    coefs, intercepts = [], []
+    for target in extras.values():
+        m = shared.select(cols, target)
+        ridge = cv_ridge([f.select(cols, target) for f in folds], slice(None))
+        probe = BeliefProbe(ridge * gram_scale(m)).fit_moments(m)
+        coefs.append(probe.coef_)
+        intercepts.append(probe.intercept_)
+    predicted = _predict(X_heldout, [cols], np.concatenate(coefs, 1), np.concatenate(intercepts))
+    fit.record["targets"] = {"belief": {"r2_heldout": fit.record["r2_heldout"], "ci95": None}}
+    start = 0
+    for name, target in extras.items():
+        width = target.stop - target.start
+        fit.targets[name] = predicted[:, start : start + width]
+        start += width
+        fit.record["targets"][name] = {
+            "r2_heldout": r2_score(refs.targets[name], fit.targets[name], refs.count),
+            "ci95": None,
+        }
 
 
 def hook_record(
@@ -459,7 +625,8 @@ def hook_record(
     cross-validation over `folds`), predict the held-out rows X_heldout[:, cols], score.
 
     Targets in the moments: [beliefs, shuffled beliefs] (S each), then the remainder beyond the
-    next-token distribution, whose feature columns are `beyond`; remainder (R_ho, S) held out."""
+    next-token distribution, whose feature columns are `beyond`; remainder (R_ho, S) held out;
+    then the process's other targets (target_fits)."""
     S = refs.beliefs.shape[1]
     beliefs, both = slice(0, S), slice(0, 2 * S)
     m = shared.select(cols, both)  # probe and control in one solve, same ridge
