@@ -71,6 +71,15 @@ class Baselines(Record):
 
 
 @record
+class TargetScore(Record):
+    """One probe target's held-out R² (belief_study.target_fits) and its 95 % bootstrap interval
+    (newest checkpoint only; None elsewhere)."""
+
+    r2_heldout: float | None = None
+    ci95: list[float] | None = None
+
+
+@record
 class ProbeScores(Record):
     """One probe's scores (docs/probes.md defines each)."""
 
@@ -88,6 +97,8 @@ class ProbeScores(Record):
     ridge_beyond_prediction: float | None = None
     r2_fine: dict[str, float | None] = keyed("<k>")  # within-cell deviations, cells of k tokens
     fine_corr: dict[str, float | None] = keyed("<k>")
+    # per probe target ("belief" and the process's others); only mixtures and products
+    targets: dict[str, TargetScore] = keyed("<key>", only="optional")
 
 
 @record
@@ -118,6 +129,7 @@ class NextTokenScores(ProbeScores):
     distance_corr_probe: float | None = None
     distance_corr_next_token: float | None = None
     distance_probe: str | None = None
+    excess_loss: float | None = None  # held-out mean KL(optimal || model), nats per token
 
 
 @record
@@ -192,10 +204,35 @@ class BootstrapIntervals(Record):
 class Bootstrap(Record):
     tokens: int | None = None
     replicates: int | None = None
+    unit: str | None = None  # "subtree" (enumerated inputs) | "sequence" (sampled)
     units: int | None = None
-    unit_prefix_len: int | None = None
+    unit_prefix_len: int | None = None  # None for sequences
     seed: int | None = None
     probes: dict[str, BootstrapIntervals | None] = keyed("<hook>")
+
+
+Band = list[float] | None  # a 95 % interval [low, high]
+
+
+@record
+class ScoreIntervals(Record):
+    """95 % bootstrap intervals of every score shown, newest checkpoint (score_intervals):
+    resampled held-out sequences (sampled inputs) or held-out subtrees (enumerated)."""
+
+    tokens: int | None = None
+    replicates: int | None = None
+    seed: int | None = None
+    unit: str | None = None  # "subtree" | "sequence"
+    units: int | None = None
+    unit_prefix_len: int | None = None
+    layers: dict[str, Band] = keyed("<hook>")  # r2_heldout
+    next_token: Band = None
+    optimal_probs: Band = None
+    optimal_logits: Band = None
+    kgram: dict[str, Band] = keyed("<k>")
+    kgram_oracle: dict[str, Band] = keyed("<k>")
+    random_init: dict[str, Band] = keyed("<hook>")  # the seed mean; final layer and concat
+    excess_loss: Band = None
 
 
 @record
@@ -235,6 +272,7 @@ class ProbesFile(Record):
     baselines: Baselines | None = None
     checkpoints: list[ProbeCheckpoint] | None = None
     bootstrap: Bootstrap | None = None
+    intervals: ScoreIntervals | None = None
     readability: Readability | None = None
     headline: Headline | None = None
     belief_geometry: BeliefGeometry | None = None

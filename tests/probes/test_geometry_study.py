@@ -55,3 +55,28 @@ def test_figures_include_the_dimension_plot_and_the_3d_view(probed):
     assert probes["figures"]["dimension"] == "figures/probe_dimension.png"
     view = (run / probes["figures"]["view_3d"]).read_text()
     assert "<script src=" not in view and "scatter3d" in view
+
+
+def test_every_hook_scores_each_target_and_the_file_reads_typed(probed):
+    """A product's probes.json: per hook `targets.{belief,factors}` with intervals at the newest
+    checkpoint, and `intervals` for every shown score, all through read_probes."""
+    from probes.run_files import read_probes
+
+    run, probes = probed
+    typed = read_probes(run)
+    newest, first = typed.checkpoints[-1], typed.checkpoints[0]
+    assert list(newest.layers) == probes["hooks"] == ["blocks.0.hook_hidden"]  # one hook
+    for hook in newest.layers:
+        targets = newest.layers[hook].targets
+        assert set(targets) == {"belief", "factors"}
+        assert targets["belief"].r2_heldout == newest.layers[hook].r2_heldout
+        low, high = targets["factors"].ci95
+        assert low <= targets["factors"].r2_heldout <= high
+        assert first.layers[hook].targets["factors"].ci95 is None
+    intervals = typed.intervals
+    assert intervals.unit == "subtree" and intervals.units >= 2  # 4**4 sequences: enumerated
+    assert set(intervals.layers) == set(probes["hooks"])
+    assert intervals.next_token and intervals.optimal_probs and intervals.excess_loss
+    assert set(intervals.kgram) == set(probes["baselines"]["kgram"])
+    assert set(intervals.random_init) == {"blocks.0.hook_hidden"}
+    assert newest.next_token.excess_loss >= 0
