@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 
 from experiments.page import num, table, value
-from models.architectures import CONCAT, hook_label
+from models.architectures import CONCAT, final_layer_hook, hook_label
 from probes.run_files import ProbesFile
 
 
@@ -21,8 +21,49 @@ def probe_warnings(warnings: list[str]) -> str:
 
 
 def evidence_section(probes: ProbesFile) -> list[str]:
-    """What the layers add to the next-token prediction, then the fine structure."""
-    return _beyond_table(probes) + _fine_table(probes)
+    """What the layers add to the next-token prediction, the process's other probe targets, then
+    the fine structure."""
+    return _beyond_table(probes) + targets_table(probes) + _fine_table(probes)
+
+
+def targets_table(probes: ProbesFile) -> list[str]:
+    """Held-out R² per probe target (mixtures: component; products: factors) of the final layer
+    and of all layers side by side, newest checkpoint, with 95 % intervals; none for a plain
+    process."""
+    if not probes.checkpoints or not probes.hooks:
+        return []
+    layers = probes.checkpoints[-1].layers
+    final = final_layer_hook(probes.hooks)
+    shown = [h for h in (final, CONCAT) if h in layers and layers[h].targets]
+    if not shown:
+        return []
+    names = list(layers[shown[0]].targets)
+    rows = [[html.escape(name)] + [
+        num(layers[h].targets[name].r2_heldout) + _band(layers[h].targets[name].ci95)
+        if name in layers[h].targets else "—" for h in shown] for name in names]
+    return ["<h3>Probe targets</h3><p>Held-out R² of the same probe fitted to each quantity the "
+            "process defines: the belief, and a mixture's posterior over its components or a "
+            "product's factor beliefs side by side. Brackets: 95 % bootstrap intervals "
+            f"({_unit(probes)}).</p>",
+            table(["target"] + [_probe_name(h) for h in shown], rows)]
+
+
+def _unit(probes: ProbesFile) -> str:
+    """What the bootstrap resamples, in words."""
+    iv = probes.intervals
+    if not iv or not iv.unit:
+        return "over held-out subtrees"
+    what = "held-out sequences" if iv.unit == "sequence" else "held-out subtrees"
+    return f"{iv.replicates} resamplings of {iv.units:,} {what}"
+
+
+def _iv(group: str, key: str | None = None) -> object:
+    """A reader of probes.intervals' band for (group, key)."""
+    def read(probes: ProbesFile) -> list[float] | None:
+        iv = probes.intervals
+        value = getattr(iv, group, None) if iv else None
+        return value.get(key) if key is not None and isinstance(value, dict) else value
+    return read
 
 
 def kgram_table(probes: ProbesFile) -> list[str]:
@@ -36,14 +77,18 @@ def kgram_table(probes: ProbesFile) -> list[str]:
     for k in sorted(set(b.kgram) | set(b.kgram_oracle), key=int):
         ratio = ratios.get(k)
         rows.append([f"table of the last {k} token{'s' if k != '1' else ''}",
-                     value(b.kgram_features.get(k)), num(b.kgram.get(k)),
-                     num(b.kgram_weighted.get(k)), num(b.kgram_oracle.get(k)),
+                     value(b.kgram_features.get(k)),
+                     num(b.kgram.get(k)) + _band(_iv("kgram", k)(probes)),
+                     num(b.kgram_weighted.get(k)),
+                     num(b.kgram_oracle.get(k)) + _band(_iv("kgram_oracle", k)(probes)),
                      num(ratio.error_ratio_fitted if ratio else None, 2),
                      num(ratio.error_ratio_oracle if ratio else None, 2)])
-    for r2, label in ((probes.optimal_logit_r2, "exact optimal next-token logits"),
-                      (probes.optimal_probs_r2, "exact optimal next-token probabilities")):
+    for r2, label, key in ((probes.optimal_logit_r2, "exact optimal next-token logits",
+                            "optimal_logits"),
+                           (probes.optimal_probs_r2, "exact optimal next-token probabilities",
+                            "optimal_probs")):
         if r2 is not None:
-            rows.append([label, "—", num(r2), "—", "—", "—", "—"])
+            rows.append([label, "—", num(r2) + _band(_iv(key)(probes)), "—", "—", "—", "—"])
     if not rows:
         return []
     layer = hook_label(h.hook) if h and h.hook else "the final layer"
@@ -54,7 +99,7 @@ def kgram_table(probes: ProbesFile) -> list[str]:
         "them (fit on the scored rows: the best any such table can do). Error ratio = (1 − table "
         f"R²) / (1 − R² of {html.escape(layer)}): above 1 the layer leaves less unexplained. The "
         "optimal-prediction rows are the probe fitted to the exact optimal next-token "
-        "distribution.</p>",
+        f"distribution. Brackets: 95 % bootstrap intervals ({_unit(probes)}).</p>",
         table(["baseline (no trained network)", "cells", "fitted R²",
                "fitted R² (prob.-weighted)", "oracle R²", f"error ratio (fitted) vs {layer}",
                f"error ratio (oracle) vs {layer}"], rows),
@@ -69,15 +114,18 @@ def _beyond_table(probes: ProbesFile) -> list[str]:
     rows = []
     for hook, v in final.layers.items():
         base = untrained.get(hook)
-        rows.append([_probe_name(hook), num(v.r2_heldout), num(v.r2_heldout_unseen),
+        rows.append([_probe_name(hook), num(v.r2_heldout) + _band(_iv("layers", hook)(probes)),
+                     num(v.r2_heldout_unseen),
                      num(v.r2_beyond_prediction, 3),
                      _mean_sd(base.r2_beyond_prediction, base.r2_beyond_prediction_sd)
                      if base else "—"])
     nt = final.next_token
     if nt:
-        rows.append(["the model's next-token distribution", num(nt.r2_heldout),
+        rows.append(["the model's next-token distribution",
+                     num(nt.r2_heldout) + _band(_iv("next_token")(probes)),
                      num(nt.r2_heldout_unseen), num(nt.r2_beyond_prediction, 3), "—"])
-    rows.append(["the exact optimal next-token probabilities", num(probes.optimal_probs_r2),
+    rows.append(["the exact optimal next-token probabilities",
+                 num(probes.optimal_probs_r2) + _band(_iv("optimal_probs")(probes)),
                  "—", "—", "—"])
     return [
         "<h3>What the layers add to the next-token prediction</h3><p>Beyond the next token: "
@@ -85,7 +133,7 @@ def _beyond_table(probes: ProbesFile) -> list[str]:
         "the belief that the model's next-token distribution does not linearly explain (0: "
         "nothing beyond the prediction; 1: all of it), beside untrained networks on the same "
         "remainder. Unseen prefixes: held-out rows that no fit sequence shares (position 0 is "
-        "shared by every split).</p>",
+        f"shared by every split). Brackets: 95 % bootstrap intervals ({_unit(probes)}).</p>",
         table(["probe input", "held-out R²", "held-out R², unseen prefixes",
                "beyond the next token", "untrained, beyond (mean ± sd)"], rows),
     ]

@@ -137,7 +137,9 @@ def _probe_table(probes: ProbesFile) -> str:
         base, base_text = untrained.get(hook), "—"
         if base and base.r2_mean is not None:
             sd = f" ± {base.r2_sd:.4f}" if base.r2_sd is not None else ""
-            base_text = f"{num(base.r2_mean)}{sd} (n={base.n_seeds or '?'})"
+            band = (probes.intervals.random_init.get(hook) if probes.intervals else None)
+            ci = f" [{band[0]:.4f}, {band[1]:.4f}]" if band else ""
+            base_text = f"{num(base.r2_mean)}{sd}{ci} (n={base.n_seeds or '?'})"
         label = "all layers side by side" if hook == CONCAT else hook_label(hook)
         rows.append([label, *_scores(v, base_text)])
     if final.next_token:
@@ -199,6 +201,14 @@ def _loss(run: Path, summary: RunSummary, has_figure: bool) -> list[str]:
         parts.append(f"<p>Loss: optimal {loss.optimal:.5f} nats/token, excess "
                      f"{loss.batch_excess:.5f} (mean of the last {loss.batch_window} logged "
                      "batches; no exact evaluation).</p>")
+    probed = summary.probes_file
+    nt = probed.checkpoints[-1].next_token if probed and probed.checkpoints else None
+    if nt and nt.excess_loss is not None:
+        band = probed.intervals.excess_loss if probed.intervals else None
+        ci = f" (95 % interval {band[0]:.5f}–{band[1]:.5f})" if band else ""
+        parts.append(f"<p>On the probes' held-out prefixes (probed positions) the newest "
+                     f"checkpoint is {nt.excess_loss:.5f} nats/token above the exact optimum{ci}: "
+                     "the mean KL from the optimal next-token distribution.</p>")
     parts.append(embed_image(run / "figures" / "loss.png", "Excess loss over training"))
     return parts
 

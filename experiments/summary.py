@@ -82,6 +82,8 @@ class ProbeSummary:
     r2_beyond_prediction: float | None = None  # the final layer's, and its untrained null's
     beyond_untrained: float | None = None
     headline: Headline | None = None  # probes.json's (case, tables, warnings)
+    # the final layer's held-out R² per probe target (mixtures, products; empty otherwise)
+    targets: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def case(self) -> str | None:
@@ -408,6 +410,7 @@ def _probes(probes: ProbesFile | None) -> ProbeSummary | None:
         r2_beyond_prediction=final.layers[head].r2_beyond_prediction,
         beyond_untrained=untrained.r2_beyond_prediction if untrained else None,
         headline=headline,
+        targets={name: t.r2_heldout for name, t in final.layers[head].targets.items()},
     )
 
 
