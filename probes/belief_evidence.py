@@ -14,7 +14,9 @@ network, every table of the last k tokens, fitted and oracle, no feature-count m
 states the smallest k whose oracle beats it.
 `bootstrap_intervals` resamples held-out subtrees (the held-out sequences grouped by their first
 j tokens, j the smallest >= the split prefix giving BOOTSTRAP_UNITS groups) with the probes fixed:
-the intervals say how much a score depends on which unseen branches were drawn. The
+the intervals say how much a score depends on which unseen branches were drawn. Sampled inputs
+resample held-out sequences instead (`resampler`); `score_bands` bands any score on the same
+draws (belief_study.score_intervals: every score the report shows). The
 fine-structure depth (the leading k with r2_fine >= FINE_THRESHOLD) is reported only when every
 replicate's 95 % interval agrees on it.
 `readability` flags probes fit on fewer than ROWS_PER_FEATURE distinct prefixes per feature and
