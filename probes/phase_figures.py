@@ -101,7 +101,8 @@ def _caption(kind: str, phases: dict) -> str:
     if kind == "recurrent":
         lines += [
             "J_t = d s_t / d s_(t-1): the recurrent Jacobian of the stacked recurrent state s (h, "
-            "or (h, c) for an LSTM; the map iterated token after token); radius = largest |eigenvalue|: median over the "
+            "or (h, c) for an LSTM; the map iterated token after token); radius = largest "
+            "|eigenvalue|: median over the "
             "probe batch with its 10-90 % band, and the mean the seed rule reads. The belief "
             "update b' = bT[x]/(bT[x]1) has its own radius and exponents (purple), exact from "
             "the HMM.",
