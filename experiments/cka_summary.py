@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hmm.errors import InvalidInput
-from hmm.files import read_json
+from models.run_files import read_config
 
 MAX_RUNS = 24  # pairs grow as n^2 (each ~1 s): larger groups are listed as skipped
 
@@ -30,7 +30,7 @@ def sweep_cka(out: Path, names: list[str]) -> list[dict]:
 
     groups: dict[str, list[str]] = {}
     for name in names:
-        spec = read_json(out / name / "config.json")["process"]
+        spec = read_config(out / name).process.to_json()
         groups.setdefault(json.dumps(spec, sort_keys=True), []).append(name)
     entries = []
     for key, members in groups.items():

@@ -17,13 +17,13 @@ import numpy as np
 from hmm import BUILTINS, GHMM, Mixture, Product, load_process
 from hmm.builtins import describe_params
 from hmm.figure_style import new_figure, png_bytes
-from hmm.files import read_json, writable_dir, write_atomic, write_json
+from hmm.files import read_json, writable_dir, write_atomic
 from hmm.fractal import box_counting_dimension
 from hmm.memory import check_fits
 from hmm.msp import BELIEF_DECIMALS, merge_beliefs
 from hmm.plots import plot_states, state_chart
 from hmm.progress import progress
-from hmm.records import Record, record
+from hmm.records import Record, record, write_record
 from models.run_files import ProcessSpec
 
 MAX_DEFAULT_NODES = 300_000
@@ -185,7 +185,7 @@ def render_fractal(process: str | Path | dict, depth: int | None = None, points:
     next(stages)
     fig = _figure(p, distinct.beliefs, chaos, depth, summary, int(points))
     write_atomic(out / "fractal.png", png_bytes(fig, dpi=150))
-    write_json(out / "fractal.json", summary)
+    write_record(out / "fractal.json", FractalFile, summary)
     for _ in stages:  # the closing progress line
         pass
     return summary

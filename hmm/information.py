@@ -151,12 +151,11 @@ def statistical_complexity(
     2018). Otherwise reports that the MSP does not close at that depth (Mess3 never does).
     """
     pi = process.stationary if process.stationary is not None else process.initial
-    S = process.n_states
-    known = np.round(pi, decimals).reshape(1, S) + 0.0
-    reps = [pi.reshape(1, S)]
+    known = np.round(pi, decimals).reshape(1, -1) + 0.0
+    reps = [pi.reshape(1, -1)]
     edges: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (from, to, prob)
     frontier_idx = np.array([0])
-    frontier = pi.reshape(1, S)
+    frontier = pi.reshape(1, -1)
     for level_no in range(depth + 1):
         if len(frontier) == 0:
             break
@@ -165,44 +164,60 @@ def statistical_complexity(
                 False, None, None, None, None, level_no,
                 f"{process.name}: the mixed-state presentation is not finite at depth {level_no}: "
                 f"{len(known):,} distinct beliefs so far and {len(frontier):,} new ones at the "
-                "last "
-                "depth; statistical complexity is not available from a finite MSP",
+                "last depth; statistical complexity is not available from a finite MSP",
             )
-        joint = process.joint(frontier)  # (n, V, S)
-        cond = process.mass(joint)
-        parents, symbols = np.nonzero(cond > process.zero_mass)
-        children = joint[parents, symbols] / cond[parents, symbols][:, None]
-        keys = np.round(children, decimals) + 0.0
-        all_keys = np.concatenate([known, keys])
-        _, first, inverse = np.unique(all_keys, axis=0, return_index=True, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        # map each unique key to an existing state index, or create a new one
-        n_known = len(known)
-        owner = np.full(len(first), -1, dtype=np.int64)
-        is_old = first < n_known
-        owner[is_old] = first[is_old]  # known rows are distinct and come first
-        new_keys = np.flatnonzero(~is_old)
-        owner[new_keys] = n_known + np.arange(len(new_keys))
-        child_state = owner[inverse[n_known:]]
-        edges.append((frontier_idx[parents], child_state, cond[parents, symbols]))
-        new_rows = first[new_keys] - n_known
-        known = np.concatenate([known, keys[new_rows]])
-        reps.append(children[new_rows])
-        frontier = children[new_rows]
-        frontier_idx = owner[new_keys]
-    K = len(known)
+        edge, frontier, frontier_idx = _msp_level(process, known, frontier, frontier_idx, decimals)
+        edges.append(edge)
+        known = np.concatenate([known, np.round(frontier, decimals) + 0.0])
+        reps.append(frontier)
+    return _finite_causal_states(process, edges, np.concatenate(reps), level_no)
+
+
+def _msp_level(
+    process: GHMM, known: np.ndarray, frontier: np.ndarray, frontier_idx: np.ndarray, decimals: int
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
+    """One breadth-first level of the mixed-state tree, deduplicated against the `known` rounded
+    beliefs (K, S): the edges (from, to, prob) out of `frontier` (n, S), and the beliefs not seen
+    before (m, S) with their new state indices (m,), numbered after the known ones."""
+    joint = process.joint(frontier)  # (n, V, S)
+    cond = process.mass(joint)
+    parents, symbols = np.nonzero(cond > process.zero_mass)
+    children = joint[parents, symbols] / cond[parents, symbols][:, None]
+    keys = np.round(children, decimals) + 0.0
+    n_known = len(known)
+    _, first, inverse = np.unique(
+        np.concatenate([known, keys]), axis=0, return_index=True, return_inverse=True
+    )
+    inverse = inverse.reshape(-1)
+    # each unique key to a known state (known rows are distinct and come first) or a new one
+    owner = np.full(len(first), -1, dtype=np.int64)
+    is_old = first < n_known
+    owner[is_old] = first[is_old]
+    new_keys = np.flatnonzero(~is_old)
+    owner[new_keys] = n_known + np.arange(len(new_keys))
+    edge = (frontier_idx[parents], owner[inverse[n_known:]], cond[parents, symbols])
+    return edge, children[first[new_keys] - n_known], owner[new_keys]
+
+
+def _finite_causal_states(
+    process: GHMM,
+    edges: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    beliefs: np.ndarray,
+    level_no: int,
+) -> CausalStates:
+    """C_mu of a closed MSP: the entropy of the stationary distribution of its mixed-state chain,
+    whose recurrent states (K beliefs in `beliefs` (K, S), numbered as in `edges`) are causal."""
+    K = len(beliefs)
     M = np.zeros((K, K))
     for src, dst, prob in edges:
         np.add.at(M, (src, dst), prob)
     stationary = _chain_stationary(M)
-    beliefs = np.concatenate(reps)
     recurrent = stationary > 1e-12
     value = float(entropy(stationary[recurrent]))
     return CausalStates(
         True, value, beliefs[recurrent], stationary[recurrent], int((~recurrent).sum()), level_no,
         f"{process.name}: finite mixed-state presentation with {int(recurrent.sum())} causal "
-        "states "
-        f"and {int((~recurrent).sum())} transient mixed states; C_mu = {value:.6f} nats",
+        f"states and {int((~recurrent).sum())} transient mixed states; C_mu = {value:.6f} nats",
     )
 
 

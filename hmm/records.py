@@ -11,15 +11,20 @@ the file type's `migrate`, the one place that knows old formats); keys the type 
 are kept in `undeclared`, so a file written by a newer version still loads. `record_keys` lists
 every key path a type declares in docs/run-files.md's notation, which tests/experiments/
 test_docs.py compares with the documentation and with what a real run writes. A new key is one
-field.
+field. Writers go through `write_record`, which refuses a key the type does not declare, so a file
+cannot grow a key the types and docs/run-files.md do not know.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
+from pathlib import Path
 from typing import Any, TypeVar, Union
+
+from hmm.files import write_json
 
 R = TypeVar("R", bound="Record")
 
@@ -55,6 +60,62 @@ class Record:
                if f.name != "undeclared"
                and (f.name in given if given is not None else getattr(self, f.name) is not None)}
         return {**out, **self.undeclared}
+
+
+class UndeclaredKeys(ValueError):
+    """A writer put keys in a run file that its record type does not declare (a bug, not input)."""
+
+
+def checked(cls: type[Record], data: dict) -> dict:
+    """`data` itself when every key in it, at any depth, is declared by `cls`; else UndeclaredKeys
+    naming each (as docs/run-files.md writes them). No migration: a writer writes the current
+    format."""
+    found = undeclared_keys(cls, data)
+    if found:
+        raise UndeclaredKeys(
+            f"keys not declared in {cls.__name__}: {', '.join(found)}; declare each as a field "
+            "of its record type and a line in docs/run-files.md"
+        )
+    return data
+
+
+def write_record(path: str | Path, cls: type[Record], data: dict) -> Path:
+    """Write the JSON object `data` to `path` (atomically) once `checked` against `cls`."""
+    return write_json(path, checked(cls, data))
+
+
+def undeclared_keys(cls: type[Record], data: Any, prefix: str = "") -> list[str]:
+    """Key paths of the JSON object `data` that `cls` does not declare, sorted: `a.b`, `a[].b`,
+    `a.<name>.b` with the run's own name."""
+    if not isinstance(data, dict):
+        return []
+    hints = _hints(cls)
+    found: set[str] = set()
+    for key, value in data.items():
+        if key not in hints:
+            found.add(f"{prefix}{key}")
+        else:
+            found.update(_undeclared_in(hints[key], value, f"{prefix}{key}"))
+    return sorted(found)
+
+
+def _undeclared_in(tp: Any, value: Any, path: str) -> list[str]:
+    tp = _strip_optional(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if _is_record(tp):
+        return undeclared_keys(tp, value, f"{path}.")
+    if origin is list and args and isinstance(value, list):
+        return [p for v in value for p in _undeclared_in(args[0], v, f"{path}[]")]
+    if origin is dict and len(args) == 2 and isinstance(value, dict):
+        return [p for k, v in value.items() for p in _undeclared_in(args[1], v, f"{path}.{k}")]
+    return []
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The declared fields of a record type and their types (`undeclared` is not a key)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "undeclared"}
 
 
 def record(cls: type[R]) -> type[R]:

@@ -37,8 +37,8 @@ from torch import nn
 
 from hmm import HMM, load_process
 from hmm.errors import InvalidInput
-from hmm.files import write_json
 from hmm.msp import enumerable
+from hmm.records import checked, write_record
 from models.architectures import (
     ModelConfig,
     arch_of,
@@ -59,7 +59,7 @@ from models.data import TrainingData, describe_stream
 from models.loss import ExactEvaluator, next_token_losses
 from models.progress import Progress, RunClock
 from models.recipes import TrainConfig, build_optimizer, check_fits, resolve_run
-from models.run_files import trim_metrics
+from models.run_files import MetricsLine, RunConfig, trim_metrics
 from models.schedules import checkpoint_steps, lr_multiplier
 from models.sign_flips import SignFlips
 
@@ -161,7 +161,8 @@ def train(
     threads = cpu_threads() if device.type == "cpu" else None
     with torch_threads(threads), torch.random.fork_rng(devices=rng_devices):
         if not resume:
-            write_json(out / "config.json", {**config, "environment": _environment(device)})
+            write_record(out / "config.json", RunConfig,
+                         {**config, "environment": _environment(device)})
         trim_metrics(out, keep_through=-1 if state is None else state["step"])
         loop = _Loop(process, model_config, train_config, config, out, device, state)
         loop.run(progress, on_step)
@@ -260,7 +261,7 @@ class _Loop:
         if checkpoint:
             record.update(self.flips.summary())
         record.update(self.clock.fields())
-        self.metrics.write(json.dumps(record) + "\n")
+        self.metrics.write(json.dumps(checked(MetricsLine, record)) + "\n")
         self.metrics.flush()
         shown.show(step, record)
         if checkpoint:

@@ -195,51 +195,56 @@ def probe_inputs(
     of that many enumerated sequences (weights stay their exact probabilities), a cheaper,
     documented approximation; None keeps all.
     """
+    _check_probe_args(length, max_sequences, split)
+    tokens, probs, total = _sequences(process, length, seed, max_enumerated, n_samples,
+                                      max_sequences)
+    if split == "random":
+        fit = split_sequences(len(tokens), seed)
+    else:
+        fit = split_subtrees(tokens, prefix_len, seed)
+    beliefs = np.asarray(process.beliefs(tokens), dtype=np.float64)
+    row_of, stored = _prefix_rows(tokens, process.n_symbols, total is not None)
+    seqs, ts = np.nonzero(stored)
+    rows = row_of[seqs, ts]
+    order = np.argsort(rows)
+    ancestors = np.empty((int(row_of.max()) + 1, tokens.shape[1]), dtype=np.int64)
+    ancestors[rows] = row_of[seqs]
+    fit_count = _per_row(row_of, fit.astype(np.float64))
+    heldout_prob = _per_row(row_of, np.where(fit, 0.0, probs))
+    shared = heldout_prob[fit_count > 0].sum() / max(heldout_prob.sum(), np.finfo(float).tiny)
+    folds = fit_folds(tokens, fit, split, prefix_len, seed)
+    fold_count = np.stack([_per_row(row_of, (folds == f).astype(float))
+                           for f in range(folds.max() + 1)])
+    row_beliefs = beliefs[seqs, ts][order]
+    return ProbeInputs(
+        tokens=tokens, seq_probs=probs, exact=total is not None, enumerated_total=total,
+        fit_sequences=fit, row_of=row_of, stored=stored,
+        beliefs=row_beliefs, positions=ts[order], last_token=tokens[seqs, ts][order],
+        ancestors=ancestors, fit_count=fit_count,
+        heldout_count=_per_row(row_of, (~fit).astype(np.float64)),
+        fit_prob=_per_row(row_of, np.where(fit, probs, 0.0)), heldout_prob=heldout_prob,
+        shuffled_beliefs=shuffled_row_beliefs(row_beliefs, row_of[fit], fit_count, seed),
+        fold_count=fold_count,
+        split={"kind": split, "prefix_len": prefix_len if split == "subtree" else None,
+               "seed": seed, "shared_prefix_weight": float(shared)},
+        targets=extra_targets(process, row_beliefs),
+    )
+
+
+def _check_probe_args(length: int, max_sequences: int | None, split: str) -> None:
+    """probe_inputs' arguments, refused with a message before any work."""
     if length < 1:
         raise InvalidInput(f"probe sequence length must be >= 1, got {length}")
     if max_sequences is not None and max_sequences < 2:
         raise InvalidInput(f"max_sequences must be >= 2 (one per half), got {max_sequences}")
     if split not in SPLITS:
         raise InvalidInput(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    tokens, probs, total = _sequences(process, length, seed, max_enumerated, n_samples,
-                                      max_sequences)
-    exact = total is not None
-    if split == "random":
-        fit = split_sequences(len(tokens), seed)
-    else:
-        fit = split_subtrees(tokens, prefix_len, seed)
-    beliefs = np.asarray(process.beliefs(tokens), dtype=np.float64)
-    row_of, stored = _prefix_rows(tokens, process.n_symbols, exact)
-    n, length = tokens.shape
-    n_rows = int(row_of.max()) + 1
-    flat_rows, seq_of = row_of.ravel(), np.repeat(np.arange(n), length)
 
-    def per_row(values: np.ndarray) -> np.ndarray:
-        return np.bincount(flat_rows, weights=values[seq_of], minlength=n_rows)
 
-    seqs, ts = np.nonzero(stored)
-    rows = row_of[seqs, ts]
-    order = np.argsort(rows)
-    ancestors = np.empty((n_rows, length), dtype=np.int64)
-    ancestors[rows] = row_of[seqs]
-    fit_count, heldout_prob = per_row(fit.astype(np.float64)), per_row(np.where(fit, 0.0, probs))
-    shared = heldout_prob[fit_count > 0].sum() / max(heldout_prob.sum(), np.finfo(float).tiny)
-    folds = fit_folds(tokens, fit, split, prefix_len, seed)
-    fold_count = np.stack([per_row((folds == f).astype(float)) for f in range(folds.max() + 1)])
-    return ProbeInputs(
-        tokens=tokens, seq_probs=probs, exact=exact, enumerated_total=total,
-        fit_sequences=fit, row_of=row_of, stored=stored,
-        beliefs=beliefs[seqs, ts][order], positions=ts[order],
-        last_token=tokens[seqs, ts][order], ancestors=ancestors,
-        fit_count=fit_count, heldout_count=per_row((~fit).astype(np.float64)),
-        fit_prob=per_row(np.where(fit, probs, 0.0)), heldout_prob=heldout_prob,
-        shuffled_beliefs=shuffled_row_beliefs(beliefs[seqs, ts][order], row_of[fit], fit_count,
-                                              seed),
-        fold_count=fold_count,
-        split={"kind": split, "prefix_len": prefix_len if split == "subtree" else None,
-               "seed": seed, "shared_prefix_weight": float(shared)},
-        targets=extra_targets(process, beliefs[seqs, ts][order]),
-    )
+def _per_row(row_of: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per-sequence values (N,) summed into the prefix rows (n_rows,) the sequences pass through."""
+    return np.bincount(row_of.ravel(), weights=np.repeat(values, row_of.shape[1]),
+                       minlength=int(row_of.max()) + 1)
 
 
 def extra_targets(process, beliefs: np.ndarray) -> dict[str, np.ndarray]:

@@ -43,9 +43,10 @@ import numpy as np
 import torch
 
 from hmm.errors import InvalidInput
-from hmm.files import read_json, write_atomic, write_json
+from hmm.files import read_json, write_atomic
 from hmm.plots import state_chart
 from hmm.progress import progress
+from hmm.records import write_record
 from models.architectures import (
     CONCAT,
     build_model,
@@ -101,6 +102,7 @@ from probes.belief_probe import (
     within_cell_deviations,
 )
 from probes.geometry_study import add_checkpoint_geometry, add_run_geometry, geometry_figures
+from probes.run_files import ProbesFile
 
 LOG_FLOOR = 1e-9  # optimal log-probabilities of impossible symbols are clipped here (no -inf)
 ANIMATION_POINTS = 6000
@@ -424,7 +426,7 @@ def probe_run(
     result["figures"] = _write_figures(
         run, result, refs.beliefs, {h: fit.pred for h, fit in final_fits.items()}, frames, process
     )
-    write_json(run / "probes.json", result)
+    write_record(run / "probes.json", ProbesFile, result)
     return result
 
 

@@ -65,8 +65,9 @@ SEED_RULE = {
         "d resid_final[t] / d resid_pre0[t-1] stands in for a recurrence."
     ),
     "recurrent": (
-        "Applied to the recurrent Jacobian d s_t / d s_(t-1) of the stacked hidden state, the map "
-        "iterated token after token: first_spectral_radius_above_1 is the first checkpoint whose "
+        "Applied to the recurrent Jacobian d s_t / d s_(t-1) of the stacked recurrent state (h, "
+        "or (h, c) for an LSTM), the map iterated token after token: "
+        "first_spectral_radius_above_1 is the first checkpoint whose "
         "mean one-step spectral radius exceeds 1. Whether perturbations grow along a sequence is "
         "decided by the largest Lyapunov exponent (jacobian.lyapunov > 0: they grow; "
         "jacobian.lyapunov_window over the trained window), which is reported beside it; the "

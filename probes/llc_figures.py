@@ -35,7 +35,7 @@ from probes.phase_figures import (
     _token_axis,
     loss_panel,
 )
-from probes.run_files import NearestBoundary
+from probes.run_files import NearestBoundary, ProbesFile, read_probes
 
 LLC_COLOUR = OKABE_ITO[0]
 FLAG_COLOUR = OKABE_ITO[3]  # vermillion
@@ -46,14 +46,14 @@ FLAG_MARKS = {"not_at_minimum": "λ̂<0", "not_settled": "unsettled", "loss_nonf
 def plot_llc_timeline(run: str | Path, llc: dict) -> Path:
     """Draw RUN/figures/llc_timeline.png from `llc` (llc_run's result) and the run's other files."""
     run = Path(run)
-    probes = _read(run / "probes.json")
+    probes = read_probes(run)
     phases = _read(run / "phases.json")
     emergence = llc.get("emergence")
     panels = [lambda ax: _llc_panel(ax, llc)]
     tokens = [e["tokens"] for e in llc["checkpoints"]]
     if probes is not None and emergence is not None:
         panels.append(lambda ax: _r2_panel(ax, probes, emergence))
-        tokens += [c["tokens"] for c in probes["checkpoints"]]
+        tokens += [c.tokens for c in probes.checkpoints]
     panels.append(lambda ax: loss_panel(ax, read_metrics(run)))
     if phases is not None:
         phase_tokens = np.array([e["tokens"] for e in phases["checkpoints"]], dtype=float)
@@ -130,10 +130,10 @@ def _llc_range(entries: list[dict]) -> tuple[float, float]:
     return low - pad, high + pad
 
 
-def _r2_panel(ax, probes: dict, emergence: dict) -> None:
+def _r2_panel(ax, probes: ProbesFile, emergence: dict) -> None:
     hook = emergence["hook"]
-    curve = [(c["tokens"], c["layers"][hook]["r2_heldout"]) for c in probes["checkpoints"]
-             if c["layers"].get(hook, {}).get("r2_heldout") is not None]  # fmt: skip
+    curve = [(c.tokens, c.layers[hook].r2_heldout) for c in probes.checkpoints
+             if hook in c.layers and c.layers[hook].r2_heldout is not None]  # fmt: skip
     ax.plot(*zip(*curve, strict=True), "o-", ms=3, color=OKABE_ITO[2],
             label=f"{hook_label(hook)} probe, held-out R²")  # fmt: skip
     ax.axhline(emergence["untrained_r2"], color=NULL_GREY, lw=1.2, ls=":",

@@ -24,8 +24,9 @@ import torch
 
 from hmm import HMM
 from hmm.errors import InvalidInput
-from hmm.files import read_json, writable_dir, write_json
+from hmm.files import writable_dir, write_json
 from hmm.progress import progress
+from hmm.records import write_record
 from models import build_model, load_checkpoint, load_run_process, read_run_config
 from models.architectures import final_layer_hook, residual_hooks
 from models.checkpoints import model_config_of_run, trained_positions
@@ -33,7 +34,7 @@ from models.compute import cpu_threads, pick_device, torch_threads
 from models.run_files import list_checkpoints
 from probes.llc import NextTokenWindowLoss, calibrate, estimate_llc
 from probes.llc_settings import NOT_AN_LLC, CalibrationGrid, LLCSettings, checkpoint_count
-from probes.run_files import LLC_FORMAT, LlcFile, read_llc
+from probes.run_files import LLC_FORMAT, LlcFile, ProbesFile, read_llc, read_probes
 
 WINDOW_STREAM = 20  # third word of the sampling windows' seed entropy (docs/llc.md)
 STAGE_RULE = (
@@ -67,7 +68,7 @@ def llc_run(
     settings = settings or LLCSettings()
     with torch_threads(cpu_threads()):
         result = _llc_run(run, config, found, settings, calibrate_grid)
-    write_json(run / "llc.json", result)
+    write_record(run / "llc.json", LlcFile, result)
     if figure:
         from probes.llc_figures import plot_calibration, plot_llc_timeline
 
@@ -213,17 +214,19 @@ def stage_boundaries(entries: list[dict], chains: int, flat_frac: float = 0.05) 
     return out
 
 
-def probe_emergence(probes: dict, hook: str) -> dict | None:
+def probe_emergence(probes: ProbesFile, hook: str) -> dict | None:
     """Where the final layer's belief geometry emerges: the first crossing of the halfway R²
     between the untrained network (baselines.random_init) and the last checkpoint, interpolated
     on log tokens between the bracketing checkpoints. Reads only
     checkpoints[].layers[hook].r2_heldout and baselines.random_init[hook].r2_mean."""
-    try:
-        untrained = float(probes["baselines"]["random_init"][hook]["r2_mean"])
-        curve = [(int(c["tokens"]), c["layers"][hook]["r2_heldout"]) for c in probes["checkpoints"]]
-    except (KeyError, TypeError):
+    baseline = probes.baselines.random_init.get(hook) if probes.baselines else None
+    if baseline is None or baseline.r2_mean is None:
         return None
-    curve = [(t, float(r)) for t, r in curve if r is not None]
+    untrained = float(baseline.r2_mean)
+    scores = [(c.tokens, c.layers.get(hook)) for c in probes.checkpoints]
+    if any(layer is None for _, layer in scores):
+        return None
+    curve = [(t, float(layer.r2_heldout)) for t, layer in scores if layer.r2_heldout is not None]
     if len(curve) < 2:
         return None
     final = curve[-1][1]
@@ -251,11 +254,11 @@ def emergence_beside_stages(
 ) -> dict | None:
     """probe_emergence of the run's final layer (None without RUN/probes.json), with the nearest
     stage boundary and log10(emergence tokens / boundary tokens)."""
-    path = run / "probes.json"
-    if not path.is_file():
+    probes = read_probes(run)
+    if probes is None:
         return None
     hook = final_layer_hook(residual_hooks(build_model(model_config_of_run(config))))
-    out = probe_emergence(read_json(path), hook)
+    out = probe_emergence(probes, hook)
     if out is None or out["tokens"] is None:
         return out
     boundaries = stage_boundaries(entries, chains)["boundaries"]

@@ -16,19 +16,20 @@ Drawn on a bare matplotlib Figure (no pyplot state, no backend switch).
 from __future__ import annotations
 
 import io
-import json
 import textwrap
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from hmm.errors import InvalidInput
 from hmm.figure_style import LINES as OKABE_ITO
 from hmm.figure_style import NULL_GREY
 from hmm.figure_style import token_axis as _token_axis
 from hmm.files import write_atomic
 from models.architectures import final_layer_hook, hook_label
 from models.run_files import read_metrics
+from probes.run_files import read_probes
 
 BELIEF_COLOUR = "#CC79A7"  # Okabe-Ito reddish purple: the belief update's exact references
 CAPTION_WIDTH = 190
@@ -99,8 +100,9 @@ def _caption(kind: str, phases: dict) -> str:
     ]
     if kind == "recurrent":
         lines += [
-            "J_t = d s_t / d s_(t-1): the recurrent Jacobian of the stacked hidden state s (the "
-            "map iterated token after token); radius = largest |eigenvalue|: median over the "
+            "J_t = d s_t / d s_(t-1): the recurrent Jacobian of the stacked recurrent state s (h, "
+            "or (h, c) for an LSTM; the map iterated token after token); radius = largest "
+            "|eigenvalue|: median over the "
             "probe batch with its 10-90 % band, and the mean the seed rule reads. The belief "
             "update b' = bT[x]/(bT[x]1) has its own radius and exponents (purple), exact from "
             "the HMM.",
@@ -505,27 +507,23 @@ def _probe_panel(ax, probes: dict) -> None:
 
 def _probe_curve(run: Path) -> dict[str, tuple[list, list]]:
     """Held-out R^2 of the concat and last-layer probes from RUN/probes.json (empty when absent)."""
-    path = run / "probes.json"
-    if not path.is_file():
-        return {}
     try:
-        checkpoints = json.loads(path.read_text())["checkpoints"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+        probes = read_probes(run)
+    except (InvalidInput, TypeError):  # a broken probes.json leaves the panel out, not the figure
         return {}
-    if not checkpoints:
+    if probes is None or not probes.checkpoints:
         return {}
     from probes.belief_study import CONCAT
 
-    layers = [k for k in checkpoints[0].get("layers", {}) if k != CONCAT]
-    wanted = ([CONCAT] if CONCAT in checkpoints[0].get("layers", {}) else []) + (
-        [final_layer_hook(layers)] if layers else []
-    )
+    first = probes.checkpoints[0].layers
+    layers = [k for k in first if k != CONCAT]
+    wanted = ([CONCAT] if CONCAT in first else []) + ([final_layer_hook(layers)] if layers else [])
     out = {}
     for layer in wanted:
         pairs = [
-            (c["tokens"], c["layers"][layer]["r2_heldout"])
-            for c in checkpoints
-            if layer in c.get("layers", {}) and c["layers"][layer].get("r2_heldout") is not None
+            (c.tokens, c.layers[layer].r2_heldout)
+            for c in probes.checkpoints
+            if layer in c.layers and c.layers[layer].r2_heldout is not None
         ]
         if pairs:
             out[layer] = tuple(map(list, zip(*pairs, strict=True)))

@@ -27,8 +27,8 @@ import torch
 from hmm import HMM
 from hmm.belief_dynamics import belief_update_dynamics, window_lyapunov
 from hmm.errors import InvalidInput
-from hmm.files import write_json
 from hmm.progress import progress
+from hmm.records import write_record
 from models import build_model, load_checkpoint, load_run_process, read_run_config, unit_hooks
 from models.architectures import training_forward
 from models.checkpoints import model_config_of_run, read_checkpoint, trained_positions
@@ -42,6 +42,7 @@ from probes.jacobian import (
     jacobian_diagnostics,
     map_kind,
 )
+from probes.run_files import PhasesFile
 from probes.secant import SecantPairs, secant_pairs
 from probes.sharpness import (
     TrainingLoss,
@@ -236,7 +237,7 @@ def _phases_run(run: Path, options: PhaseOptions) -> dict:
     result["null"] = null_reference(setup, entries[0] if entries[0]["tokens"] == 0 else None)
     result["cpu_seconds_null"] = time.process_time() - nulls_began
     result["cpu_seconds"] = time.process_time() - began
-    write_json(run / "phases.json", result)
+    write_record(run / "phases.json", PhasesFile, result)
     if options.figure:
         from probes.phase_figures import plot_phases
 

@@ -35,6 +35,7 @@ from probes.llc_study import (
     select_checkpoints,
     stage_boundaries,
 )
+from probes.run_files import ProbesFile
 
 ROOT = Path(__file__).resolve().parents[2]
 # the settings the known-value tests use (docs/llc.md, "Validation")
@@ -185,12 +186,13 @@ def test_probe_emergence_interpolates_the_halfway_crossing_on_log_tokens():
         "checkpoints": [{"tokens": t, "layers": {hook: {"r2_heldout": r}}}
                         for t, r in zip([0, 100, 1000, 10_000, 100_000], r2, strict=True)],
     }  # fmt: skip
-    found = probe_emergence(probes, hook)
+    found = probe_emergence(ProbesFile.from_json(probes), hook)
     assert found["halfway_r2"] == pytest.approx(0.9)
     assert found["bracket"] == [1000, 10_000]
     assert found["tokens"] == pytest.approx(10 ** (3 + 0.5))  # 0.90 is halfway from 0.84 to 0.96
     probes["checkpoints"][-1]["layers"][hook]["r2_heldout"] = 0.79
-    assert probe_emergence(probes, hook)["tokens"] is None  # nothing rose above the untrained net
+    rose = probe_emergence(ProbesFile.from_json(probes), hook)
+    assert rose["tokens"] is None  # nothing rose above the untrained net
 
 
 def test_select_checkpoints_is_log_spaced_and_keeps_the_last():

@@ -55,3 +55,27 @@ def test_no_llc_json_is_none_and_another_json_is_refused(tmp_path):
     (tmp_path / "llc.json").write_text(json.dumps({"format": "beliefgeo-run/2"}))
     with pytest.raises(InvalidInput, match="is not a beliefgeo llc.json"):
         read_llc(tmp_path)
+
+
+def test_a_writer_cannot_write_a_key_its_type_does_not_declare(tmp_path):
+    """write_record refuses undeclared keys at any depth (top level, in a list of records, under a
+    run-dependent name) and writes nothing; a declared file is written as given."""
+    from hmm.records import UndeclaredKeys, undeclared_keys, write_record
+    from models.run_files import MetricsLine, RunConfig
+    from probes.run_files import PhasesFile, ProbesFile
+
+    path = tmp_path / "llc.json"
+    with pytest.raises(UndeclaredKeys, match="keys not declared in LlcFile: written_by"):
+        write_record(path, LlcFile, _partial())
+    assert not path.exists()
+    declared = {k: v for k, v in _partial().items() if k != "written_by"}
+    write_record(path, LlcFile, declared)
+    assert json.loads(path.read_text()) == declared
+    nested = {"checkpoints": [{"tokens": 0, "layers": {"layer_0": {"r2_heldout": 0.5, "r3": 1}}}],
+              "headline": {"r2": 0.1}}  # fmt: skip
+    assert undeclared_keys(ProbesFile, nested) == ["checkpoints[].layers.layer_0.r3",
+                                                   "headline.r2"]
+    assert undeclared_keys(PhasesFile, {"checkpoints": [{"tokens": 0, "lr_typo": 1}]}) == [
+        "checkpoints[].lr_typo"]
+    assert undeclared_keys(RunConfig, {"model": {"d_vocab": 2, "hiden": 8}}) == ["model.hiden"]
+    assert undeclared_keys(MetricsLine, {"step": 1, "loss": 0.5}) == []

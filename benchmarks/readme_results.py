@@ -1,0 +1,232 @@
+"""README numbers from output files: rewrite the README's marked blocks from run folders.
+
+A block is the text between `<!-- results: NAME -->` and `<!-- /results -->`; everything in it is
+generated, so no number in it is typed by hand. Each NAME has a kind and a folder (BLOCKS):
+
+  run      one run folder (experiments.summary.RunSummary): final-layer held-out R², the model's
+           next-token probe, the exact optimal next-token probabilities, the layer's score beyond
+           the next-token prediction (trained / untrained), the first k at which the table of
+           held-out cell means of the last k tokens beats the layer, r2_fine by k, excess loss
+  seeds    a `reproduce --seeds` folder: the same numbers as mean [95 % t-interval] over the
+           seeds listed in DIR/summary.json (experiments.sweep_summary.interval)
+  compare  a `compare-phases` folder: DIR/summary.csv's comparison columns as a table
+
+Every block opens with the command that produced its folder. Run from the repository root:
+
+    python -m benchmarks.readme_results                        # every block whose folder exists
+    python -m benchmarks.readme_results demo=runs/other-demo   # another folder for one block
+    python -m benchmarks.readme_results --map blocks.json      # {"NAME": {"path", "command"}}
+
+Rewriting twice gives the same file; a block whose folder is missing is left as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from experiments.summary import RunSummary, summarize_run
+from experiments.sweep_summary import interval
+from hmm.errors import InvalidInput
+from hmm.files import read_json, write_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"(<!-- results: (\S+) -->\n)(.*?)(<!-- /results -->)", re.S)
+REGENERATE = "python -m benchmarks.readme_results"
+
+
+@dataclass(frozen=True)
+class Block:
+    kind: str  # "run" | "seeds" | "compare"
+    path: str
+    command: str  # what produced the folder, quoted in the block
+
+
+BLOCKS = {
+    "demo": Block("run", "runs/mess3-demo", "make demo"),
+    "seeds": Block("seeds", "runs/mess3-seeds",
+                   "beliefgeo reproduce mess3 --seeds 3 --out runs/mess3-seeds"),
+    "rrxor": Block("run", "runs/rrxor-small",
+                   "beliefgeo reproduce rrxor-small --out runs/rrxor-small"),
+    "noisy4": Block("run", "runs/probe-noisy-4-cycle",
+                    "beliefgeo probe-hmm experiments/examples/noisy_4_cycle.json --n-ctx 8 "
+                    "--out runs/probe-noisy-4-cycle"),
+    "compare": Block("compare", "runs/compare-phases",
+                     "beliefgeo compare-phases mess3 --runs transformer:relu,rnn:tanh,rnn:sigmoid,"
+                     "rnn:relu --recipes default,memorize --seeds 1 --out runs/compare-phases"),
+}  # fmt: skip
+
+# (key, label) of a run's numbers, in the order a block lists them
+NUMBERS = (
+    ("r2", "final-layer held-out R²"),
+    ("next_token_r2", "the model's next-token distribution as probe input, held-out R²"),
+    ("optimal_probs_r2", "the exact optimal next-token probabilities as probe input, held-out R²"),
+    ("beyond", "final layer beyond the next-token prediction, trained"),
+    ("beyond_untrained", "the same, untrained networks"),
+    ("oracle_k", "first k at which the table of held-out cell means of the last k tokens beats "
+                 "the layer"),
+    ("excess", "excess loss (nats/token)"),
+)  # fmt: skip
+
+
+def run_numbers(summary: RunSummary) -> dict[str, float | int | None]:
+    """The block's numbers of one run; `r2_fine:<k>` for every k probes.json has."""
+    p = summary.probes
+    head = p.headline if p else None
+    out = {
+        "r2": p.r2 if p else None,
+        "next_token_r2": p.next_token_r2 if p else None,
+        "optimal_probs_r2": head.optimal_probs_r2 if head else None,
+        "beyond": p.r2_beyond_prediction if p else None,
+        "beyond_untrained": p.beyond_untrained if p else None,
+        "oracle_k": head.oracle_beats_layer_at if head else None,
+        "excess": summary.loss.excess,
+    }
+    fine = head.r2_fine if head else {}
+    out.update({f"r2_fine:{k}": v for k, v in sorted(fine.items(), key=lambda kv: int(kv[0]))})
+    return out
+
+
+def _label(key: str, summary: RunSummary) -> str:
+    if key.startswith("r2_fine:"):
+        k = key.split(":")[1]
+        return f"r2_fine, k = {k} (the deviations inside groups sharing the last k tokens)"
+    label = dict(NUMBERS)[key]
+    if key == "excess":
+        label += " exact, over every input" if summary.loss.exact_excess is not None else (
+            f" batch estimate (last {summary.loss.batch_window} logged batches)")
+    return label
+
+
+def _number(value: float | int | None, key: str) -> str:
+    if value is None:
+        return "none within the tables probed" if key == "oracle_k" else "—"
+    if key == "oracle_k" or isinstance(value, int):
+        return str(value)
+    return f"{value:.5f}" if key == "excess" else f"{value:.4f}"
+
+
+def _table(rows: list[tuple[str, str]], header: tuple[str, str]) -> list[str]:
+    return [f"| {header[0]} | {header[1]} |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
+
+
+def run_block(block: Block, folder: Path) -> str:
+    """A single run: its numbers, one table row each."""
+    summary = summarize_run(folder)
+    numbers = run_numbers(summary)
+    rows = [(_label(k, summary), _number(v, k)) for k, v in numbers.items()]
+    what = summary.title
+    if summary.probes:
+        what += f"; probed at {summary.probes.tokens:,} tokens"
+    return "\n".join([_opening(block, what), "", *_table(rows, ("number", "value"))])
+
+
+def seeds_block(block: Block, folder: Path) -> str:
+    """A seeds folder: every run number as mean [95 % t-interval] (n seeds with it)."""
+    rows = read_json(folder / "summary.json").get("rows") or []
+    if len(rows) != 1:
+        raise InvalidInput(f"{folder}/summary.json has {len(rows)} settings; a seeds folder has 1")
+    summaries = [summarize_run(folder / run) for run in rows[0]["runs"]]
+    if not summaries:
+        raise InvalidInput(f"{folder} has no finished seed")
+    per_seed = [run_numbers(s) for s in summaries]
+    keys = list(dict.fromkeys(k for numbers in per_seed for k in numbers))
+    table = []
+    for key in keys:
+        stats = interval([n.get(key) for n in per_seed])
+        table.append((_label(key, summaries[0]), _interval_text(stats, key)))
+    opening = _opening(block, f"{summaries[0].title}; {len(summaries)} seeds, mean [95 % "
+                              "t-interval] over the seeds that have the number")
+    return "\n".join([opening, "", *_table(table, ("number", "mean [95 % interval] (seeds)"))])
+
+
+def _interval_text(stats: dict, key: str) -> str:
+    if stats["mean"] is None:
+        return _number(None, key)
+    text = _number(float(stats["mean"]), key)
+    if stats["ci95_low"] is not None:
+        text += f" [{_number(stats['ci95_low'], key)}, {_number(stats['ci95_high'], key)}]"
+    return f"{text} (n = {stats['n']})"
+
+
+def compare_block(block: Block, folder: Path) -> str:
+    """A compare-phases folder: summary.csv's comparison columns, one row per architecture."""
+    from experiments.compare import CSV_FIELDS
+
+    with open(folder / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    lines = ["| " + " | ".join(CSV_FIELDS) + " |", "|" + "---|" * len(CSV_FIELDS)]
+    lines += ["| " + " | ".join(row.get(f, "") for f in CSV_FIELDS) + " |" for row in rows]
+    return "\n".join([_opening(block, "mean over seeds per architecture (summary.csv)"), "",
+                      *lines])
+
+
+KINDS = {"run": run_block, "seeds": seeds_block, "compare": compare_block}
+
+
+def _opening(block: Block, what: str) -> str:
+    return (f"*Generated from `{block.path}` (`{block.command}`): {what}. "
+            f"Regenerate with `{REGENERATE}`.*")
+
+
+def rewrite(text: str, blocks: dict[str, Block], root: Path = ROOT) -> tuple[str, list[str]]:
+    """`text` with every marked block whose folder exists rewritten; the names rewritten."""
+    done = []
+
+    def fill(match: re.Match) -> str:
+        name = match.group(2)
+        block = blocks.get(name)
+        if block is None:
+            raise InvalidInput(f"README block {name!r} has no entry; known: {', '.join(blocks)}")
+        folder = root / block.path
+        if not folder.exists():
+            return match.group(0)
+        done.append(name)
+        return match.group(1) + KINDS[block.kind](block, folder) + "\n" + match.group(4)
+
+    return BLOCK.sub(fill, text), done
+
+
+def blocks_from(args: list[str], mapping: Path | None) -> dict[str, Block]:
+    """BLOCKS with the --map file's entries and NAME=PATH arguments applied."""
+    blocks = dict(BLOCKS)
+    entries = read_json(mapping) if mapping else {}
+    for name, entry in entries.items():
+        base = blocks.get(name, Block(entry.get("kind", "run"), "", ""))
+        blocks[name] = replace(base, **{k: v for k, v in entry.items() if k in ("kind", "path",
+                                                                               "command")})
+    for arg in args:
+        name, sep, path = arg.partition("=")
+        if not sep or name not in blocks:
+            raise InvalidInput(f"{arg!r} is not NAME=PATH with NAME one of {', '.join(blocks)}")
+        blocks[name] = replace(blocks[name], path=path)
+    unknown = {b.kind for b in blocks.values()} - set(KINDS)
+    if unknown:
+        raise InvalidInput(f"unknown block kind {sorted(unknown)}; choose from {', '.join(KINDS)}")
+    return blocks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.readme_results",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("folders", nargs="*", help="NAME=PATH: another folder for block NAME")
+    parser.add_argument("--map", type=Path, help='JSON {"NAME": {"kind", "path", "command"}}')
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    args = parser.parse_args(argv)
+    try:
+        blocks = blocks_from(args.folders, args.map)
+        text, done = rewrite(args.readme.read_text(), blocks, Path.cwd())
+    except (InvalidInput, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_atomic(args.readme, text)
+    print(f"rewrote {', '.join(done) or 'no block'} in {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
