@@ -211,7 +211,8 @@ def test_documented_summary_columns_are_the_written_columns(run_names, tmp_path)
     write_summary(tmp_path, points, {p.name: {"status": "done"} for p in points}, {})
     with open(tmp_path / "summary.csv", newline="") as handle:
         header = next(csv.reader(handle))
-    compare("summary.csv", set(header), config["arch"], {**names, "<axis>": ["act_fn"]})
+    compare("summary.csv", set(header), config["arch"],
+            {**names, "<axis>": ["act_fn"], "<target>": ["belief", "component", "factors"]})
 
 
 def test_the_python_api_example_runs_as_written(tiny_run, capsys):
