@@ -82,17 +82,16 @@ def _ensure_fractal(run: Path) -> str | None:
 
 
 def _ensure_icl(run: Path) -> None:
-    """Compute RUN/icl.json (probes/icl.py) when missing and the run has a checkpoint."""
+    """Compute RUN/icl.json (probes/icl.py) when missing; a run without a readable checkpoint
+    keeps the rest of its page (the section is left out)."""
     if (run / "icl.json").is_file():
         return
-    from models.run_files import list_checkpoints
     from probes.icl import icl_run
 
     try:
-        list_checkpoints(run)
+        icl_run(run)
     except InvalidInput:
         return
-    icl_run(run)
 
 
 def _verdict(summary: RunSummary) -> str:

@@ -370,3 +370,26 @@ def test_the_recurrent_cells_example_spec_validates_with_null_act_fns():
     ]  # fmt: skip
     plans = point_plans(points)
     assert {plans[p.name].arch for p in points} == {"rnn", "lstm", "gru"}
+
+
+@pytest.mark.parametrize("name, count, archs", [
+    ("sweep_quantum_grid.json", 16, {"transformer", "rnn", "lstm", "gru"}),
+    ("sweep_factored.json", 2, {"transformer"}),
+    ("sweep_mixture.json", 4, {"transformer", "rnn"}),
+])  # fmt: skip
+def test_the_study_specs_parse_and_every_point_resolves(monkeypatch, name, count, archs):
+    """The quantum grid, the factored product and the mixture (docs/sweeps.md): every point
+    dry-resolved (process, recipe, model config), nothing trained."""
+    from pathlib import Path
+
+    from experiments.pipeline import resolve_study
+    from experiments.sweep import expand, load_spec, point_plans
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)  # the specs name process files relative to the repository
+    points = expand(load_spec(root / "experiments" / "examples" / name))
+    plans = point_plans(points)
+    assert len(points) == count and {plans[p.name].arch for p in points} == archs
+    kinds = {resolve_study(plans[p.name])[0].kind for p in points}
+    expected = {"sweep_factored.json": {"product"}, "sweep_mixture.json": {"mixture"}}
+    assert kinds == expected.get(name, {"hmm", "ghmm"})
