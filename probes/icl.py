@@ -176,7 +176,9 @@ def icl_sentence(icl: dict) -> str:
     if never and never["loss_by_position"][-1] is not None:
         gap = never["loss_by_position"][-1] - icl["exact_loss_by_position"][-1]
         closed = icl.get("gain_closed")
-        share = f"; the model closes {100 * closed:.1f} % of that gap" if closed is not None else ""
+        share = "" if closed is None else (
+            f"; the model closes {100 * closed:.1f} % of that gap" if closed >= 0 else
+            "; the model is above even that filter there")
         head += (f". A predictor that never learns in context (the best single component's "
                  f"filter, {never['name']}) stays {gap:.4f} nats above it at the last "
                  f"position{share}")

@@ -123,3 +123,32 @@ def test_bootstrap_interval_of_constant_rows_is_a_point():
     low, high = icl.bootstrap_interval(np.ones((50, 3)) * 0.5)
     np.testing.assert_allclose(low, 0.5)
     np.testing.assert_allclose(high, 0.5)
+
+
+def test_a_mixture_run_gets_icl_json_matching_its_exact_evaluation_and_a_section(tmp_path):
+    """A tiny RNN on a mixture: icl.json's final curve (probes/icl.py's own forward) equals the
+    trainer's exact_loss_by_position at the last checkpoint (models/loss.py), every exact checkpoint
+    is carried, and the report shows the section with the sentence."""
+    import html
+    import json
+
+    from experiments.icl_report import icl_section
+    from models.training import train_run
+    from probes.run_files import read_icl
+
+    run = tmp_path / "run"
+    spec = {"kind": "mixture", "components": ["mess3", "mess3:x=0.15,a=0.6"], "weights": [0.5, 0.5]}
+    train_run(spec, run, arch="rnn", tokens=3000, options={"hidden": 4, "n_ctx": 6,
+                                                           "exact_eval": "every"})
+    out = icl.icl_run(run)
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    exact = [m for m in lines if "exact_loss_by_position" in m]
+    assert len(out["checkpoints"]) == len(exact) >= 2
+    np.testing.assert_allclose(out["model_loss_by_position"], exact[-1]["exact_loss_by_position"],
+                               atol=1e-9)
+    np.testing.assert_allclose(np.mean(exact[-1]["exact_loss_by_position"]),
+                               exact[-1]["exact_loss"], atol=1e-12)
+    assert out["never_learns"]["name"] and (run / "figures" / "icl.png").is_file()
+    page = "".join(icl_section(run, read_icl(run)))  # write_report calls it in one line
+    assert "In-context learning: the loss by position" in page
+    assert html.escape(out["sentence"]) in page
