@@ -1,9 +1,10 @@
 """One study end to end: its plan (`Study`: process, model, recipe, budget, and the LLC when asked
 for; `with_settings` for flags and sweep keys) and its run, train → probe every checkpoint → phase
-diagnostics → fractal → (local learning coefficient) → report (`run_study`). Re-running a study
-into the same folder resumes training (a finished run is not retrained) and regenerates the
-analyses and the report. The paper's studies and `probe-hmm` are in experiments/studies.py; sweeps
-of studies in experiments/sweep.py (both import this).
+diagnostics → fractal → in-context-learning curve (probes/icl.py) → (local learning coefficient)
+→ report (`run_study`). Re-running a study into the same folder resumes training (a finished run
+is not retrained) and regenerates the analyses and the report. The paper's studies and
+`probe-hmm` are in experiments/studies.py; sweeps of studies in experiments/sweep.py (both import
+this).
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ def run_study(
         ("probing every checkpoint", lambda: probe_run(out, max_sequences=plan.probe_sequences)),
         ("phase diagnostics", lambda: phases_run(out)),
         ("ground-truth fractal", lambda: _fractal(process, out / "fractal", fractal_cache)),
+        ("in-context learning curve", lambda: _icl(out)),
         ("report", lambda: write_report(out)),
     ]
     if plan.llc is not None:  # after probes.json (emergence) and phases.json (the timeline)
@@ -151,6 +153,12 @@ def run_study(
             check_converged(out)
     print(summary(out, time.perf_counter() - started))
     return out
+
+
+def _icl(run: Path) -> None:
+    from probes.icl import icl_run
+
+    icl_run(run)
 
 
 def _llc(run: Path, plan: LLCPlan) -> None:

@@ -5,9 +5,10 @@ Order: the verdict (computed sentences, experiments/verdict.py; the LLC's when t
 llc.json) and the probes' readability warnings, the figure of exact beliefs beside the probe's
 predictions, then the details — probes with their baselines and what the layers add beyond the next
 token (experiments/evidence_report.py), the loss against the Bayes optimum, the phase diagnostics
-beside their nulls, the local learning coefficient's stages (experiments/llc_report.py), the
-ground-truth geometry — and, folded at the end, what was run, the settings, the folder's files and
-how to reproduce it (experiments/reproduction.py). Every number comes from the run's RunSummary
+beside their nulls, the loss by position against the exact in-context-learning curve
+(experiments/icl_report.py), the local learning coefficient's stages (experiments/llc_report.py),
+the ground-truth geometry — and, folded at the end, what was run, the settings, the folder's files
+and how to reproduce it (experiments/reproduction.py). Every number comes from the run's RunSummary
 and typed files (experiments/summary.py, probes/run_files.py); files of older versions lack some
 keys, and the page then leaves those cells out rather than failing.
 """
@@ -33,10 +34,12 @@ def write_report(run: str | Path) -> Path:
     """Write RUN/report.html from RUN's files and return its path. Computes the ground-truth
     geometry into RUN/fractal when it is missing and writes RUN/reproduce/ (process and recipe)."""
     from experiments.geometry_report import geometry_section
+    from experiments.icl_report import icl_section
     from experiments.llc_report import llc_section
 
     run = Path(run)
     fractal_error = _ensure_fractal(run)
+    _ensure_icl(run)
     summary = summarize_run(run)
     loss_png = loss_figure(summary)
     if loss_png:
@@ -51,6 +54,7 @@ def write_report(run: str | Path) -> Path:
         parts += _probes(run, probes, summary)
     parts += geometry_section(run, probes.to_json() if probes else None)
     parts += _loss(run, summary, bool(loss_png))
+    parts += icl_section(run, summary.icl)
     if summary.phases:
         parts += _phases(run, summary.phases)
     parts += llc_section(run, summary)
@@ -75,6 +79,19 @@ def _ensure_fractal(run: Path) -> str | None:
     except InvalidInput as exc:
         return str(exc)
     return None
+
+
+def _ensure_icl(run: Path) -> None:
+    """Compute RUN/icl.json (probes/icl.py) when missing; a run without a readable checkpoint
+    keeps the rest of its page (the section is left out)."""
+    if (run / "icl.json").is_file():
+        return
+    from probes.icl import icl_run
+
+    try:
+        icl_run(run)
+    except InvalidInput:
+        return
 
 
 def _verdict(summary: RunSummary) -> str:

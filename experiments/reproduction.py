@@ -86,6 +86,12 @@ def folder_table(summary: RunSummary) -> str:
     rows.append(["local learning coefficient", f"{len(llc.checkpoints)} checkpoints", "llc.json, "
                  "figures/llc_*.png"] if llc else ["local learning coefficient", "not run "
                  "(optional)", f"beliefgeo llc {shown}"])
+    icl = summary.icl
+    rows.append(["loss by position against the exact curve",
+                 f"{icl.inputs.mode if icl.inputs else '?'} inputs, {icl.tokens or 0:,} tokens",
+                 "icl.json, figures/icl.png"] if icl else
+                ["loss by position against the exact curve", "not computed",
+                 f"beliefgeo report {shown}"])
     f = summary.fractal
     rows.append(["ground-truth geometry", f"depth {f.depth}" if f else "not computed",
                  "fractal/fractal.json, fractal/fractal.png" if f else ""])

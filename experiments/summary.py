@@ -30,6 +30,7 @@ from probes.llc_settings import NOT_AN_LLC
 from probes.phase_study import MILESTONE_KEYS
 from probes.run_files import (
     Headline,
+    IclFile,
     LlcCheckpoint,
     LlcFile,
     NearestBoundary,
@@ -37,6 +38,7 @@ from probes.run_files import (
     PhasesFile,
     ProbesFile,
     StageBoundary,
+    read_icl,
     read_llc,
     read_phases,
     read_probes,
@@ -268,6 +270,7 @@ class RunSummary:
     fractal: FractalFile | None
     probes_file: ProbesFile | None = None
     llc: LlcSummary | None = None
+    icl: IclFile | None = None  # the loss by position beside the exact curve (probes/icl.py)
 
     @property
     def process(self) -> str:
@@ -329,10 +332,39 @@ class RunSummary:
             "final_sign_flip_null": _last_sign_flips(ph, "sign_flip_null") if ph else None,
         }
         numbers["final_llc"] = self.llc.final_llc if self.llc else None
+        numbers.update(self._icl_numbers())
+        numbers.update(self._baseline_numbers())
         numbers.update(ph.milestones() if ph else dict.fromkeys(MILESTONE_KEYS))
         if p:
             numbers.update({f"r2_heldout:{h}": v for h, v in p.r2_by_hook.items() if h != CONCAT})
         return numbers
+
+    def _icl_numbers(self) -> dict:
+        """icl.json's numbers: where the model comes within close_nats of the exact curve, its
+        excess at the last position, the share of a mixture's never-learns gap it closes."""
+        icl = self.icl
+        excess = icl.excess_by_position if icl else None
+        return {"icl_close_from": icl.close_from if icl else None,
+                "icl_last_excess": excess[-1] if excess else None,
+                "icl_gain_closed": icl.gain_closed if icl else None}
+
+    def _baseline_numbers(self) -> dict:
+        """The final layer's nulls beside its R²: the untrained network and the best k-gram
+        table (the paper's order-3 Markov baseline among them), and the R² to a composite's
+        own targets (probes.json `targets.<name>`, per hook, when the probes wrote them)."""
+        p, f = self.probes, self.probes_file
+        kgram = [v for v in (f.baselines.kgram.values() if f and f.baselines else [])
+                 if _finite(v)]
+        out = {"final_untrained_r2": p.untrained_r2 if p else None,
+               "best_kgram_r2": max(kgram) if kgram else None}
+        layers = f.checkpoints[-1].layers if f and f.checkpoints else {}
+        for name in ("factors", "component"):
+            out[f"final_r2_{name}"] = _target_r2(layers.get(p.hook) if p else None, name)
+        for hook, scores in layers.items():
+            for name in _targets(scores):
+                if hook != CONCAT:
+                    out[f"r2_target:{name}:{hook}"] = _target_r2(scores, name)
+        return out
 
     def curves(self) -> dict[str, Curve]:
         """Curves over training tokens, by name: excess_loss, r2_final_layer,
@@ -365,7 +397,7 @@ def summarize_run(run: str | Path) -> RunSummary:
         run=run, config=config, tokens_trained=metrics[-1].tokens if metrics else 0,
         n_checkpoints=n_checkpoints, loss=_loss(config, metrics), probes=_probes(probes),
         phases=_phases(phases), fractal=read_fractal(run / "fractal"), probes_file=probes,
-        llc=LlcSummary(llc) if llc else None,
+        llc=LlcSummary(llc) if llc else None, icl=read_icl(run),
     )
 
 
@@ -428,6 +460,23 @@ def _last_sign_flips(phases: PhaseSummary, key: str) -> float | None:
     """`key` (sign_flip_frac or its null) at the newest checkpoint that has the fraction."""
     flips = [c for c in phases.checkpoints if c.sign_flip_frac is not None]
     return getattr(flips[-1], key) if flips else None
+
+
+def _targets(scores) -> dict:
+    """A layer's probes.json `targets` (name -> {r2_heldout, ci95}), {} when absent; read from the
+    record's field when declared, else from its undeclared keys."""
+    found = getattr(scores, "targets", None) or (scores.undeclared.get("targets") if scores
+                                                 else None)
+    return found if isinstance(found, dict) else {}
+
+
+def _target_r2(scores, name: str) -> float | None:
+    entry = _targets(scores).get(name) if scores is not None else None
+    if entry is None:
+        return None
+    value = entry.get("r2_heldout") if isinstance(entry, dict) else getattr(entry, "r2_heldout",
+                                                                               None)
+    return value if _finite(value) else None
 
 
 def _finite(value: object) -> bool:

@@ -9,6 +9,16 @@ Headline numbers of one run (None where the run has no such number):
   final_next_token_r2          the probe from the model's own next-token distribution (same)
   final_r2_beyond_prediction   the final layer's r2_beyond_prediction (docs/probes.md)
   r2_heldout:<hook>            the same per probed layer
+  final_untrained_r2           the same probe on the untrained network (mean over init seeds)
+  best_kgram_r2                the best k-gram table's held-out R² (k = 3: the paper's order-3
+                               Markov baseline), probes.json baselines.kgram
+  final_r2_factors, final_r2_component   the final layer's R² to a product's "factors" or a
+                               mixture's "component" target (probes.json layers.<hook>.targets;
+                               empty when the probes did not write it)
+  r2_target:<target>:<hook>    every target's R² per probed layer (the same source)
+  icl_close_from, icl_last_excess, icl_gain_closed   icl.json: the first position from which the
+                               model stays within 0.01 nats of the exact curve, its excess at the
+                               last position, the share of a mixture's never-learns gap it closes
   tokens_to_r2_0.9             tokens of the first checkpoint whose final-layer R² >= 0.9
   first_spectral_radius_above_1, final_spectral_radius_mean (recurrent networks only: a
   transformer's radius is never read against 1), final_saturated_frac, final_linear_frac,
@@ -43,7 +53,8 @@ FIXED_HEADLINES = (
     "final_r2_beyond_prediction", "tokens_to_r2_0.9",
     "first_spectral_radius_above_1", "final_spectral_radius_mean", "final_saturated_frac",
     "final_linear_frac", "final_sharpness", "final_sign_flip_frac", "final_sign_flip_null",
-    "final_llc", *MILESTONE_KEYS,
+    "final_llc", "final_untrained_r2", "best_kgram_r2", "final_r2_factors", "final_r2_component",
+    "icl_close_from", "icl_last_excess", "icl_gain_closed", *MILESTONE_KEYS,
 )  # fmt: skip
 
 
@@ -234,9 +245,14 @@ def report_html(
 
     figure = out / "figures" / "sweep.png"
     write_atomic(figure, band_figure(rows, summaries, f"{out.name}: mean over seeds, 95 % band"))
-    headline = ["final_exact_excess_loss", "final_r2_heldout", "final_r2_concat",
-                "final_next_token_r2", "final_r2_beyond_prediction", "tokens_to_r2_0.9",
-                "final_spectral_radius_mean"]  # fmt: skip
+    headline = ["final_exact_excess_loss", "final_r2_heldout", "final_untrained_r2",
+                "best_kgram_r2", "final_r2_concat", "final_next_token_r2",
+                "final_r2_beyond_prediction", "tokens_to_r2_0.9", "final_spectral_radius_mean",
+                "icl_last_excess"]  # fmt: skip
+    headline += [name for name in ("final_r2_factors", "final_r2_component")
+                 if any(row.get(f"{name}_n") for row in rows)]
+    targets = sorted({k.removesuffix("_mean") for row in rows for k in row
+                      if k.startswith("r2_target:") and k.endswith("_mean")})
     parts = [
         f"<h1>Sweep {html.escape(out.name)}</h1>",
         f"<p>{len(points)} points, {len(points) - len(failed)} finished. Each cell: mean "
@@ -246,6 +262,8 @@ def report_html(
         "<h2>Every setting</h2>",
         _table(rows, "setting", headline),
     ]
+    if targets:  # a composite's own targets per layer beside the joint belief (probes.json)
+        parts += ["<h2>Held-out R² per layer and target</h2>", _table(rows, "setting", targets)]
     axes = [k for k in rows[0] if k not in ("setting",) and not _is_stat(k)] if rows else []
     for axis in axes:
         if axis in ("n_seeds", "n_failed", "runs") or len({str(r[axis]) for r in rows}) < 2:

@@ -76,10 +76,22 @@ class ExactEvaluator:
         `forward`: tokens (n, L) on `device` -> logits (n, L, V), e.g. training_forward(model).
         `model`: the model itself, which lets a CPU transformer take the prefix-tree path.
         """
+        loss = float(self.by_position(forward, device, model).mean())
+        return loss, loss - float(self.optimal.mean())
+
+    @torch.inference_mode()
+    def by_position(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        device: str | torch.device = "cpu",
+        model: torch.nn.Module | None = None,
+    ) -> np.ndarray:
+        """The exact expected loss at each input position 0..n_ctx-1: (n_ctx,) nats (the
+        in-context-learning curve of the model, beside `self.optimal`, the process's)."""
         if model is not None and torch.device(device).type == "cpu":
-            loss = self._by_prefix(model)
-            if loss is not None:
-                return loss, loss - float(self.optimal.mean())
+            found = self._by_prefix(model)
+            if found is not None:
+                return found
         by_position = torch.zeros(self.tokens.shape[1], dtype=torch.float64)
         for start in range(0, len(self.tokens), self.batch):
             chunk = slice(start, start + self.batch)
@@ -88,11 +100,11 @@ class ExactEvaluator:
             p_next = self.true_next[chunk]
             cross = -torch.where(p_next > 0, p_next * logq, torch.zeros_like(logq)).sum(-1)
             by_position += self.probs[chunk] @ cross
-        loss = float(by_position.mean())
-        return loss, loss - float(self.optimal.mean())
+        return by_position.numpy()
 
-    def _by_prefix(self, model: torch.nn.Module) -> float | None:
-        """The exact loss from one forward step per distinct prefix; None when not covered."""
+    def _by_prefix(self, model: torch.nn.Module) -> np.ndarray | None:
+        """The exact loss by position from one forward step per distinct prefix; None when not
+        covered."""
         if self.tree is None:
             self.tree = prefix_tree(self.process, self.tokens.shape[1])
         last_token, position, ancestors, probs, true_next = self.tree
@@ -101,7 +113,9 @@ class ExactEvaluator:
             return None
         logq = F.log_softmax(found[1].double(), dim=-1)
         cross = -torch.where(true_next > 0, true_next * logq, torch.zeros_like(logq)).sum(-1)
-        return float(probs @ cross) / self.tokens.shape[1]
+        out = torch.zeros(self.tokens.shape[1], dtype=torch.float64)
+        out.index_add_(0, torch.as_tensor(position, dtype=torch.int64), probs * cross)
+        return out.numpy()
 
 
 def prefix_tree(process: HMM, length: int) -> tuple:

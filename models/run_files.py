@@ -235,6 +235,7 @@ class MetricsLine(Record):
     loss_by_position: list[float] | None = None
     exact_loss: float | None = None
     exact_excess_loss: float | None = None
+    exact_loss_by_position: list[float] | None = None
     sign_flip_frac: float | None = None
     sign_flip_steps: int | None = None
     wall_s: float | None = None

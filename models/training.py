@@ -15,7 +15,8 @@ batch_size * n_ctx input tokens, each carrying a loss, although a step draws n_c
 sequence; `loss` = the batch loss of update `step`, taken before it; step 0 logs the initial
 model on batch 0): step, tokens, loss, optimal_loss, excess_loss, lr, and every
 `loss_by_position_every` steps `loss_by_position` (n_ctx values, input positions 0..n_ctx-1).
-Checkpoint steps add `exact_loss` and `exact_excess_loss` (models/loss.py; at every checkpoint,
+Checkpoint steps add `exact_loss`, `exact_excess_loss` and `exact_loss_by_position` (models/loss.py,
+the model's in-context-learning curve; at every checkpoint,
 at the last only, or never: TrainConfig.exact_eval) and `sign_flip_frac`,
 `sign_flip_steps` (models/sign_flips.py). Every line also has `wall_s` (seconds since the run
 began, resumes summed), `eval_s` (the part spent in exact evaluation) and `cpu_s` (CPU seconds).
@@ -255,9 +256,10 @@ class _Loop:
         exact_now = self.tc.exact_eval == "every" or last
         if checkpoint and self.exact is not None and exact_now:
             with self.clock.evaluating():
-                record["exact_loss"], record["exact_excess_loss"] = self.exact(
-                    self.forward, self.device, model=self.model
-                )
+                curve = self.exact.by_position(self.forward, self.device, model=self.model)
+                record["exact_loss"] = float(curve.mean())
+                record["exact_excess_loss"] = record["exact_loss"] - self.config["optimal_loss"]
+                record["exact_loss_by_position"] = curve.tolist()
         if checkpoint:
             record.update(self.flips.summary())
         record.update(self.clock.fields())

@@ -751,3 +751,63 @@ def read_llc(path: str | Path) -> LlcFile | None:
         raise InvalidInput(f"{path} is not a beliefgeo llc.json (no format {LLC_FORMAT!r}); "
                            "write one with `beliefgeo llc RUN`")
     return LlcFile.from_json(data)
+
+
+# ---- icl.json (probes/icl.py writes it; docs/run-files.md lists every key) -------------------
+@record
+class IclInputs(Record):
+    mode: str | None = None  # "enumerated" | "sampled"
+    sequences: int | None = None
+    length: int | None = None
+    seed: int | None = None
+
+
+@record
+class NeverLearns(Record):
+    """A Mixture's best single component's filter: what a predictor that never learns in context
+    gets."""
+
+    component: int | None = None
+    name: str | None = None
+    loss_by_position: Curve | None = None
+    mean_by_component: Curve | None = None
+
+
+@record
+class IclCheckpoint(Record):
+    step: int | None = None
+    tokens: int | None = None
+    loss_by_position: list[float] | None = None
+
+
+@record
+class IclFile(Record):
+    """RUN/icl.json: the model's loss by input position beside the exact curve (probes/icl.py)."""
+
+    format: str | None = None
+    process: str | None = None
+    kind: str | None = None
+    inputs: IclInputs | None = None
+    positions: list[int] | None = None
+    exact_loss_by_position: list[float] | None = None
+    model_loss_by_position: list[float] | None = None
+    model_ci95_low: list[float] | None = None  # sampled inputs only; null when enumerated
+    model_ci95_high: list[float] | None = None
+    excess_by_position: list[float] | None = None
+    never_learns: NeverLearns | None = nullable("optional")  # Mixtures only
+    close_nats: float | None = None
+    close_from: int | None = None
+    max_excess: float | None = None
+    max_excess_position: int | None = None
+    gain_closed: float | None = None
+    tokens: int | None = None
+    step: int | None = None
+    checkpoints: list[IclCheckpoint] | None = nullable("optional")  # [] without exact eval
+    figure: str | None = None
+    sentence: str | None = None
+
+
+def read_icl(run: str | Path) -> IclFile | None:
+    """RUN/icl.json, typed; None when the curve was not computed."""
+    path = Path(run) / "icl.json"
+    return IclFile.from_json(read_json(path)) if path.is_file() else None

@@ -183,6 +183,12 @@ def test_documented_fractal_keys_are_the_written_keys(run_names):
     compare("fractal.json", written, config["arch"], names)
 
 
+def test_documented_icl_keys_are_the_written_keys(run_names):
+    run, config, names = run_names  # the report computed RUN/icl.json
+    compare("icl.json", written_keys(json.loads((run / "icl.json").read_text())), config["arch"],
+            names)
+
+
 @pytest.mark.parametrize("arch", ["rnn", "transformer"])
 def test_documented_interventions_keys_are_the_written_keys(request, arch, tmp_path):
     from probes.interventions import intervene_run
@@ -205,7 +211,8 @@ def test_documented_summary_columns_are_the_written_columns(run_names, tmp_path)
     write_summary(tmp_path, points, {p.name: {"status": "done"} for p in points}, {})
     with open(tmp_path / "summary.csv", newline="") as handle:
         header = next(csv.reader(handle))
-    compare("summary.csv", set(header), config["arch"], {**names, "<axis>": ["act_fn"]})
+    compare("summary.csv", set(header), config["arch"],
+            {**names, "<axis>": ["act_fn"], "<target>": ["belief", "component", "factors"]})
 
 
 def test_the_python_api_example_runs_as_written(tiny_run, capsys):
@@ -231,15 +238,15 @@ def test_the_python_api_example_runs_as_written(tiny_run, capsys):
 def _types() -> dict:
     from experiments.fractal import FractalFile
     from models.run_files import MetricsLine, RunConfig
-    from probes.run_files import LlcFile, PhasesFile, ProbesFile
+    from probes.run_files import IclFile, LlcFile, PhasesFile, ProbesFile
 
     return {"config.json": RunConfig, "metrics.jsonl": MetricsLine, "probes.json": ProbesFile,
             "phases.json": PhasesFile, "fractal.json": FractalFile,
-            "llc.json": LlcFile}  # fmt: skip
+            "llc.json": LlcFile, "icl.json": IclFile}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["config.json", "metrics.jsonl", "probes.json", "phases.json",
-                                  "fractal.json", "llc.json"])  # fmt: skip
+                                  "fractal.json", "llc.json", "icl.json"])  # fmt: skip
 def test_documented_keys_are_the_keys_the_types_declare(name):
     """docs/run-files.md lists exactly the keys of the file's record type (hmm.records), with the
     same architecture tags: a new key is one field in the type and one line in the docs. A

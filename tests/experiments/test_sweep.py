@@ -370,3 +370,40 @@ def test_the_recurrent_cells_example_spec_validates_with_null_act_fns():
     ]  # fmt: skip
     plans = point_plans(points)
     assert {plans[p.name].arch for p in points} == {"rnn", "lstm", "gru"}
+
+
+@pytest.mark.parametrize("name, count, archs", [
+    ("sweep_quantum_grid.json", 16, {"transformer", "rnn", "lstm", "gru"}),
+    ("sweep_factored.json", 2, {"transformer"}),
+    ("sweep_mixture.json", 4, {"transformer", "rnn"}),
+])  # fmt: skip
+def test_the_study_specs_parse_and_every_point_resolves(monkeypatch, name, count, archs):
+    """The quantum grid, the factored product and the mixture (docs/sweeps.md): every point
+    dry-resolved (process, recipe, model config), nothing trained."""
+    from pathlib import Path
+
+    from experiments.pipeline import resolve_study
+    from experiments.sweep import expand, load_spec, point_plans
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)  # the specs name process files relative to the repository
+    points = expand(load_spec(root / "experiments" / "examples" / name))
+    plans = point_plans(points)
+    assert len(points) == count and {plans[p.name].arch for p in points} == archs
+    kinds = {resolve_study(plans[p.name])[0].kind for p in points}
+    expected = {"sweep_factored.json": {"product"}, "sweep_mixture.json": {"mixture"}}
+    assert kinds == expected.get(name, {"hmm", "ghmm"})
+
+
+def test_summary_reads_a_composites_targets_per_layer_when_the_probes_wrote_them():
+    """probes.json `layers.<hook>.targets.<name>.r2_heldout` (written by the probes of a product
+    or mixture) becomes the summary's number; absent -> None (an empty column)."""
+    from experiments.summary import _target_r2
+    from probes.run_files import LayerScores
+
+    with_targets = LayerScores.from_json({"r2_heldout": 0.5, "targets": {
+        "factors": {"r2_heldout": 0.91, "ci95": [0.9, 0.92]}, "belief": {"r2_heldout": 0.5}}})
+    assert _target_r2(with_targets, "factors") == 0.91
+    assert _target_r2(with_targets, "component") is None
+    assert _target_r2(LayerScores.from_json({"r2_heldout": 0.5}), "factors") is None
+    assert _target_r2(None, "factors") is None
