@@ -26,8 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from hmm import HMM
-from hmm.files import write_atomic, write_json
+from hmm.files import write_atomic
 from hmm.msp import enumerable
+from hmm.records import write_record
+from probes.run_files import IclFile
 
 ICL_FILE = "icl.json"
 ICL_FORMAT = "beliefgeo-icl/1"
@@ -214,5 +216,5 @@ def icl_run(run: str | Path, seed: int = 0, n_sampled: int = SAMPLED_SEQUENCES) 
     from probes.icl_figures import icl_figure
 
     write_atomic(run / FIGURE, icl_figure(out))
-    write_json(run / ICL_FILE, out)
+    write_record(run / ICL_FILE, IclFile, out)
     return out
