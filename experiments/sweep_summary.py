@@ -202,8 +202,8 @@ def band_figure(rows: list[dict], summaries: dict[str, RunSummary], title: str) 
                 ax.fill_between(x, np.maximum(low, floor), np.maximum(high, floor),
                                 color=colour, alpha=0.2, lw=0)  # fmt: skip
             ticks.append(x)
-        if key == "excess_loss":
-            kinds = {summaries[run].loss.curve_kind for row in rows for run in row["runs"]}
+        kinds = {summaries[run].loss.curve_kind for row in rows for run in row["runs"]}
+        if key == "excess_loss" and kinds:  # no kinds when every point failed
             ax.set_title(LOSS_KINDS[tuple(sorted(kinds))], fontsize=9)
         ax.set(yscale=yscale, ylabel=label)
         ax.grid(alpha=0.3, which="both")
@@ -213,7 +213,8 @@ def band_figure(rows: list[dict], summaries: dict[str, RunSummary], title: str) 
         token_axis(ax, np.concatenate(ticks) if ticks else np.zeros(1))
     for ax in axes[0]:
         ax.set_xlabel("")
-    axes[0, 0].legend(fontsize=7)
+    if axes[0, 0].get_legend_handles_labels()[0]:
+        axes[0, 0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return png_bytes(fig, dpi=100)

@@ -344,9 +344,10 @@ def _fine_panel(ax, probes: dict, last: dict) -> None:
         low = _none_to_nan([(band.get(k) or [None])[0] for k in ks])
         high = _none_to_nan([(band.get(k) or [None, None])[1] for k in ks])
         offset = 0.08 * (i - 0.5 * (len(shown) - 1))
-        ax.errorbar([int(k) + offset for k in ks], values,
-                    yerr=[np.nan_to_num(values - low), np.nan_to_num(high - values)],
-                    fmt="o-", color=color, ms=5, capsize=2, label=hook_label(h))
+        x = [int(k) + offset for k in ks]
+        ax.plot(x, values, "o-", color=color, ms=5, label=hook_label(h))
+        # a percentile interval need not contain the estimate (bootstrap bias): drawn as it is
+        ax.vlines(x, low, high, color=color, lw=1.2)
     mean = (probes.get("baselines", {}).get("random_init", {}).get(final) or {}).get("r2_fine")
     if mean:
         ks = sorted(mean, key=int)

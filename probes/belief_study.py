@@ -423,6 +423,7 @@ def probe_run(
     add_run_geometry(result, config, inputs, hooks, init_seeds)  # probes.geometry_study
     result["checkpoints"] = _merged(run / "probes.json", records, result, last)
     _add_evidence(result, inputs, refs, final_fits, records[-1], {**kept, "next": final_next})
+    write_record(run / "probes.json", ProbesFile, result)  # the numbers survive a figure's failure
     result["figures"] = _write_figures(
         run, result, refs.beliefs, {h: fit.pred for h, fit in final_fits.items()}, frames, process
     )

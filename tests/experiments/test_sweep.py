@@ -20,7 +20,7 @@ import pytest
 
 from experiments.cli import main
 from experiments.sweep import POINT_FILE, SEED, expand
-from experiments.sweep_summary import interval
+from experiments.sweep_summary import band_figure, interval
 from hmm.errors import InvalidInput
 
 # an RNN of hidden 8 on a context of 4 (81 input sequences) for 2,000 tokens: seconds per point
@@ -72,6 +72,12 @@ def test_points_cross_the_axes_and_link_linked_ones():
     assert points[3].setting == "arch=transformer,act_fn=relu"
     with pytest.raises(InvalidInput):
         expand({"base": {}, "axes": {"seed": [0, 0]}})
+
+
+def test_a_sweep_whose_every_point_failed_still_draws_its_summary_figure():
+    """The summary of failures is what the user reads then; its figure must not be the next one."""
+    png = band_figure([{"setting": "seed", "n_seeds": 0, "runs": []}], {}, "all failed")
+    assert png.startswith(b"\x89PNG")
 
 
 def test_interval_is_the_t_interval():
