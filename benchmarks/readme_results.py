@@ -10,6 +10,8 @@ generated, so no number in it is typed by hand. Each NAME has a kind and a folde
   seeds    a `reproduce --seeds` folder: the same numbers as mean [95 % t-interval] over the
            seeds listed in DIR/summary.json (experiments.sweep_summary.interval)
   compare  a `compare-phases` folder: DIR/summary.csv's comparison columns as a table
+  sweep    a `sweep` folder: per setting the final layer beside its nulls (DIR/summary.json, mean
+           over seeds), the block's extra columns, and the CPU seconds of a point (point.json)
 
 Every block opens with the command that produced its folder. Run from the repository root:
 
@@ -41,9 +43,10 @@ REGENERATE = "python -m benchmarks.readme_results"
 
 @dataclass(frozen=True)
 class Block:
-    kind: str  # "run" | "seeds" | "compare"
+    kind: str  # "run" | "seeds" | "compare" | "sweep"
     path: str
     command: str  # what produced the folder, quoted in the block
+    columns: tuple[tuple[str, str], ...] = ()  # a sweep block's (column, header) after the usual
 
 
 BLOCKS = {
@@ -55,6 +58,24 @@ BLOCKS = {
     "noisy4": Block("run", "runs/probe-noisy-4-cycle",
                     "beliefgeo probe-hmm experiments/examples/noisy_4_cycle.json --n-ctx 8 "
                     "--out runs/probe-noisy-4-cycle"),
+    "rrxor-paper": Block("run", "runs/rrxor-paper",
+                         "beliefgeo reproduce rrxor --out runs/rrxor-paper"),
+    "memorize": Block("compare", "runs/memorize-3seeds",
+                      "beliefgeo compare-phases mess3 --runs rnn:tanh,rnn:sigmoid,rnn:relu "
+                      "--recipes memorize --seeds 3 --out runs/memorize-3seeds"),
+    "grid": Block("sweep", "runs/quantum_grid",
+                  "beliefgeo sweep experiments/examples/sweep_quantum_grid.json "
+                  "--out runs/quantum_grid"),
+    "factored": Block("sweep", "runs/factored",
+                      "beliefgeo sweep experiments/examples/sweep_factored.json "
+                      "--out runs/factored",
+                      (("final_r2_factors", "factors' beliefs (final layer)"),)),
+    "mixture": Block("sweep", "runs/mixture",
+                     "beliefgeo sweep experiments/examples/sweep_mixture.json --out runs/mixture",
+                     (("final_r2_component", "which component (final layer)"),
+                      ("icl_close_from", "within 0.01 nats of the exact ICL curve from t ="),
+                      ("icl_last_excess", "excess at the last position"),
+                      ("icl_gain_closed", "gap to the never-learns filter closed"))),
     "compare": Block("compare", "runs/compare-phases",
                      "beliefgeo compare-phases mess3 --runs transformer:relu,rnn:tanh,rnn:sigmoid,"
                      "rnn:relu --recipes default,memorize --seeds 1 --out runs/compare-phases"),
@@ -165,7 +186,48 @@ def compare_block(block: Block, folder: Path) -> str:
                       *lines])
 
 
-KINDS = {"run": run_block, "seeds": seeds_block, "compare": compare_block}
+# (summary column, header) of every sweep block, in its order
+SWEEP_COLUMNS = (
+    ("final_r2_heldout", "final layer"),
+    ("final_next_token_r2", "next-token probe"),
+    ("final_untrained_r2", "untrained"),
+    ("best_kgram_r2", "best k-token table"),
+    ("final_r2_beyond_prediction", "beyond the next token"),
+    ("final_exact_excess_loss", "exact excess (nats)"),
+)
+
+
+def sweep_block(block: Block, folder: Path) -> str:
+    """A sweep folder: one row per setting, mean over its seeds (with the 95 % interval when
+    there are several), and the mean CPU seconds of its points (training and every analysis)."""
+    rows = read_json(folder / "summary.json").get("rows") or []
+    columns = [*SWEEP_COLUMNS, *block.columns]
+    lines = ["| setting | seeds | " + " | ".join(h for _, h in columns) + " | CPU s per point |",
+             "|" + "---|" * (len(columns) + 3)]
+    for row in rows:
+        cells = [_sweep_cell(row, key) for key, _ in columns]
+        cpu = [read_json(p).get("cpu_s") for run in row["runs"]
+               if (p := folder / run / "point.json").is_file()]  # fmt: skip
+        cpu_text = f"{sum(cpu) / len(cpu):.0f}" if cpu and None not in cpu else "—"
+        lines.append(f"| {row['setting']} | {row['n_seeds']} | " + " | ".join(cells)
+                     + f" | {cpu_text} |")
+    what = f"{len(rows)} settings, mean over seeds [95 % t-interval] where there are several"
+    return "\n".join([_opening(block, what), "", *lines])
+
+
+def _sweep_cell(row: dict, key: str) -> str:
+    mean = row.get(f"{key}_mean")
+    if mean is None or mean == "":
+        return "—"
+    digits = 5 if "loss" in key or "excess" in key else 4
+    text = f"{float(mean):.{digits}f}"
+    low, high = row.get(f"{key}_ci95_low"), row.get(f"{key}_ci95_high")
+    if low not in (None, "") and high not in (None, ""):
+        text += f" [{float(low):.{digits}f}, {float(high):.{digits}f}]"
+    return text
+
+
+KINDS = {"run": run_block, "seeds": seeds_block, "compare": compare_block, "sweep": sweep_block}
 
 
 def _opening(block: Block, what: str) -> str:

@@ -78,3 +78,22 @@ def test_an_unknown_block_or_argument_exits_2(tmp_path, capsys):
     assert main(["--readme", str(readme)]) == 2
     assert main(["--readme", str(readme), "demo"]) == 2
     assert capsys.readouterr().err.count("error: ") == 2
+
+
+def test_a_sweep_block_lists_each_setting_beside_its_nulls_and_its_cpu_seconds(tmp_path):
+    folder = tmp_path / "grid"
+    row = {"setting": "process=moon", "n_seeds": 2, "runs": ["a", "b"],
+           "final_r2_heldout_mean": 0.8, "final_r2_heldout_ci95_low": 0.7,
+           "final_r2_heldout_ci95_high": 0.9, "best_kgram_r2_mean": 0.6,
+           "final_r2_factors_mean": 0.5}  # fmt: skip
+    for run, cpu in (("a", 10.0), ("b", 30.0)):
+        (folder / run).mkdir(parents=True)
+        (folder / run / "point.json").write_text(json.dumps({"cpu_s": cpu}))
+    (folder / "summary.json").write_text(json.dumps({"rows": [row]}))
+    blocks = {"grid": {"kind": "sweep", "path": str(folder), "command": "beliefgeo sweep x"}}
+    (tmp_path / "map.json").write_text(json.dumps(blocks))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results: grid -->\n<!-- /results -->\n")
+    assert main(["--readme", str(readme), "--map", str(tmp_path / "map.json")]) == 0
+    line = next(x for x in readme.read_text().splitlines() if x.startswith("| process=moon"))
+    assert line == "| process=moon | 2 | 0.8000 [0.7000, 0.9000] | — | — | 0.6000 | — | — | 20 |"
