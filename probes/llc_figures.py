@@ -325,13 +325,15 @@ def plot_llc_groups(result: dict, path: str | Path) -> Path:
         sd = np.nan_to_num(np.array([_nan(e["llc_sd"]) for e in entries]))
         tokens_all += list(x)
         n = len(group["runs"])
-        off = raw < low
-        ax.plot(x[off], mean[off], "v", ms=9, color=colour)  # off the frame: not LLCs
+        for off, marker in ((raw < low, "v"), (raw > high, "^")):  # off the frame: not LLCs
+            ax.plot(x[off], mean[off], marker, ms=9, color=colour)
         ax.fill_between(x, np.clip(mean - sd, low, high), np.clip(mean + sd, low, high),
                         color=colour, alpha=0.2, lw=0)  # fmt: skip
         ax.plot(
             x, mean, "o-", color=colour, ms=4, lw=1.6, label=f"{label} ({n} run{'s' * (n > 1)})"
         )
+        flagged = np.array([bool(set(e["flags"]) & set(NOT_AN_LLC)) for e in entries])
+        ax.plot(x[flagged], mean[flagged], "o", ms=6, mfc="white", color=colour)
         for k in range(n):
             single = np.clip([_nan(e["llc_runs"][k]) for e in entries], low, high)
             ax.plot(x, single, "-", color=colour, lw=0.6, alpha=0.5)
@@ -357,8 +359,9 @@ def plot_llc_groups(result: dict, path: str | Path) -> Path:
         fontsize=10,
     )
     fig.text(0.01, 0.01, textwrap.fill(
-        "Thin lines: single runs; triangles on the lower edge: estimates below the frame (not "
-        "at a minimum). Dashed: stage boundaries of each group's mean curve (trend "
+        "Thin lines: single runs; hollow: flagged estimates, not LLCs (not at a minimum, or the "
+        "loss above the uniform guess); triangles on an edge: such estimates outside the frame. "
+        "Dashed: stage boundaries of each group's mean curve (trend "
         "changes beyond the spread across runs; docs/llc.md). Ticks at the bottom: where each "
         "run's final-layer probe R² crossed halfway from the untrained network to its end.", 160),
         fontsize=7.5, va="bottom")  # fmt: skip
