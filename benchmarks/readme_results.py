@@ -56,7 +56,7 @@ BLOCKS = {
     "rrxor": Block("run", "runs/rrxor-small",
                    "beliefgeo reproduce rrxor-small --out runs/rrxor-small"),
     "noisy4": Block("run", "runs/probe-noisy-4-cycle",
-                    "beliefgeo probe-hmm experiments/examples/noisy_4_cycle.json --n-ctx 8 "
+                    "beliefgeo probe-hmm experiments/examples/noisy_4_cycle.json "
                     "--out runs/probe-noisy-4-cycle"),
     "rrxor-paper": Block("run", "runs/rrxor-paper",
                          "beliefgeo reproduce rrxor --out runs/rrxor-paper"),
@@ -84,6 +84,8 @@ BLOCKS = {
 # (key, label) of a run's numbers, in the order a block lists them
 NUMBERS = (
     ("r2", "final-layer held-out R²"),
+    ("untrained_r2", "the same layer of untrained networks (mean over init seeds)"),
+    ("best_table_r2", "the best table of the last k ≤ 6 tokens (held-out cell means)"),
     ("next_token_r2", "the model's next-token distribution as probe input, held-out R²"),
     ("optimal_probs_r2", "the exact optimal next-token probabilities as probe input, held-out R²"),
     ("beyond", "final layer beyond the next-token prediction, trained"),
@@ -98,8 +100,11 @@ def run_numbers(summary: RunSummary) -> dict[str, float | int | None]:
     """The block's numbers of one run; `r2_fine:<k>` for every k probes.json has."""
     p = summary.probes
     head = p.headline if p else None
+    nulls = summary.headline()
     out = {
         "r2": p.r2 if p else None,
+        "untrained_r2": nulls["final_untrained_r2"],
+        "best_table_r2": nulls["best_kgram_oracle_r2"],
         "next_token_r2": p.next_token_r2 if p else None,
         "optimal_probs_r2": head.optimal_probs_r2 if head else None,
         "beyond": p.r2_beyond_prediction if p else None,
@@ -158,8 +163,10 @@ def seeds_block(block: Block, folder: Path) -> str:
     keys = list(dict.fromkeys(k for numbers in per_seed for k in numbers))
     table = []
     for key in keys:
-        stats = interval([n.get(key) for n in per_seed])
-        table.append((_label(key, summaries[0]), _interval_text(stats, key)))
+        values = [n.get(key) for n in per_seed]
+        text = (", ".join(_number(v, key) for v in values) + " (per seed)" if key == "oracle_k"
+                else _interval_text(interval(values), key))  # fmt: skip
+        table.append((_label(key, summaries[0]), text))
     opening = _opening(block, f"{summaries[0].title}; {len(summaries)} seeds, mean [95 % "
                               "t-interval] over the seeds that have the number")
     return "\n".join([opening, "", *_table(table, ("number", "mean [95 % interval] (seeds)"))])
@@ -191,7 +198,7 @@ SWEEP_COLUMNS = (
     ("final_r2_heldout", "final layer"),
     ("final_next_token_r2", "next-token probe"),
     ("final_untrained_r2", "untrained"),
-    ("best_kgram_r2", "best k-token table"),
+    ("best_kgram_oracle_r2", "best table of the last k ≤ 6 tokens"),
     ("final_r2_beyond_prediction", "beyond the next token"),
     ("final_exact_excess_loss", "exact excess (nats)"),
 )

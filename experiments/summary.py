@@ -349,14 +349,17 @@ class RunSummary:
                 "icl_gain_closed": icl.gain_closed if icl else None}
 
     def _baseline_numbers(self) -> dict:
-        """The final layer's nulls beside its R²: the untrained network and the best k-gram
-        table (the paper's order-3 Markov baseline among them), and the R² to a composite's
+        """The final layer's nulls beside its R²: the untrained network, the best k-gram
+        regression (the paper's order-3 Markov baseline among them), the best k-token oracle
+        table (the strongest network-free null), and the R² to a composite's
         own targets (probes.json `targets.<name>`, per hook, when the probes wrote them)."""
         p, f = self.probes, self.probes_file
-        kgram = [v for v in (f.baselines.kgram.values() if f and f.baselines else [])
-                 if _finite(v)]
+        b = f.baselines if f else None
+        kgram = [v for v in (b.kgram.values() if b else []) if _finite(v)]
+        oracle = [v for v in (b.kgram_oracle.values() if b else []) if _finite(v)]
         out = {"final_untrained_r2": p.untrained_r2 if p else None,
-               "best_kgram_r2": max(kgram) if kgram else None}
+               "best_kgram_r2": max(kgram) if kgram else None,
+               "best_kgram_oracle_r2": max(oracle) if oracle else None}
         layers = f.checkpoints[-1].layers if f and f.checkpoints else {}
         for name in ("factors", "component"):
             out[f"final_r2_{name}"] = _target_r2(layers.get(p.hook) if p else None, name)

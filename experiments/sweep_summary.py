@@ -12,6 +12,8 @@ Headline numbers of one run (None where the run has no such number):
   final_untrained_r2           the same probe on the untrained network (mean over init seeds)
   best_kgram_r2                the best k-gram table's held-out R² (k = 3: the paper's order-3
                                Markov baseline), probes.json baselines.kgram
+  best_kgram_oracle_r2         the best table of the last k ≤ 6 tokens, probes.json
+                               baselines.kgram_oracle: the strongest network-free null
   final_r2_factors, final_r2_component   the final layer's R² to a product's "factors" or a
                                mixture's "component" target (probes.json layers.<hook>.targets;
                                empty when the probes did not write it)
@@ -53,7 +55,8 @@ FIXED_HEADLINES = (
     "final_r2_beyond_prediction", "tokens_to_r2_0.9",
     "first_spectral_radius_above_1", "final_spectral_radius_mean", "final_saturated_frac",
     "final_linear_frac", "final_sharpness", "final_sign_flip_frac", "final_sign_flip_null",
-    "final_llc", "final_untrained_r2", "best_kgram_r2", "final_r2_factors", "final_r2_component",
+    "final_llc", "final_untrained_r2", "best_kgram_r2", "best_kgram_oracle_r2",
+    "final_r2_factors", "final_r2_component",
     "icl_close_from", "icl_last_excess", "icl_gain_closed", *MILESTONE_KEYS,
 )  # fmt: skip
 
@@ -247,7 +250,7 @@ def report_html(
     figure = out / "figures" / "sweep.png"
     write_atomic(figure, band_figure(rows, summaries, f"{out.name}: mean over seeds, 95 % band"))
     headline = ["final_exact_excess_loss", "final_r2_heldout", "final_untrained_r2",
-                "best_kgram_r2", "final_r2_concat", "final_next_token_r2",
+                "best_kgram_r2", "best_kgram_oracle_r2", "final_r2_concat", "final_next_token_r2",
                 "final_r2_beyond_prediction", "tokens_to_r2_0.9", "final_spectral_radius_mean",
                 "icl_last_excess"]  # fmt: skip
     headline += [name for name in ("final_r2_factors", "final_r2_component")

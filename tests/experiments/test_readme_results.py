@@ -84,7 +84,7 @@ def test_a_sweep_block_lists_each_setting_beside_its_nulls_and_its_cpu_seconds(t
     folder = tmp_path / "grid"
     row = {"setting": "process=moon", "n_seeds": 2, "runs": ["a", "b"],
            "final_r2_heldout_mean": 0.8, "final_r2_heldout_ci95_low": 0.7,
-           "final_r2_heldout_ci95_high": 0.9, "best_kgram_r2_mean": 0.6,
+           "final_r2_heldout_ci95_high": 0.9, "best_kgram_oracle_r2_mean": 0.6,
            "final_r2_factors_mean": 0.5}  # fmt: skip
     for run, cpu in (("a", 10.0), ("b", 30.0)):
         (folder / run).mkdir(parents=True)
