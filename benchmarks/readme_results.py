@@ -182,15 +182,23 @@ def _interval_text(stats: dict, key: str) -> str:
 
 
 def compare_block(block: Block, folder: Path) -> str:
-    """A compare-phases folder: summary.csv's comparison columns, one row per architecture."""
+    """A compare-phases folder: summary.csv's comparison columns, one row per architecture, then
+    the phase milestones as mean [95 % t-interval] over seeds, one column per architecture."""
     from experiments.compare import CSV_FIELDS
+    from probes.phase_study import MILESTONE_KEYS
 
     with open(folder / "summary.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     lines = ["| " + " | ".join(CSV_FIELDS) + " |", "|" + "---|" * len(CSV_FIELDS)]
     lines += ["| " + " | ".join(row.get(f, "") for f in CSV_FIELDS) + " |" for row in rows]
-    return "\n".join([_opening(block, "mean over seeds per architecture (summary.csv)"), "",
-                      *lines])
+    keys = ["final_exact_excess_loss", "final_r2_heldout", "first_spectral_radius_above_1",
+            *MILESTONE_KEYS]  # fmt: skip
+    keys = [k for k in keys if any(row.get(f"{k}_mean") not in (None, "") for row in rows)]
+    lines += ["", "| milestone (docs/phases.md) | " + " | ".join(r["run"] for r in rows) + " |",
+              "|" + "---|" * (len(rows) + 1)]  # fmt: skip
+    lines += [f"| {k} | " + " | ".join(_sweep_cell(r, k) for r in rows) + " |" for k in keys]
+    return "\n".join([_opening(block, "mean over seeds per architecture (summary.csv); "
+                                      "milestones mean [95 % t-interval]"), "", *lines])
 
 
 # (summary column, header) of every sweep block, in its order
@@ -223,14 +231,24 @@ def sweep_block(block: Block, folder: Path) -> str:
 
 
 def _sweep_cell(row: dict, key: str) -> str:
+    """`mean [low, high]` of a summary column, with how many seeds have it when not all do;
+    tokens (milestones) as whole numbers."""
     mean = row.get(f"{key}_mean")
     if mean is None or mean == "":
         return "—"
+    tokens = key.endswith(("_until", "_from", "above_1")) or key.startswith("tokens_to")
     digits = 5 if "loss" in key or "excess" in key else 4
-    text = f"{float(mean):.{digits}f}"
+
+    def number(value) -> str:
+        return f"{float(value):,.0f}" if tokens else f"{float(value):.{digits}f}"
+
+    text = number(mean)
     low, high = row.get(f"{key}_ci95_low"), row.get(f"{key}_ci95_high")
     if low not in (None, "") and high not in (None, ""):
-        text += f" [{float(low):.{digits}f}, {float(high):.{digits}f}]"
+        text += f" [{number(low)}, {number(high)}]"
+    n, seeds = row.get(f"{key}_n"), row.get("n_seeds")
+    if n not in (None, "") and seeds not in (None, "") and int(float(n)) < int(float(seeds)):
+        text += f" ({int(float(n))} of {int(float(seeds))} seeds)"
     return text
 
 
