@@ -382,10 +382,11 @@ def test_the_recurrent_cells_example_spec_validates_with_null_act_fns():
     ("sweep_quantum_grid.json", 16, {"transformer", "rnn", "lstm", "gru"}),
     ("sweep_factored.json", 2, {"transformer"}),
     ("sweep_mixture.json", 4, {"transformer", "rnn"}),
+    ("sweep_constant_lr.json", 3, {"transformer"}),
 ])  # fmt: skip
 def test_the_study_specs_parse_and_every_point_resolves(monkeypatch, name, count, archs):
-    """The quantum grid, the factored product and the mixture (docs/sweeps.md): every point
-    dry-resolved (process, recipe, model config), nothing trained."""
+    """The quantum grid, the factored product, the mixture and the constant learning rate
+    (docs/sweeps.md): every point dry-resolved (process, recipe, model config), nothing trained."""
     from pathlib import Path
 
     from experiments.pipeline import resolve_study
@@ -397,7 +398,8 @@ def test_the_study_specs_parse_and_every_point_resolves(monkeypatch, name, count
     plans = point_plans(points)
     assert len(points) == count and {plans[p.name].arch for p in points} == archs
     kinds = {resolve_study(plans[p.name])[0].kind for p in points}
-    expected = {"sweep_factored.json": {"product"}, "sweep_mixture.json": {"mixture"}}
+    expected = {"sweep_factored.json": {"product"}, "sweep_mixture.json": {"mixture"},
+                "sweep_constant_lr.json": {"hmm"}}  # fmt: skip
     assert kinds == expected.get(name, {"hmm", "ghmm"})
 
 
