@@ -43,6 +43,13 @@ R2_AXIS = "held-out R²  (axis: log of 1 − R²)"
 SPLIT_NAMES = {"subtree": "held-out prefix subtrees", "random": "held-out random half of sequences"}
 
 
+def _colour_rule(beliefs: np.ndarray) -> str:
+    """How hmm.plots.belief_colors colours a belief, in words."""
+    if beliefs.shape[-1] == 3:
+        return "RGB = the three state probabilities"
+    return "the states' colours at the corners, mixed by the state probabilities"
+
+
 def simplex_comparison(
     true: np.ndarray,
     predictions: dict[str, np.ndarray],
@@ -68,8 +75,8 @@ def simplex_comparison(
     fig.suptitle(f"Exact beliefs of held-out prefixes and their linear-probe predictions "
                  f"({tokens:,} training tokens)", fontsize=11)
     _caption(fig, (
-        ("Each point is one held-out prefix, coloured by its exact belief (with three states, "
-         "RGB = the state probabilities), placed at its exact belief (left) or at the belief "
+        (f"Each point is one held-out prefix, coloured by its exact belief ({_colour_rule(true)}"
+         "), placed at its exact belief (left) or at the belief "
          if chart.kind == "simplex" else
          "Each point is one held-out prefix, coloured by the first chart coordinate of its exact "
          f"state ({chart.axis_labels[0]}), placed at its exact state (left) or at the state ")
