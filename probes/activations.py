@@ -90,6 +90,11 @@ class ProbeInputs:
         return len(self.beliefs)
 
     @property
+    def every_input(self) -> bool:
+        """Every input sequence is here (enumerated, no subset): cell means are exact."""
+        return self.exact and self.enumerated_total == len(self.tokens)
+
+    @property
     def fit_rows(self) -> np.ndarray:
         """(R_fit,) indices of rows with any weight in the fit half."""
         return np.flatnonzero(self.fit_count > 0)

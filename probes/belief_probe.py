@@ -244,6 +244,18 @@ def within_cell_deviations(cells: np.ndarray, Y: np.ndarray, weights: np.ndarray
     return Y - means[cells]
 
 
+def leave_one_out_cell_means(cells: np.ndarray, Y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(n, S): for each row, the mean of Y over the *other* copies in its cell (counts (n,) are
+    copies: one copy of the row itself is left out); the mean over all copies when no other copy
+    is there. What a table estimated from a sample predicts for a copy it has not seen."""
+    means, total = cell_means(cells, Y, counts, int(cells.max()) + 1)
+    others = (total[cells] - 1.0)[:, None]
+    alone = others[:, 0] < 0.5
+    loo = (means[cells] * total[cells][:, None] - Y) / np.where(alone, 1.0, others[:, 0])[:, None]
+    loo[alone] = counts @ Y / counts.sum()
+    return loo
+
+
 def fine_structure(
     deviations: np.ndarray, Y_pred: np.ndarray, cells: np.ndarray, weights: np.ndarray
 ) -> tuple[float, float | None]:

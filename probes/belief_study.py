@@ -89,6 +89,7 @@ from probes.belief_probe import (
     cv_ridge,
     fine_structure,
     gram_scale,
+    leave_one_out_cell_means,
     lookup_predictions,
     merge_moments,
     moments,
@@ -157,7 +158,7 @@ def references(
         dev = within_cell_deviations(cells[k][rows], Y, count)
         ssw = count @ dev**2
         deviations[k] = dev if ssw.sum() > CONSTANT_VARIANCE * sst.sum() else None
-        oracle[k] = oracle_r2(cells[k][rows], Y, count)
+        oracle[k] = oracle_r2(cells[k][rows], Y, count, leave_one_out=not inputs.every_input)
     return References(
         rows=rows, beliefs=Y, count=count, prob=inputs.heldout_prob[rows],
         by_position=[np.flatnonzero(positions == t) for t in range(inputs.tokens.shape[1])],
@@ -169,14 +170,24 @@ def references(
     )
 
 
-def oracle_r2(cells: np.ndarray, Y: np.ndarray, weights: np.ndarray) -> float | None:
+def oracle_r2(
+    cells: np.ndarray, Y: np.ndarray, weights: np.ndarray, leave_one_out: bool = False
+) -> float | None:
     """R² (coordinate mean over non-constant coordinates) of the table of cell means of Y (n, S)
-    on the very rows it is the mean of (cells (n,)); None when every coordinate is constant."""
+    on the very rows it is the mean of (cells (n,)); None when every coordinate is constant.
+
+    Over every enumerated input that table is the exact conditional mean given the cell. Over a
+    sample, a cell holding one sampled sequence would "predict" it exactly whatever the last k
+    tokens say, so with `leave_one_out` (weights: copies) each copy is predicted from the other
+    copies of its cell (`leave_one_out_cell_means`)."""
     sst = weights @ (Y - weights @ Y / weights.sum()) ** 2
     defined = sst > CONSTANT_VARIANCE * max(sst.max(initial=0.0), np.finfo(float).tiny)
     if not defined.any():
         return None
-    ssw = weights @ within_cell_deviations(cells, Y, weights) ** 2
+    if leave_one_out:
+        ssw = weights @ (Y - leave_one_out_cell_means(cells, Y, weights)) ** 2
+    else:
+        ssw = weights @ within_cell_deviations(cells, Y, weights) ** 2
     return float(np.mean(1.0 - ssw[defined] / sst[defined]))
 
 
@@ -488,7 +499,8 @@ def _interval_scorers(
         fitted = lookup_predictions(cells[inputs.fit_rows], inputs.beliefs[inputs.fit_rows],
                                     inputs.fit_count[inputs.fit_rows], cells[refs.rows])
         scores["kgram", str(k)] = r2_scorer(refs.beliefs, fitted)
-        scores["kgram_oracle", str(k)] = _oracle_scorer(refs.heldout_cells[k], refs.beliefs)
+        scores["kgram_oracle", str(k)] = _oracle_scorer(refs.heldout_cells[k], refs.beliefs,
+                                                        leave_one_out=not inputs.every_input)
     for h, preds in kept["untrained"].items():
         if preds:
             scores["random_init", h] = _mean_scorer([r2_scorer(refs.beliefs, p) for p in preds])
@@ -500,8 +512,8 @@ def _interval_scorers(
     return scores
 
 
-def _oracle_scorer(cells: np.ndarray, Y: np.ndarray):
-    return lambda rows, w: oracle_r2(cells[rows], Y[rows], w)
+def _oracle_scorer(cells: np.ndarray, Y: np.ndarray, leave_one_out: bool):
+    return lambda rows, w: oracle_r2(cells[rows], Y[rows], w, leave_one_out)
 
 
 def _mean_scorer(scorers: list):

@@ -13,6 +13,7 @@ from probes.belief_probe import (
     BeliefProbe,
     cv_ridge,
     fine_structure,
+    leave_one_out_cell_means,
     lookup_predictions,
     merge_moments,
     moments,
@@ -280,3 +281,37 @@ def test_r2_of_remainder_is_measured_about_zero():
     assert r2_of_remainder(r, r, np.ones(2)) == 1.0
     assert r2_of_remainder(r, r / 2, np.array([1.0, 3.0])) == pytest.approx(0.75)
     assert np.isnan(r2_of_remainder(np.zeros((2, 2)), np.ones((2, 2)), np.ones(2)))
+
+
+def test_leave_one_out_cell_means_by_brute_force():
+    """Each copy predicted from the other copies of its cell; a copy alone in its cell gets the
+    mean over all copies."""
+    rng = np.random.default_rng(3)
+    cells = np.array([0, 0, 1, 2, 2, 2])
+    counts = np.array([1.0, 2.0, 1.0, 1.0, 1.0, 3.0])
+    Y = rng.random((6, 2))
+    expected = np.empty_like(Y)
+    for i in range(6):
+        others = counts[cells == cells[i]].sum() - 1
+        if others < 0.5:
+            expected[i] = counts @ Y / counts.sum()
+        else:
+            mask = cells == cells[i]
+            expected[i] = ((counts[mask] @ Y[mask]) - Y[i]) / others
+    np.testing.assert_allclose(leave_one_out_cell_means(cells, Y, counts), expected)
+
+
+def test_a_sampled_oracle_does_not_score_singleton_cells_as_known():
+    """Beliefs that the cells say nothing about, one sampled row per cell: the in-sample table of
+    cell means scores 1 (each row is its own mean), the leave-one-out table at most 0. With two
+    copies per cell and beliefs fixed by the cell, both score 1."""
+    from probes.belief_study import oracle_r2
+
+    rng = np.random.default_rng(4)
+    Y = rng.dirichlet(np.ones(3), size=200)
+    singletons, ones = np.arange(200), np.ones(200)
+    assert oracle_r2(singletons, Y, ones) == pytest.approx(1.0)
+    assert oracle_r2(singletons, Y, ones, leave_one_out=True) <= 0.0
+    determined = np.repeat(np.arange(100), 2)
+    Y2 = rng.dirichlet(np.ones(3), size=100)[determined]
+    assert oracle_r2(determined, Y2, ones, leave_one_out=True) == pytest.approx(1.0)
