@@ -83,8 +83,8 @@ def run(run_dir: str | None = None) -> dict:
             collect.append(seconds)
             _, seconds = _cpu(lambda acts=acts: score_activations(acts, inputs, hooks, refs=refs))
             score.append(seconds)
+        geometry = _geometry_cost(inputs, acts)  # one thread, like the probe step it joins
     per_checkpoint = min(collect) + min(score)
-    geometry = _geometry_cost(inputs, acts)
     once = inputs_s + refs_s + kgram_s + logit_s + 3 * per_checkpoint  # 3 untrained seeds
     result = {
         "probes.rows": inputs.n_rows,
