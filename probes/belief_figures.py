@@ -32,7 +32,7 @@ from hmm.plots import (
     state_colors,
 )
 from models.architectures import CONCAT, final_layer_hook, hook_label
-from probes.belief_probe import probe_method
+from probes.belief_probe import probe_method, r2_score
 
 FLOOR = 1e-6  # 1 - R² is drawn no lower than this (log axis)
 MAX_FRAMES = 20  # animation frames: encoding costs ~0.2 CPU s each
@@ -87,6 +87,35 @@ def simplex_comparison(
         fig.subplots_adjust(left=0.01, right=0.99, bottom=0.17, top=0.83, wspace=0.05)
     else:  # axes with ticks and names need room
         fig.subplots_adjust(left=0.07, right=0.98, bottom=0.2, top=0.83, wspace=0.3)
+    return _png(fig)
+
+
+def factor_comparison(
+    true: np.ndarray, pred: np.ndarray, weights: np.ndarray, groups: dict[str, slice], hook: str,
+    tokens: int,
+) -> bytes:
+    """A product's factors, one row each: the exact factor beliefs (columns `groups` of true
+    (n, sum d_k)) beside what the probe of the `factors` target reads from `hook` (pred); R²
+    with the rows' weights (n,)."""
+    fig = _figure(9.0, 4.4 * len(groups) + 0.8)
+    axes = np.atleast_2d(fig.subplots(len(groups), 2))
+    size = _point_size(len(true))
+    for row, (name, cols) in zip(axes, groups.items(), strict=True):
+        exact, read = true[:, cols], pred[:, cols]
+        chart = _chart(exact, None)
+        colors = state_colors(chart, exact)
+        r2 = r2_score(exact, read, weights)
+        _simplex(row[0], exact, colors, f"{name}\nexact beliefs", size, chart)
+        _simplex(row[1], read, colors, f"probe from {hook_label(hook)}\nheld-out R² = {r2:.4f}",
+                 size, chart)  # fmt: skip
+    fig.suptitle(f"Factor beliefs of held-out prefixes, exact and read by one linear probe of "
+                 f"all factors ({tokens:,} training tokens)", fontsize=11)  # fmt: skip
+    _caption(fig, "Each point is one held-out prefix, coloured by its exact factor belief, placed "
+             "at it (left) or at the factor belief read from the named layer by the probe of all "
+             f"factors side by side ({probe_method()}). R²: held-out, mean over this factor's "
+             "coordinates.")  # fmt: skip
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.9 / (4.4 * len(groups) + 0.8),
+                        top=1 - 0.7 / (4.4 * len(groups) + 0.8), hspace=0.25)  # fmt: skip
     return _png(fig)
 
 

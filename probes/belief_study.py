@@ -436,7 +436,8 @@ def probe_run(
     _add_evidence(result, inputs, refs, final_fits, records[-1], {**kept, "next": final_next})
     write_record(run / "probes.json", ProbesFile, result)  # the numbers survive a figure's failure
     result["figures"] = _write_figures(
-        run, result, refs.beliefs, {h: fit.pred for h, fit in final_fits.items()}, frames, process
+        run, result, refs.beliefs, {h: fit.pred for h, fit in final_fits.items()}, frames, process,
+        factors=_factor_views(process, refs, final_fits, hooks),
     )
     write_record(run / "probes.json", ProbesFile, result)
     return result
@@ -706,15 +707,27 @@ def _merged(path: Path, records: list[dict], result: dict, last: bool) -> list[d
     return sorted(kept + records, key=lambda r: r["tokens"])
 
 
+def _factor_views(process, refs: References, fits: dict[str, BlockFit], hooks) -> tuple | None:
+    """A product's (exact factor beliefs, the final layer's read-out of them, weights, {factor:
+    columns}, hook) for `belief_figures.factor_comparison`; None for any other process."""
+    groups = process.target_groups().get("factors")
+    hook = final_layer_hook(list(hooks))
+    fit = fits.get(hook)
+    if not groups or fit is None or "factors" not in fit.targets:
+        return None
+    return refs.targets["factors"], fit.targets["factors"], refs.count, groups, hook
+
+
 def _write_figures(
     run: Path, result: dict, true: np.ndarray, predictions: dict[str, np.ndarray], frames: list,
-    process,
+    process, factors: tuple | None = None,
 ) -> dict[str, str]:
     """Render the belief and geometry figures into RUN/figures/ (atomically); returns name -> path
     in RUN.
 
     true (R_ho, S) held-out beliefs and predictions {probe: (R_ho, S)} of the newest checkpoint;
-    frames [(tokens, pred (n, S), scores, rows (n,) into true)]: the animation's fixed subsample."""
+    frames [(tokens, pred (n, S), scores, rows (n,) into true)]: the animation's fixed subsample;
+    factors: `_factor_views` of a product."""
     chart = state_chart(process, true)
     figures = run / "figures"
     last = result["checkpoints"][-1]
@@ -737,6 +750,9 @@ def _write_figures(
     if len(frames) > 1:
         gif = belief_figures.simplex_animation(true[frames[0][3]], [f[:3] for f in frames], chart)
         out["animation"] = _save(figures / "probe_simplex.gif", gif, run)
+    if factors is not None:
+        out["factors"] = _save(figures / "probe_factors.png", belief_figures.factor_comparison(
+            *factors, last["tokens"]), run)  # fmt: skip
     out.update(geometry_figures(run, result, true, predictions, process.states,
                                 process.is_classical))  # probes.geometry_study
     return out

@@ -256,6 +256,7 @@ class ProbeFigures(Record):
     animation: str | None = None
     dimension: str | None = None
     view_3d: str | None = only("optional")
+    factors: str | None = only("optional")
 
 
 @record

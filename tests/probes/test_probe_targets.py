@@ -79,6 +79,24 @@ def test_product_factor_beliefs_are_read_from_the_exact_joint_belief():
     assert fits["x"].targets["factors"].shape[1] == 6
 
 
+def test_a_products_factor_figure_draws_each_factor_with_its_own_score():
+    """The factor view the probe step writes for a product: one row per factor, each titled with
+    that factor's held-out R² (here the exact belief's probe: 1)."""
+    from probes.belief_figures import factor_comparison
+    from probes.belief_study import _factor_views
+
+    product = Product([load_process("mess3"), load_process("mess3:x=0.1,a=0.6")])
+    inputs, record, fits = _exact_belief_record(product, 4)
+    refs = references(inputs)
+    assert _factor_views(load_process("mess3"), refs, fits, ["x"]) is None
+    true, pred, weights, groups, hook = _factor_views(product, refs, fits, ["x"])
+    assert list(groups) == ["factor 0: mess3(x=0.05,a=0.85)", "factor 1: mess3(x=0.1,a=0.6)"]
+    assert r2_score(true[:, groups["factor 1: mess3(x=0.1,a=0.6)"]],
+                    pred[:, groups["factor 1: mess3(x=0.1,a=0.6)"]], weights) > 0.9999
+    png = factor_comparison(true, pred, weights, groups, hook, tokens=100)
+    assert png.startswith(b"\x89PNG")
+
+
 def test_mixture_component_posterior_is_read_from_the_exact_belief():
     mixture = Mixture([load_process("mess3"), load_process("mess3:x=0.1,a=0.6")], [0.3, 0.7])
     _, record, _ = _exact_belief_record(mixture, 6)
