@@ -97,7 +97,8 @@ def factor_comparison(
     """A product's factors, one row each: the exact factor beliefs (columns `groups` of true
     (n, sum d_k)) beside what the probe of the `factors` target reads from `hook` (pred); R²
     with the rows' weights (n,)."""
-    fig = _figure(9.0, 4.4 * len(groups) + 0.8)
+    height = 4.4 * len(groups) + 1.4
+    fig = _figure(9.0, height)
     axes = np.atleast_2d(fig.subplots(len(groups), 2))
     size = _point_size(len(true))
     for row, (name, cols) in zip(axes, groups.items(), strict=True):
@@ -109,13 +110,14 @@ def factor_comparison(
         _simplex(row[1], read, colors, f"probe from {hook_label(hook)}\nheld-out R² = {r2:.4f}",
                  size, chart)  # fmt: skip
     fig.suptitle(f"Factor beliefs of held-out prefixes, exact and read by one linear probe of "
-                 f"all factors ({tokens:,} training tokens)", fontsize=11)  # fmt: skip
+                 f"all factors ({tokens:,} training tokens)", fontsize=11,
+                 y=1 - 0.25 / height)  # fmt: skip
     _caption(fig, "Each point is one held-out prefix, coloured by its exact factor belief, placed "
              "at it (left) or at the factor belief read from the named layer by the probe of all "
              f"factors side by side ({probe_method()}). R²: held-out, mean over this factor's "
              "coordinates.")  # fmt: skip
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.9 / (4.4 * len(groups) + 0.8),
-                        top=1 - 0.7 / (4.4 * len(groups) + 0.8), hspace=0.25)  # fmt: skip
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.9 / height, top=1 - 1.2 / height,
+                        hspace=0.3)
     return _png(fig)
 
 
