@@ -249,9 +249,9 @@ def leave_one_out_cell_means(cells: np.ndarray, Y: np.ndarray, counts: np.ndarra
     copies: one copy of the row itself is left out); the mean over all copies when no other copy
     is there. What a table estimated from a sample predicts for a copy it has not seen."""
     means, total = cell_means(cells, Y, counts, int(cells.max()) + 1)
-    others = (total[cells] - 1.0)[:, None]
-    alone = others[:, 0] < 0.5
-    loo = (means[cells] * total[cells][:, None] - Y) / np.where(alone, 1.0, others[:, 0])[:, None]
+    others = total[cells] - 1.0
+    alone = others < 0.5
+    loo = (means[cells] * total[cells][:, None] - Y) / np.where(alone, 1.0, others)[:, None]
     loo[alone] = counts @ Y / counts.sum()
     return loo
 
