@@ -52,7 +52,8 @@ class Block:
 BLOCKS = {
     "demo": Block("run", "runs/mess3-demo", "make demo"),
     "seeds": Block("seeds", "runs/mess3-seeds",
-                   "beliefgeo reproduce mess3 --seeds 3 --out runs/mess3-seeds"),
+                   "beliefgeo reproduce mess3 --seeds 3 --llc --llc-checkpoints 14 "
+                   "--out runs/mess3-seeds"),
     "rrxor": Block("run", "runs/rrxor-small",
                    "beliefgeo reproduce rrxor-small --out runs/rrxor-small"),
     "noisy4": Block("run", "runs/probe-noisy-4-cycle",
