@@ -434,13 +434,20 @@ def probe_run(
     add_run_geometry(result, config, inputs, hooks, init_seeds)  # probes.geometry_study
     result["checkpoints"] = _merged(run / "probes.json", records, result, last)
     _add_evidence(result, inputs, refs, final_fits, records[-1], {**kept, "next": final_next})
-    write_record(run / "probes.json", ProbesFile, result)  # the numbers survive a figure's failure
+    _write_result(run, result, refs, final_fits, frames, process)
+    return result
+
+
+def _write_result(
+    run: Path, result: dict, refs: References, fits: dict[str, BlockFit], frames: list, process
+) -> None:
+    """RUN/probes.json, written before the figures too, so a figure's failure loses no number."""
+    write_record(run / "probes.json", ProbesFile, result)
     result["figures"] = _write_figures(
-        run, result, refs.beliefs, {h: fit.pred for h, fit in final_fits.items()}, frames, process,
-        factors=_factor_views(process, refs, final_fits, hooks),
+        run, result, refs.beliefs, {h: fit.pred for h, fit in fits.items()}, frames, process,
+        factors=_factor_views(process, refs, fits, result["hooks"]),
     )
     write_record(run / "probes.json", ProbesFile, result)
-    return result
 
 
 def _add_evidence(
