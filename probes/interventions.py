@@ -47,6 +47,7 @@ from models.architectures import (
     hook_label,
     layer_input_hook,
     recurrent_layers,
+    recurrent_state_hooks,
     recurrent_step,
     residual_hooks,
 )
@@ -144,17 +145,19 @@ def _n_recurrent(model) -> int:
 
 def _propagated_hidden(model, tokens, layer: int, t: torch.Tensor, deltas) -> torch.Tensor:
     """blocks.{layer}.hook_hidden (n, L, H) with deltas added at positions t and the layer's
-    recurrence run on from the moved state; the layer's inputs (layers below) are unchanged."""
-    hidden, source = f"blocks.{layer}.hook_hidden", layer_input_hook(model, layer)
+    recurrence run on from the moved state; the layer's inputs (layers below) are unchanged. An
+    LSTM's cell state at t stays as it was: only the hidden state is moved."""
+    states, source = recurrent_state_hooks(model, layer), layer_input_hook(model, layer)
     with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in (hidden, source))
-        h, u = cache[hidden].clone(), cache[source]
-        h[torch.arange(len(tokens)), t] += torch.as_tensor(deltas, dtype=h.dtype)
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in (*states, source))
+        state, u = torch.cat([cache[n] for n in states], dim=-1), cache[source]
+        width = cache[states[0]].shape[-1]  # the hidden state comes first in the state
+        state[torch.arange(len(tokens)), t, :width] += torch.as_tensor(deltas, dtype=state.dtype)
         step = recurrent_step(model, layer)
-        for s in range(int(t.min()) + 1, h.shape[1]):
+        for s in range(int(t.min()) + 1, state.shape[1]):
             later = (t < s)[:, None]
-            h[:, s] = torch.where(later, step(h[:, s - 1], u[:, s])[1], h[:, s])
-    return h
+            state[:, s] = torch.where(later, step(state[:, s - 1], u[:, s])[1], state[:, s])
+    return state[..., :width]
 
 
 # ---- the exact answer --------------------------------------------------------------------------

@@ -241,3 +241,33 @@ def test_intervene_run_writes_interventions_json(tmp_path, mess3, arch):
         intervene_run(tmp_path / "run", hooks=["no.such.hook"])
     with pytest.raises(InvalidInput):
         intervene_run(tmp_path / "run", tokens=123)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gated_state_propagates_like_torchs_own_cell(cell):
+    """Moving an LSTM's or GRU's hidden state at position t (an LSTM's cell state kept) and
+    running on equals torch's own nn.LSTM / nn.GRU continued from the moved state."""
+    from models import build_model
+    from models.architectures import make_model_config
+
+    hidden, length = 5, 6
+    config = make_model_config(cell, hidden=hidden, n_layers=1, n_ctx=length)
+    model = build_model(config).double().eval()
+    tokens = torch.tensor([[0, 1, 2, 1, 0, 2], [2, 2, 0, 1, 1, 0], [1, 0, 0, 2, 1, 1]])
+    t = np.array([1, 0, 3])
+    delta = np.random.default_rng(6).standard_normal((3, hidden)) * 0.3
+    got = counterfactual_logits(model, tokens, "blocks.0.hook_hidden", t, delta)
+    block = model.blocks[0]
+    with torch.no_grad():
+        u = model.embed(tokens)
+        rows = []
+        for i, ti in enumerate(t):
+            before, state = block.cell(u[i : i + 1, : ti + 1])
+            h0 = state[0] if cell == "lstm" else state
+            moved_h = h0 + torch.from_numpy(delta[i])[None, None]
+            moved = (moved_h, state[1]) if cell == "lstm" else moved_h
+            after, _ = block.cell(u[i : i + 1, ti + 1 :], moved)
+            before = torch.cat([before[:, :ti], moved_h.transpose(0, 1)], dim=1)
+            rows.append(torch.cat([before, after], dim=1))
+        expected = torch.log_softmax(model.unembed(torch.cat(rows)).double(), -1)
+    torch.testing.assert_close(got, expected, atol=1e-9, rtol=1e-9)
