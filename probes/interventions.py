@@ -24,9 +24,10 @@ activations actually change with the belief) that makes the same probe read b', 
 nulls of its own norm.
 
 What later positions test depends on the architecture (docs/geometry.md):
-  RNN (hooks blocks.{l}.hook_hidden): the moved state is the state the layer's recurrence
-      continues from (models.architectures.recurrent_step), so later predictions test whether the
-      network's own dynamics update the moved state like the filter updates b'.
+  RNN (hooks blocks.{l}.hook_hidden, and an LSTM's blocks.{l}.hook_cell): the moved state is the
+      state the layer's recurrence continues from (models.architectures.recurrent_step; the other
+      part of an LSTM's state kept), so later predictions test whether the network's own
+      dynamics update the moved state like the filter updates b'.
   transformer: only the residual at position t changes; later positions read it only through
       attention in the blocks after hook l, and still see every original token. A network that
       recomputes the belief from the tokens at every position leaves later predictions unchanged
@@ -61,7 +62,7 @@ from probes.geometry_figures import intervention_bars
 FORMAT = 1
 N_PREFIXES = 2000
 N_BOOT = 1000
-RECURRENT_HIDDEN = re.compile(r"blocks\.(\d+)\.hook_hidden")
+RECURRENT_STATE = re.compile(r"blocks\.(\d+)\.hook_(hidden|cell)")
 
 
 # ---- the moves ---------------------------------------------------------------------------------
@@ -108,15 +109,16 @@ def counterfactual_logits(
     hidden-state hook the layer's recurrence then runs on from the moved state (module doc)."""
     rows = torch.arange(len(tokens))
     t = torch.from_numpy(np.asarray(positions, dtype=np.int64))
-    match = RECURRENT_HIDDEN.fullmatch(hook)
+    match = RECURRENT_STATE.fullmatch(hook)
     recurrent = _n_recurrent(model) > 0
-    if recurrent and match:
-        moved = _propagated_hidden(model, tokens, int(match.group(1)), t, deltas)
+    if recurrent and match:  # the layer's hidden state, run on from the moved state, replaces it
+        layer = int(match.group(1))
+        moved = _propagated_hidden(model, tokens, layer, hook, t, deltas)
+        hook = f"blocks.{layer}.hook_hidden"
 
-        def replace(act, hook):
+        def fn(act, hook):
             return moved
 
-        fn = replace
     else:
         if recurrent and hook.endswith("hook_pre"):
             raise InvalidInput(
@@ -143,16 +145,24 @@ def _n_recurrent(model) -> int:
         return 0
 
 
-def _propagated_hidden(model, tokens, layer: int, t: torch.Tensor, deltas) -> torch.Tensor:
-    """blocks.{layer}.hook_hidden (n, L, H) with deltas added at positions t and the layer's
-    recurrence run on from the moved state; the layer's inputs (layers below) are unchanged. An
-    LSTM's cell state at t stays as it was: only the hidden state is moved."""
+def _propagated_hidden(
+    model, tokens, layer: int, hook: str, t: torch.Tensor, deltas
+) -> torch.Tensor:
+    """blocks.{layer}.hook_hidden (n, L, H) after deltas are added to the state part `hook` (the
+    hidden state, or an LSTM's cell) at positions t and the layer's recurrence runs on from the
+    moved state; the rest of the state at t and the layer's inputs stay as they were."""
     states, source = recurrent_state_hooks(model, layer), layer_input_hook(model, layer)
+    gate = f"blocks.{layer}.hook_output_gate_pre"  # an LSTM's: h_t = sigmoid(o_t) tanh(c_t)
+    rows = torch.arange(len(tokens))
     with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in (*states, source))
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in (*states, source, gate))
         state, u = torch.cat([cache[n] for n in states], dim=-1), cache[source]
-        width = cache[states[0]].shape[-1]  # the hidden state comes first in the state
-        state[torch.arange(len(tokens)), t, :width] += torch.as_tensor(deltas, dtype=state.dtype)
+        width = cache[states[0]].shape[-1]  # the hidden state first, an LSTM's cell after it
+        part = slice(width * states.index(hook), width * (states.index(hook) + 1))
+        state[rows, t, part] += torch.as_tensor(deltas, dtype=state.dtype)
+        if hook.endswith("hook_cell"):  # the moved cell state reaches h_t as it would have
+            state[rows, t, :width] = torch.sigmoid(cache[gate][rows, t]) * torch.tanh(
+                state[rows, t, width:])
         step = recurrent_step(model, layer)
         for s in range(int(t.min()) + 1, state.shape[1]):
             later = (t < s)[:, None]

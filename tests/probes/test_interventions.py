@@ -271,3 +271,32 @@ def test_gated_state_propagates_like_torchs_own_cell(cell):
             rows.append(torch.cat([before, after], dim=1))
         expected = torch.log_softmax(model.unembed(torch.cat(rows)).double(), -1)
     torch.testing.assert_close(got, expected, atol=1e-9, rtol=1e-9)
+
+
+def test_a_moved_lstm_cell_reaches_its_hidden_state_and_runs_on_like_torchs_cell():
+    """c_t moved by delta: h_t = sigmoid(o_t) tanh(c_t + delta) (o_t from torch's weights, gate
+    order i, f, g, o), then torch's nn.LSTM continues from (h_t, c_t + delta)."""
+    from models import build_model
+    from models.architectures import make_model_config
+
+    hidden, length = 5, 6
+    model = build_model(make_model_config("lstm", hidden=hidden, n_layers=1, n_ctx=length))
+    model = model.double().eval()
+    tokens = torch.tensor([[0, 1, 2, 1, 0, 2], [2, 2, 0, 1, 1, 0]])
+    t = np.array([2, 0])
+    delta = np.random.default_rng(7).standard_normal((2, hidden)) * 0.5
+    got = counterfactual_logits(model, tokens, "blocks.0.hook_cell", t, delta)
+    cell = model.blocks[0].cell
+    with torch.no_grad():
+        u, rows = model.embed(tokens), []
+        for i, ti in enumerate(t):
+            before, (h, c) = cell(u[i : i + 1, : ti + 1])
+            h_prev = before[:, ti - 1] if ti > 0 else torch.zeros(1, hidden, dtype=u.dtype)
+            gates = (u[i, ti] @ cell.weight_ih_l0.T + cell.bias_ih_l0
+                     + h_prev @ cell.weight_hh_l0.T + cell.bias_hh_l0)
+            c = c + torch.from_numpy(delta[i])[None, None]
+            h = (torch.sigmoid(gates.chunk(4, -1)[3]) * torch.tanh(c[0]))[None]
+            after, _ = cell(u[i : i + 1, ti + 1 :], (h, c))
+            rows.append(torch.cat([before[:, :ti], h.transpose(0, 1), after], dim=1))
+        expected = torch.log_softmax(model.unembed(torch.cat(rows)).double(), -1)
+    torch.testing.assert_close(got, expected, atol=1e-9, rtol=1e-9)
