@@ -64,6 +64,10 @@ BLOCKS = {
     "memorize": Block("compare", "runs/memorize-3seeds",
                       "beliefgeo compare-phases mess3 --runs rnn:tanh,rnn:sigmoid,rnn:relu "
                       "--recipes memorize --seeds 3 --out runs/memorize-3seeds"),
+    "compare-default": Block("compare", "runs/compare-default",
+                             "beliefgeo compare-phases mess3 --runs transformer:relu,rnn:tanh,"
+                             "rnn:sigmoid,rnn:relu --recipes default --seeds 3 "
+                             "--out runs/compare-default"),
     "grid": Block("sweep", "runs/quantum_grid",
                   "beliefgeo sweep experiments/examples/sweep_quantum_grid.json "
                   "--out runs/quantum_grid"),
