@@ -187,20 +187,21 @@ def band_figure(rows: list[dict], summaries: dict[str, RunSummary], title: str) 
     excess-loss panel says whether it plots exact losses or batch estimates (RunSummary)."""
     from hmm.figure_style import LINES, REFERENCE_GREY, new_figure, png_bytes, token_axis
 
-    fig = new_figure(12, 8)
+    legend_in = 0.2 * ((len(rows) + 1) // 2) + 0.2  # the settings listed below the panels
+    fig = new_figure(12, 8 + legend_in)
     axes = fig.subplots(2, 2, sharex=True)
     ticks = []
     for ax, (key, label, yscale) in zip(axes.flat, CURVE_PANELS, strict=True):
         for i, row in enumerate(rows):
-            colour = LINES[i % len(LINES)]
+            colour, style = LINES[i % len(LINES)], ("-", "--", ":", "-.")[i // len(LINES) % 4]
             runs = [summaries[run].curves().get(key, []) for run in row["runs"]]
             x, mean, low, high = seed_band(runs)
             if not len(x):
                 continue
             positive = mean[mean > 0]
             floor = (positive.min() / 10 if len(positive) else 1e-6) if yscale == "log" else -np.inf
-            ax.plot(x, np.maximum(mean, floor), "o-", ms=2.5, lw=1.3, color=colour,
-                    label=f"{row['setting']} (n={row['n_seeds']})")  # fmt: skip
+            ax.plot(x, np.maximum(mean, floor), marker="o", ls=style, ms=2.5, lw=1.3,
+                    color=colour, label=f"{row['setting']} (n={row['n_seeds']})")  # fmt: skip
             if low is not None:
                 ax.fill_between(x, np.maximum(low, floor), np.maximum(high, floor),
                                 color=colour, alpha=0.2, lw=0)  # fmt: skip
@@ -216,10 +217,11 @@ def band_figure(rows: list[dict], summaries: dict[str, RunSummary], title: str) 
         token_axis(ax, np.concatenate(ticks) if ticks else np.zeros(1))
     for ax in axes[0]:
         ax.set_xlabel("")
-    if axes[0, 0].get_legend_handles_labels()[0]:
-        axes[0, 0].legend(fontsize=7)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:  # below the panels, where it covers no curve
+        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, legend_in / (8 + legend_in), 1, 1))
     return png_bytes(fig, dpi=100)
 
 
