@@ -26,7 +26,7 @@ from experiments.fractal import FractalFile, read_fractal
 from hmm.errors import InvalidInput
 from models.architectures import CONCAT, final_layer_hook
 from models.run_files import RunConfig, list_checkpoints, read_config, read_metrics_lines
-from probes.llc_settings import NOT_AN_LLC
+from probes.llc_settings import not_an_llc
 from probes.phase_study import MILESTONE_KEYS
 from probes.run_files import (
     Headline,
@@ -176,7 +176,7 @@ class LlcSummary:
     def usable(self) -> list[LlcCheckpoint]:
         """The estimates that are LLCs: finite, and no flag of NOT_AN_LLC."""
         return [e for e in self.checkpoints if _finite(e.llc_mean)
-                and not set(e.flags) & set(NOT_AN_LLC)]  # fmt: skip
+                and not not_an_llc(e.flags)]  # fmt: skip
 
     @property
     def final_llc(self) -> float | None:

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from hmm.files import read_json, write_atomic
 from models.architectures import hook_label
 from models.run_files import read_metrics
-from probes.llc_settings import NOT_AN_LLC
+from probes.llc_settings import not_an_llc
 from probes.phase_figures import (
     BELIEF_COLOUR,
     CAPTION_WIDTH,
@@ -123,7 +123,7 @@ def _llc_range(entries: list[dict]) -> tuple[float, float]:
                 out += [e["llc_mean"] - _zero(e["llc_sd"]), e["llc_mean"] + _zero(e["llc_sd"])]
         return out
 
-    found = values([e for e in entries if not set(e["flags"]) & set(NOT_AN_LLC)])
+    found = values([e for e in entries if not not_an_llc(e["flags"])])
     found = found or values(entries) or [0.0, 1.0]
     low, high = min(min(found), 0.0), max(max(found), 0.0)
     pad = 0.12 * ((high - low) or 1.0)
@@ -332,7 +332,7 @@ def plot_llc_groups(result: dict, path: str | Path) -> Path:
         ax.plot(
             x, mean, "o-", color=colour, ms=4, lw=1.6, label=f"{label} ({n} run{'s' * (n > 1)})"
         )
-        flagged = np.array([bool(set(e["flags"]) & set(NOT_AN_LLC)) for e in entries])
+        flagged = np.array([not_an_llc(e["flags"]) for e in entries])
         ax.plot(x[flagged], mean[flagged], "o", ms=6, mfc="white", color=colour)
         for k in range(n):
             single = np.clip([_nan(e["llc_runs"][k]) for e in entries], low, high)

@@ -26,6 +26,12 @@ FLAGS = (
 )
 # flags that mean the estimate is not an LLC at all (the others only qualify it)
 NOT_AN_LLC = ("not_at_minimum", "loss_nonfinite", "loss_above_uniform")
+
+
+def not_an_llc(flags) -> bool:
+    """Whether an estimate with these flags is no LLC at all (a flag of NOT_AN_LLC)."""
+    return bool(set(flags) & set(NOT_AN_LLC))
+
 # what each flag says about an estimate, for a reader (docs/llc.md, "Flags")
 FLAG_MEANINGS = {
     "not_at_minimum": "λ̂ < 0: the chains found lower loss nearby, so the checkpoint is not a "

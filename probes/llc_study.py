@@ -33,7 +33,7 @@ from models.checkpoints import model_config_of_run, trained_positions
 from models.compute import cpu_threads, pick_device, torch_threads
 from models.run_files import list_checkpoints
 from probes.llc import NextTokenWindowLoss, calibrate, estimate_llc
-from probes.llc_settings import NOT_AN_LLC, CalibrationGrid, LLCSettings, checkpoint_count
+from probes.llc_settings import CalibrationGrid, LLCSettings, checkpoint_count, not_an_llc
 from probes.run_files import LLC_FORMAT, LlcFile, ProbesFile, read_llc, read_probes
 
 WINDOW_STREAM = 20  # third word of the sampling windows' seed entropy (docs/llc.md)
@@ -182,7 +182,7 @@ def stage_boundaries(entries: list[dict], chains: int, flat_frac: float = 0.05) 
     used = [
         e for e in entries
         if e["llc_mean"] is not None and math.isfinite(e["llc_mean"])
-        and not set(e["flags"]) & set(NOT_AN_LLC)
+        and not not_an_llc(e["flags"])
     ]  # fmt: skip
     out = {"rule": STAGE_RULE, "flat_frac": flat_frac, "used_tokens": [e["tokens"] for e in used],
            "steps": [], "boundaries": [], "structure": None}  # fmt: skip
