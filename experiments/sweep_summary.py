@@ -190,6 +190,7 @@ def band_figure(rows: list[dict], summaries: dict[str, RunSummary], title: str) 
     legend_in = 0.2 * ((len(rows) + 1) // 2) + 0.2  # the settings listed below the panels
     fig = new_figure(12, 8 + legend_in)
     axes = fig.subplots(2, 2, sharex=True)
+    kinds = {summaries[run].loss.curve_kind for row in rows for run in row["runs"]}
     ticks = []
     for ax, (key, label, yscale) in zip(axes.flat, CURVE_PANELS, strict=True):
         for i, row in enumerate(rows):
@@ -206,7 +207,6 @@ def band_figure(rows: list[dict], summaries: dict[str, RunSummary], title: str) 
                 ax.fill_between(x, np.maximum(low, floor), np.maximum(high, floor),
                                 color=colour, alpha=0.2, lw=0)  # fmt: skip
             ticks.append(x)
-        kinds = {summaries[run].loss.curve_kind for row in rows for run in row["runs"]}
         if key == "excess_loss" and kinds:  # no kinds when every point failed
             ax.set_title(LOSS_KINDS[tuple(sorted(kinds))], fontsize=9)
         ax.set(yscale=yscale, ylabel=label)
